@@ -1,0 +1,1 @@
+"""Namespace of the CCTools Python packages; ``ndcctools.work_queue`` re-exports ``work_queue``."""

@@ -1,0 +1,65 @@
+"""A pure-Python Work Queue, wire-compatible with CCTools Work Queue (protocol 11).
+
+``import work_queue as wq`` and ``import ndcctools.work_queue as wq`` give the same API::
+
+    q = wq.WorkQueue(port=0)
+    t = wq.Task("gzip < my-file > my-file.gz")
+    t.specify_input_file("my-file")
+    t.specify_output_file("my-file.gz")
+    q.submit(t)
+    while not q.empty():
+        t = q.wait(5)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import os as _os
+
+from .constants import *  # noqa: F403
+from .constants import __all__ as _constant_names
+from .core.resources import Resources
+from .errors import (
+    AuthenticationError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    WorkQueueError,
+)
+from .manager.queue import WorkQueue
+from .manager.task import Task
+
+
+def specify_port_range(low_port: int, high_port: int) -> None:
+    """Make port 0 pick from ``[low_port, high_port]`` (sets TCP_LOW_PORT / TCP_HIGH_PORT)."""
+    if low_port > high_port:
+        raise TypeError("low_port {} should be smaller than high_port {}".format(low_port,
+                                                                              high_port))
+    _os.environ["TCP_LOW_PORT"] = str(low_port)
+    _os.environ["TCP_HIGH_PORT"] = str(high_port)
+
+
+def set_debug_flag(*flags: str) -> None:
+    """Accepted for compatibility; use ``WorkQueue(debug_log=...)`` to get a debug log."""
+
+
+def specify_debug_log(logfile: str) -> None:
+    """Accepted for compatibility; use ``WorkQueue(debug_log=...)``."""
+
+
+__all__ = [
+    *_constant_names,
+    "WorkQueue",
+    "Task",
+    "Resources",
+    "WorkQueueError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "AuthenticationError",
+    "specify_port_range",
+    "set_debug_flag",
+    "specify_debug_log",
+    "__version__",
+]

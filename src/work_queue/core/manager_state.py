@@ -1,0 +1,308 @@
+"""The manager's bookkeeping: tasks, workers, the ready queue, and counters.
+
+The I/O shell (``manager/queue.py``) tells this object what happened (a task was submitted, a
+worker reported, a result arrived, a worker vanished) and asks it what to do next (which task to
+send to which worker, with which allocation box).  Every method takes ``now`` (seconds since
+the epoch, a float) when it needs the time; nothing here reads a clock or does I/O, so every
+rule can be tested deterministically with a fake clock.
+
+Invariant (checked by :meth:`validate`): every task is in exactly one place that matches its
+state, and each worker's in-use resources equal the sum of the boxes of its tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import (
+    WORK_QUEUE_RESULT_MAX_RETRIES,
+    WORK_QUEUE_RESULT_SUCCESS,
+    WORK_QUEUE_RESULT_TASK_TIMEOUT,
+    WORK_QUEUE_SCHEDULE_TIME,
+    WORK_QUEUE_SCHEDULE_UNSET,
+)
+from . import task_state as ts
+from .resources import BoxPolicy, Resources, allocation_box
+from .scheduling import ReadyQueue, WorkerRecord, choose_worker, worker_can_take
+from .stats import ManagerCounters
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """Instruction: send ``task`` to ``worker`` with allocation ``box``."""
+
+    task: Any
+    worker: WorkerRecord
+    box: Resources
+
+
+class ManagerState:
+    """Pure state of a manager.  See the module docstring."""
+
+    def __init__(self, now: float, seed: int | None = None) -> None:
+        self.tasks: dict[int, Any] = {}
+        self.ready = ReadyQueue()
+        self.returned: deque[int] = deque()
+        self.workers: dict[int, WorkerRecord] = {}
+        self.blocked: dict[str, float] = {}
+        self.counters = ManagerCounters(time_when_started=now)
+        self.policy = BoxPolicy()
+        self.algorithm = WORK_QUEUE_SCHEDULE_TIME
+        self.wait_for_workers = 0
+        self.schedule_depth = 100
+        self.hungry_minimum = 10
+        self.hungry_minimum_factor = 2.0
+        self.next_task_id = 1
+        self.rng = random.Random(seed)
+        #: Set whenever something happened that may make a dispatch possible.
+        self.dispatch_pending = True
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def submit(self, task: Any, now: float) -> int:
+        """Queue ``task`` (state UNKNOWN or finished) and give it a new id."""
+        task.state = ts.transition(getattr(task, "id", 0) or 0, task.state, "submit")
+        task.id = self.next_task_id
+        self.next_task_id += 1
+        task.try_count = 0
+        task.time_when_submitted = now
+        self.tasks[task.id] = task
+        self.ready.push(task)
+        self.counters.tasks_submitted += 1
+        self.dispatch_pending = True
+        return int(task.id)
+
+    def limits_of(self, task: Any) -> Resources:
+        """Resources the task asked for (explicit values win over its category's)."""
+        return task.resources_requested  # type: ignore[no-any-return]
+
+    def next_dispatch(self, now: float) -> Dispatch | list[Any] | None:
+        """The next task to send and where, or tasks that expired (to be failed), or None."""
+        if not self.dispatch_pending:
+            return None
+        handshaken = [w for w in self.workers.values() if w.ready and not w.draining
+                      and not self.is_blocked(w.hostname, now)]
+        if len(self.workers) < self.wait_for_workers or not handshaken:
+            self.dispatch_pending = False
+            return None
+        expired: list[Any] = []
+        chosen: Dispatch | None = None
+        try:
+            for task in self.ready.scan(self.schedule_depth):
+                if task.end_time > 0 and task.end_time <= now:
+                    expired.append(task)
+                    continue
+                if 0 < getattr(task, "start_time_min", 0) > now:
+                    continue
+                chosen = self._place(task, handshaken, now)
+                if chosen is not None:
+                    break
+        finally:
+            self.ready.restore()
+        if expired:
+            for task in expired:
+                self.ready.remove(task.id)
+            return expired
+        if chosen is None:
+            self.dispatch_pending = False
+        return chosen
+
+    def _place(self, task: Any, workers: list[WorkerRecord], now: float) -> Dispatch | None:
+        limits = self.limits_of(task)
+        mult = self.policy.submit_multiplier
+        boxes: dict[int, Resources] = {}
+
+        def eligible() -> Any:
+            for w in workers:
+                box = allocation_box(limits, task.resources_min, w.resources, self.policy)
+                if worker_can_take(w, box, task, mult, now):
+                    boxes[w.key] = box
+                    yield w
+
+        algorithm = task.algorithm if task.algorithm != WORK_QUEUE_SCHEDULE_UNSET \
+            else self.algorithm
+        worker = choose_worker(eligible(), algorithm, task, self.rng)
+        if worker is None:
+            return None
+        return Dispatch(task, worker, boxes[worker.key])
+
+    def commit_dispatch(self, d: Dispatch, now: float) -> None:
+        """Record that ``d.task`` was sent to ``d.worker``."""
+        task, worker = d.task, d.worker
+        task.state = ts.transition(task.id, task.state, "dispatch")
+        self.ready.remove(task.id)
+        task.try_count += 1
+        task.resources_allocated = d.box
+        task.worker_key = worker.key
+        worker.tasks[task.id] = task
+        worker.add_box(d.box)
+        self.counters.tasks_dispatched += 1
+
+    def result_arrived(self, task: Any) -> None:
+        """The worker said the task finished; outputs are still to be fetched."""
+        task.state = ts.transition(task.id, task.state, "result")
+
+    def _release(self, task: Any) -> WorkerRecord | None:
+        worker = self.workers.get(getattr(task, "worker_key", -1))
+        if worker is not None and worker.tasks.pop(task.id, None) is not None:
+            worker.add_box(task.resources_allocated, -1)
+        task.worker_key = -1
+        self.dispatch_pending = True
+        return worker
+
+    def retrieved(self, task: Any, now: float) -> None:
+        """Outputs are fetched: the task is ready to be returned by ``wait()``."""
+        task.state = ts.transition(task.id, task.state, "retrieved")
+        worker = self._release(task)
+        if worker is not None:
+            worker.tasks_complete += 1
+            worker.total_task_time += task.cmd_execution_time / 1e6
+            worker.total_transfer_time += task.total_transfer_time / 1e6
+        self.counters.count_completion(task)
+        self.returned.append(task.id)
+
+    def fail(self, task: Any, result: int, now: float) -> None:
+        """End the task without (further) running it, with ``result``."""
+        if task.state == ts.READY:
+            self.ready.remove(task.id)
+        task.state = ts.transition(task.id, task.state, "fail")
+        task.result = result
+        self._release(task)
+        self.returned.append(task.id)
+
+    def requeue(self, task: Any, now: float) -> None:
+        """Put a task back to READY (its worker is gone); fail it if out of retries."""
+        self._release(task)
+        if task.max_retries > 0 and task.try_count > task.max_retries:
+            task.state = ts.transition(task.id, task.state, "fail")
+            task.result = WORK_QUEUE_RESULT_MAX_RETRIES
+            self.returned.append(task.id)
+            return
+        if task.end_time > 0 and task.end_time <= now:
+            task.state = ts.transition(task.id, task.state, "fail")
+            task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
+            self.returned.append(task.id)
+            return
+        task.state = ts.transition(task.id, task.state, "requeue")
+        self.ready.push(task)
+
+    def cancel(self, task_id: int) -> tuple[Any, WorkerRecord | None] | None:
+        """Remove a live task; returns it and the worker it was on (to send ``kill``)."""
+        task = self.tasks.get(task_id)
+        if task is None or task.state not in ts.LIVE_STATES:
+            return None
+        worker = self.workers.get(getattr(task, "worker_key", -1))
+        if task.state == ts.READY:
+            self.ready.remove(task_id)
+        if task.state == ts.RETRIEVED:
+            try:
+                self.returned.remove(task_id)
+            except ValueError:
+                pass
+        self._release(task)
+        task.state = ts.transition(task_id, task.state, "cancel")
+        del self.tasks[task_id]
+        self.counters.tasks_cancelled += 1
+        return task, worker
+
+    def pop_returned(self, tag: str | None = None) -> Any | None:
+        """Hand one finished task to the application (RETRIEVED -> DONE), optionally by tag."""
+        if tag is None:
+            if not self.returned:
+                return None
+            task_id = self.returned.popleft()
+        else:
+            for task_id in self.returned:
+                if self.tasks[task_id].tag == tag:
+                    self.returned.remove(task_id)
+                    break
+            else:
+                return None
+        task = self.tasks.pop(task_id)
+        task.state = ts.transition(task_id, task.state, "return")
+        self.counters.tasks_done += 1
+        if task.result != WORK_QUEUE_RESULT_SUCCESS:
+            self.counters.tasks_failed += 1
+        return task
+
+    def empty(self) -> bool:
+        return not self.tasks
+
+    def count_state(self, state: int) -> int:
+        if state == ts.READY:
+            return len(self.ready)
+        return sum(1 for t in self.tasks.values() if t.state == state)
+
+    def hungry(self) -> bool:
+        """CCTools: hungry while waiting tasks < max(hungry-minimum, factor * workers)."""
+        threshold = max(self.hungry_minimum, self.hungry_minimum_factor * len(self.workers))
+        return len(self.ready) < threshold
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def add_worker(self, worker: WorkerRecord, now: float) -> None:
+        worker.start_time = now
+        self.workers[worker.key] = worker
+        self.counters.workers_joined += 1
+
+    def worker_ready(self, worker: WorkerRecord) -> None:
+        worker.ready = True
+        self.dispatch_pending = True
+
+    def remove_worker(self, key: int, now: float) -> list[Any]:
+        """Forget a worker; its tasks go back to the queue.  Returns the requeued tasks."""
+        worker = self.workers.pop(key, None)
+        if worker is None:
+            return []
+        self.counters.workers_removed += 1
+        tasks = list(worker.tasks.values())
+        for task in tasks:
+            task.worker_key = -1
+            worker.tasks.pop(task.id, None)
+            worker.add_box(task.resources_allocated, -1)
+            self.requeue(task, now)
+        self.dispatch_pending = True
+        return tasks
+
+    def block_host(self, host: str, until: float = math.inf) -> None:
+        self.blocked[host] = until
+        self.counters.workers_blocked += 1
+
+    def unblock_host(self, host: str | None = None) -> None:
+        if host is None:
+            self.blocked.clear()
+        else:
+            self.blocked.pop(host, None)
+        self.dispatch_pending = True
+
+    def is_blocked(self, host: str, now: float) -> bool:
+        until = self.blocked.get(host)
+        if until is None:
+            return False
+        if until <= now:
+            del self.blocked[host]
+            return False
+        return True
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Assert the invariants (used after every step in tests)."""
+        for tid, task in self.tasks.items():
+            assert task.id == tid
+            assert task.state in ts.LIVE_STATES, (tid, task.state)
+            assert (task.state == ts.READY) == (tid in self.ready), (tid, task.state)
+            on_worker = task.state in (ts.RUNNING, ts.WAITING_RETRIEVAL)
+            assert on_worker == (getattr(task, "worker_key", -1) in self.workers), tid
+            assert (task.state == ts.RETRIEVED) == (tid in self.returned), tid
+        for w in self.workers.values():
+            for name in ("cores", "memory", "disk", "gpus"):
+                total = sum(max(getattr(t.resources_allocated, name), 0)
+                            for t in w.tasks.values())
+                assert abs(total - getattr(w, "inuse_" + name)) < 1e-6, (w.key, name)
+            for t in w.tasks.values():
+                assert t.worker_key == w.key and t.id in self.tasks

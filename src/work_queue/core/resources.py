@@ -1,0 +1,133 @@
+"""Resource values (cores, memory, disk, gpus) and the allocation box of a task on a worker.
+
+Units: cores and gpus are counts, memory and disk are MB (2**20 bytes).  An unset value is -1,
+as in CCTools' ``rmsummary``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+RESOURCE_NAMES = ("cores", "memory", "disk", "gpus")
+
+
+@dataclass(slots=True)
+class Resources:
+    """A set of resource values; -1 means "not specified"."""
+
+    cores: float = -1
+    memory: float = -1
+    disk: float = -1
+    gpus: float = -1
+    wall_time: float = -1
+    end: float = -1
+    start: float = -1
+
+    def copy(self) -> Resources:
+        return Resources(self.cores, self.memory, self.disk, self.gpus, self.wall_time,
+                         self.end, self.start)
+
+    def as_dict(self) -> dict[str, float]:
+        """The specified (>= 0) values, by name."""
+        return {k: getattr(self, k) for k in
+                ("cores", "memory", "disk", "gpus", "wall_time", "end", "start")
+                if getattr(self, k) >= 0}
+
+    def merge_max(self, other: Resources) -> None:
+        """Field-wise maximum with ``other`` (``rmsummary_merge_max``)."""
+        for k in ("cores", "memory", "disk", "gpus", "wall_time", "end", "start"):
+            v = getattr(other, k)
+            if v > getattr(self, k):
+                setattr(self, k, v)
+
+    def override_with(self, other: Resources) -> None:
+        """Take every value ``other`` specifies (``rmsummary_merge_override``)."""
+        for k in ("cores", "memory", "disk", "gpus", "wall_time", "end", "start"):
+            v = getattr(other, k)
+            if v >= 0:
+                setattr(self, k, v)
+
+    # Attribute-style access used by programs written for the SWIG rmsummary object.
+    def __getitem__(self, key: str) -> float:
+        return getattr(self, key)
+
+
+@dataclass(slots=True)
+class WorkerResources:
+    """What a worker reported: ``resource <name> <total> <smallest> <largest>`` lines."""
+
+    cores: int = 0
+    memory: int = 0
+    disk: int = 0
+    gpus: int = 0
+    workers: int = 0
+    largest: dict[str, int] = field(default_factory=dict)
+
+    def largest_of(self, name: str) -> int:
+        return self.largest.get(name, getattr(self, name))
+
+
+@dataclass(slots=True)
+class BoxPolicy:
+    """The ``tune()`` knobs that shape allocation boxes."""
+
+    proportional: bool = True
+    whole_tasks: bool = True
+    submit_multiplier: float = 1.0
+
+
+def allocation_box(limits: Resources, minimum: Resources | None, worker: WorkerResources,
+                   policy: BoxPolicy) -> Resources:
+    """The resources a task is given on a worker (CCTools ``task_worker_box_size``).
+
+    Rules of the manual: no declaration means the whole worker; otherwise the worker is divided
+    in proportion to the largest declared share, rounded so a whole number of such tasks fits;
+    gpus default to 0, and cores default to 0 when only gpus are declared.
+    """
+    box = limits.copy()
+    w_cores = worker.largest_of("cores")
+    w_memory = worker.largest_of("memory")
+    w_disk = worker.largest_of("disk")
+    w_gpus = worker.largest_of("gpus")
+    whole = True
+    if policy.proportional:
+        p = -1.0
+        for value, total in ((box.cores, w_cores), (box.memory, w_memory),
+                             (box.disk, w_disk), (box.gpus, w_gpus)):
+            if total > 0:
+                p = max(p, value / total)
+        if 0 < p <= 1:
+            whole = False
+            if policy.whole_tasks:
+                p = 1.0 / math.floor(1.0 / p)
+            if box.cores < 0 and box.gpus > 0:
+                box.cores = 0
+            else:
+                box.cores = max(1, box.cores, math.floor(w_cores * p))
+            if box.gpus < 0:
+                box.gpus = 0
+            box.memory = max(1, box.memory, math.floor(w_memory * p))
+            box.disk = max(1, box.disk, math.floor(w_disk * p / policy.submit_multiplier))
+    elif box.cores > 0 and box.memory > 0 and box.disk > 0:
+        whole = False
+        if box.gpus < 0:
+            box.gpus = 0
+    if box.cores < 1 and box.gpus < 1 and box.memory < 1 and box.disk < 1:
+        whole = True
+    if whole:
+        if box.cores <= 0:
+            box.cores = 0 if box.gpus > 0 else w_cores
+        if box.gpus <= 0:
+            box.gpus = 0
+        if box.memory <= 0:
+            box.memory = w_memory
+        if box.disk <= 0:
+            box.disk = w_disk
+    else:
+        for name in ("cores", "memory", "disk", "gpus"):
+            if getattr(box, name) < 0:
+                setattr(box, name, 0)
+    if minimum is not None:
+        box.merge_max(minimum)
+    return box

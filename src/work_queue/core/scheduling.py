@@ -1,0 +1,171 @@
+"""Pure scheduling decisions: can a worker take a task, which worker, in which order.
+
+Mirrors CCTools ``check_hand_against_task``, ``find_best_worker`` and the ready-list order
+(priority descending, then task id ascending).  Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..constants import (
+    WORK_QUEUE_SCHEDULE_FCFS,
+    WORK_QUEUE_SCHEDULE_FILES,
+    WORK_QUEUE_SCHEDULE_RAND,
+    WORK_QUEUE_SCHEDULE_TIME,
+    WORK_QUEUE_SCHEDULE_WORST,
+)
+from .resources import Resources, WorkerResources
+
+
+@dataclass(eq=False)
+class WorkerRecord:
+    """What the manager core knows about one connected worker."""
+
+    key: int
+    hostname: str = "unknown"
+    address: str = ""
+    os: str = ""
+    arch: str = ""
+    version: str = ""
+    worker_id: str = ""
+    resources: WorkerResources = field(default_factory=WorkerResources)
+    #: Reported the tag and the end time, so it may receive tasks.
+    ready: bool = False
+    got_tag: bool = False
+    end_time: float = -1
+    features: set[str] = field(default_factory=set)
+    tasks: dict[int, Any] = field(default_factory=dict)
+    inuse_cores: float = 0
+    inuse_memory: float = 0
+    inuse_disk: float = 0
+    inuse_gpus: float = 0
+    #: Cache names this worker holds (CACHE-flagged objects only).
+    cached: dict[str, int] = field(default_factory=dict)
+    tasks_complete: int = 0
+    total_task_time: float = 0.0
+    total_transfer_time: float = 0.0
+    total_bytes_transferred: int = 0
+    start_time: float = 0.0
+    draining: bool = False
+    factory_name: str = ""
+    tasks_running_reported: int = 0
+
+    def free_cores(self) -> float:
+        return self.resources.cores - self.inuse_cores
+
+    def add_box(self, box: Resources, sign: int = 1) -> None:
+        self.inuse_cores += sign * max(box.cores, 0)
+        self.inuse_memory += sign * max(box.memory, 0)
+        self.inuse_disk += sign * max(box.disk, 0)
+        self.inuse_gpus += sign * max(box.gpus, 0)
+
+
+def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_multiplier: float,
+                    now: float) -> bool:
+    """Whether ``box`` fits in what is left of ``worker`` (``check_hand_against_task``)."""
+    r = worker.resources
+    if worker.inuse_disk + box.disk > r.disk:
+        return False
+    for used, need, total in ((worker.inuse_cores, box.cores, r.cores),
+                              (worker.inuse_memory, box.memory, r.memory),
+                              (worker.inuse_gpus, box.gpus, r.gpus)):
+        if need > total or used + need > math.ceil(total * submit_multiplier):
+            return False
+    if worker.end_time > 0:
+        end = getattr(task, "end_time", 0) or 0
+        if end > 0 and end > worker.end_time:
+            return False
+        min_run = getattr(task, "min_running_time", 0) or 0
+        if min_run > 0 and now + min_run > worker.end_time:
+            return False
+    features = getattr(task, "features", None)
+    return not (features and not features <= worker.features)
+
+
+def choose_worker(candidates: Iterable[WorkerRecord], algorithm: int, task: Any,
+                  rng: random.Random) -> WorkerRecord | None:
+    """Pick one of the eligible workers according to the scheduling ``algorithm``."""
+    pool = list(candidates) if algorithm != WORK_QUEUE_SCHEDULE_FCFS else candidates
+    if algorithm == WORK_QUEUE_SCHEDULE_FCFS:
+        for w in pool:
+            return w
+        return None
+    if not pool:
+        return None
+    if algorithm == WORK_QUEUE_SCHEDULE_RAND:
+        return rng.choice(pool)  # type: ignore[arg-type]
+    if algorithm == WORK_QUEUE_SCHEDULE_WORST:
+        return max(pool, key=lambda w: (w.resources.cores - w.inuse_cores,  # type: ignore
+                                        w.resources.memory - w.inuse_memory,
+                                        w.resources.disk - w.inuse_disk))
+    if algorithm == WORK_QUEUE_SCHEDULE_FILES:
+        names = getattr(task, "cached_input_names", lambda: {})()
+        if names:
+            def cached_bytes(w: WorkerRecord) -> int:
+                return sum(size for name, size in names.items() if name in w.cached)
+            best = max(pool, key=cached_bytes)  # type: ignore[arg-type]
+            if cached_bytes(best) > 0:
+                return best
+        return pool[0]  # type: ignore[index]
+    if algorithm == WORK_QUEUE_SCHEDULE_TIME:
+        timed = [w for w in pool if w.tasks_complete > 0]  # type: ignore[union-attr]
+        if timed:
+            return min(timed, key=lambda w: (w.total_task_time + w.total_transfer_time)
+                       / w.tasks_complete)
+    return pool[0]  # type: ignore[index]
+
+
+class ReadyQueue:
+    """Tasks waiting for a worker, in CCTools order: priority descending, then id ascending.
+
+    A heap with lazy deletion: removing a task only forgets its id; stale heap entries are
+    skipped when they surface.  ``scan(depth)`` yields up to ``depth`` live tasks in order;
+    the caller then ``remove``s what it dispatched and calls ``restore()`` for the rest.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int]] = []
+        self._tasks: dict[int, Any] = {}
+        self._popped: list[tuple[float, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task_id: int) -> bool:
+        return task_id in self._tasks
+
+    def push(self, task: Any) -> None:
+        self._tasks[task.id] = task
+        heapq.heappush(self._heap, (-float(task.priority), task.id))
+
+    def remove(self, task_id: int) -> None:
+        self._tasks.pop(task_id, None)
+
+    def tasks(self) -> Iterable[Any]:
+        return self._tasks.values()
+
+    def scan(self, depth: int) -> Iterable[Any]:
+        """Yield up to ``depth`` tasks in order (popped; call :meth:`restore` afterwards)."""
+        heap = self._heap
+        seen: set[int] = set()
+        while heap and len(seen) < depth:
+            entry = heapq.heappop(heap)
+            task = self._tasks.get(entry[1])
+            if task is None or entry[1] in seen or -entry[0] != float(task.priority):
+                continue  # stale: removed, duplicated, or re-pushed with another priority
+            self._popped.append(entry)
+            seen.add(entry[1])
+            yield task
+
+    def restore(self) -> None:
+        """Put back every scanned task that is still queued."""
+        for entry in self._popped:
+            if entry[1] in self._tasks:
+                heapq.heappush(self._heap, entry)
+        self._popped.clear()

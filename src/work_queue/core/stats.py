@@ -1,0 +1,130 @@
+"""Manager statistics: the cumulative counters and the snapshot behind ``q.stats``.
+
+Field names are those of the manual's statistics table (and CCTools ``work_queue_stats``).
+Times are microseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..constants import WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION, WORK_QUEUE_RESULT_SUCCESS
+
+
+@dataclass(slots=True)
+class ManagerCounters:
+    """Cumulative counters; everything else in the stats is derived from current state."""
+
+    time_when_started: float = 0.0
+    workers_joined: int = 0
+    workers_removed: int = 0
+    workers_released: int = 0
+    workers_idled_out: int = 0
+    workers_fast_aborted: int = 0
+    workers_blocked: int = 0
+    workers_lost: int = 0
+    tasks_submitted: int = 0
+    tasks_dispatched: int = 0
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    tasks_cancelled: int = 0
+    tasks_exhausted_attempts: int = 0
+    time_send: int = 0
+    time_receive: int = 0
+    time_send_good: int = 0
+    time_receive_good: int = 0
+    time_status_msgs: int = 0
+    time_internal: int = 0
+    time_polling: int = 0
+    time_application: int = 0
+    time_workers_execute: int = 0
+    time_workers_execute_good: int = 0
+    time_workers_execute_exhaustion: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def count_completion(self, task: Any) -> None:
+        """Account a task whose outputs were retrieved."""
+        exec_time = int(task.cmd_execution_time)
+        self.time_workers_execute += exec_time
+        if task.result == WORK_QUEUE_RESULT_SUCCESS:
+            self.time_workers_execute_good += exec_time
+            self.time_send_good += int(task.send_input_finish - task.send_input_start)
+            self.time_receive_good += int(task.receive_output_finish - task.receive_output_start)
+        elif task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
+            self.time_workers_execute_exhaustion += exec_time
+            self.tasks_exhausted_attempts += 1
+
+
+class Stats:
+    """A snapshot of the manager statistics; fields readable as attributes (``q.stats.x``)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        keys = ("workers_connected", "tasks_waiting", "tasks_running", "tasks_done")
+        return "Stats(" + ", ".join(f"{k}={self.__dict__.get(k)}" for k in keys) + ")"
+
+
+def snapshot(state: Any, now: float) -> Stats:
+    """Build the full statistics record from a :class:`ManagerState`."""
+    from . import task_state as ts
+
+    c = state.counters
+    values: dict[str, Any] = asdict(c)
+    values["time_when_started"] = int(c.time_when_started * 1e6)
+    workers = list(state.workers.values())
+    connected = len(workers)
+    busy = sum(1 for w in workers if w.tasks)
+    running = sum(1 for t in state.tasks.values() if t.state == ts.RUNNING)
+    waiting_retrieval = sum(1 for t in state.tasks.values() if t.state == ts.WAITING_RETRIEVAL)
+    values.update(
+        workers_connected=connected,
+        workers_init=0,
+        workers_idle=connected - busy,
+        workers_busy=busy,
+        workers_able=sum(1 for w in workers if w.ready),
+        tasks_waiting=len(state.ready),
+        tasks_on_workers=running + waiting_retrieval,
+        tasks_running=running,
+        tasks_with_results=len(state.returned),
+        tasks_left=0,
+        bandwidth=(c.bytes_sent + c.bytes_received) / max(c.time_send + c.time_receive, 1),
+        capacity_tasks=10, capacity_cores=10, capacity_memory=5120, capacity_disk=10240,
+        capacity_gpus=0, capacity_instantaneous=10, capacity_weighted=10,
+        manager_load=0.0,
+    )
+    for name in ("cores", "memory", "disk", "gpus"):
+        totals = [getattr(w.resources, name) for w in workers if w.ready]
+        values["total_" + name] = sum(totals)
+        values["committed_" + name] = sum(getattr(w, "inuse_" + name) for w in workers)
+        values["max_" + name] = max(totals, default=0)
+        values["min_" + name] = min(totals, default=0)
+    # Deprecated aliases still read by old programs.
+    values.update(
+        total_workers_connected=connected,
+        total_workers_joined=c.workers_joined,
+        total_workers_removed=c.workers_removed,
+        tasks_complete=len(state.returned),
+        total_tasks_complete=c.tasks_done,
+        total_tasks_dispatched=c.tasks_dispatched,
+        total_tasks_cancelled=c.tasks_cancelled,
+        total_tasks_failed=c.tasks_failed,
+        start_time=values["time_when_started"],
+        total_send_time=c.time_send,
+        total_receive_time=c.time_receive,
+        total_bytes_sent=c.bytes_sent,
+        total_bytes_received=c.bytes_received,
+        total_execute_time=c.time_workers_execute,
+        workers_ready=connected - busy,
+        workers_full=busy,
+        capacity=10,
+        efficiency=0.0,
+        idle_percentage=0.0,
+    )
+    return Stats(values)

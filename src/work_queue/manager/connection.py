@@ -1,0 +1,135 @@
+"""One accepted TCP connection on the manager port (a worker or a status client).
+
+Reads are non-blocking (the manager's selector says when); control lines are buffered and
+flushed once per loop pass; bulk file data goes out directly with ``sendfile``.  A send that
+cannot complete within the I/O timeout raises ``OSError`` and the worker is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from typing import Any
+
+from ..core.scheduling import WorkerRecord
+from ..protocol.reader import MessageReader, worker_stream_reader
+
+RECV_SIZE = 1 << 20
+
+
+class WorkerConnection:
+    """Socket plus protocol state of one peer."""
+
+    def __init__(self, sock: socket.socket, address: str, key: int, now: float,
+                 io_timeout: float) -> None:
+        self.sock = sock
+        self.address = address
+        self.key = key
+        self.reader: MessageReader = worker_stream_reader()
+        self.out = bytearray()
+        self.connected_at = now
+        self.last_message = now
+        self.last_check = now
+        self.spoke_since_check = False
+        self.io_timeout = io_timeout
+        self.worker: WorkerRecord | None = None
+        #: Replies we wait for, in order: ("results",) or ("get", task, filespec).
+        self.expect: deque[tuple[Any, ...]] = deque()
+        self.results_requested = False
+        #: Output file being written for the current ``file`` item, and its owner.
+        self.sink: Any = None
+        self.sink_error: str | None = None
+        #: Password exchange progress (None when no password, "done" once verified).
+        self.auth_step: str | None = None
+        self.auth_challenge = b""
+        self.auth_peer_ok: bool | None = None
+        self.closed = False
+        self.bytes_received = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    # -- output --------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def flush(self) -> None:
+        if self.out and not self.closed:
+            data = bytes(self.out)
+            self.out.clear()
+            self.sock.settimeout(self.io_timeout)
+            try:
+                self.sock.sendall(data)
+            finally:
+                self.sock.setblocking(False)
+
+    def send_file(self, fileobj: Any, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``fileobj`` from ``offset`` (after pending control lines)."""
+        self.flush()
+        if count <= 0:
+            return
+        self.sock.settimeout(max(self.io_timeout, 60.0))
+        try:
+            if count < 65536:
+                fileobj.seek(offset)
+                data = fileobj.read(count)
+                if len(data) != count:
+                    raise OSError(f"short read of {getattr(fileobj, 'name', '?')}")
+                self.sock.sendall(data)
+            else:
+                sent = self.sock.sendfile(fileobj, offset, count)
+                if sent != count:
+                    raise OSError(f"sent {sent} of {count} bytes")
+        finally:
+            self.sock.setblocking(False)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive(self) -> bool:
+        """Read what is available; False when the peer closed the connection."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        self.bytes_received += len(data)
+        self.reader.feed(data)
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.sink is not None:
+                try:
+                    self.sink.close()
+                except OSError:
+                    pass
+                self.sink = None
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+def set_keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def local_output_path(base: str, requested: str, item: str) -> str:
+    """Local path of an item of a ``get`` reply: base + the part of ``item`` after the name."""
+    suffix = item[len(requested):] if item.startswith(requested) else ""
+    if suffix and (".." in suffix.split("/")):
+        raise ValueError(f"worker sent a path escaping the output: {item!r}")
+    return base + suffix if suffix else base
+
+
+def ensure_parent(path: str) -> None:
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)

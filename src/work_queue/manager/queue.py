@@ -1,0 +1,984 @@
+"""``WorkQueue``: the manager.  Network I/O happens inside ``submit``/``wait``, like CCTools.
+
+Theory of operation
+-------------------
+``wait(timeout)`` runs passes of one loop until a task is ready to be returned or the timeout
+passes.  A pass (``_pass``):
+
+1. asks the core (``ManagerState.next_dispatch``) for task/worker/box triples and sends each
+   task: its inputs not yet cached at that worker (``put``/``dir``/``puturl``/``putcmd``),
+   then the ``task ... end`` block;
+2. flushes every connection's buffered control lines;
+3. waits on a selector for readable sockets (new workers, messages, status queries) and feeds
+   the bytes to each connection's sans-IO reader, handling every complete message;
+4. does the periodic work: keepalives, handshake timeouts, the stats log.
+
+Results are pulled as in protocol 11: the worker says ``available_results``, we answer
+``send_results -1``, it streams ``result`` records; for every output we send ``get``, and once
+all replies are in, ``kill <id>`` and ``unlink`` of non-cached files.  Requests to one worker are
+pipelined; the replies come back in order, so each connection keeps a FIFO of what it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .. import constants as C
+from ..core import task_state as ts
+from ..core.manager_state import Dispatch, ManagerState
+from ..core.resources import WorkerResources
+from ..core.scheduling import WorkerRecord
+from ..core.stats import Stats, snapshot
+from ..errors import RemoteProtocolError
+from ..protocol import auth
+from ..protocol import messages as m
+from ..protocol.reader import NEED_DATA, Chunk
+from . import logs, status
+from .connection import WorkerConnection, ensure_parent, local_output_path, set_keepalive
+from .ports import bind_listener
+from .task import Task
+from .transfer import InputMissing, send_input
+
+logger = logging.getLogger(__name__)
+
+#: tune() names -> attribute setters.  Values documented in the manual / spec 4.7.
+TUNE_DEFAULTS: dict[str, float] = {
+    "resource-submit-multiplier": 1.0,
+    "min-transfer-timeout": 60,
+    "foreman-transfer-timeout": 3600,
+    "default-transfer-rate": 1 << 20,
+    "transfer-outlier-factor": 10,
+    "fast-abort-multiplier": -1,
+    "keepalive-interval": C.WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL,
+    "keepalive-timeout": C.WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT,
+    "short-timeout": 5,
+    "long-timeout": 3600,
+    "category-steady-n-tasks": 25,
+    "hungry-minimum": 10,
+    "hungry-minimum-factor": 2,
+    "wait-for-workers": 0,
+    "attempt-schedule-depth": 100,
+    "wait-retrieve-many": 0,
+    "proportional-resources": 1,
+    "proportional-whole-tasks": 1,
+    "ramp-down-heuristic": 0,
+}
+TUNE_ALIASES = {
+    "asynchrony-multiplier": "resource-submit-multiplier",
+    "force-proportional-resources": "proportional-resources",
+    "force-proportional-resources-whole-tasks": "proportional-whole-tasks",
+}
+
+#: Worker-side task statuses (``result`` line, first field) and what they become.
+_WORKER_STATUS_FORSAKEN = C.WORK_QUEUE_RESULT_FORSAKEN
+
+
+def _usec(t: float) -> int:
+    return int(t * 1e6)
+
+
+class WorkQueue:
+    """A queue of tasks served by workers that connect to ``port``.
+
+    Args:
+        port: port to listen on; 0 = first free port (see ``TCP_LOW_PORT``), or a
+            ``(low, high)`` range.
+        name: project name (advertised to a catalog server).
+        shutdown: on exit, tell workers to terminate (``exit``) instead of releasing them.
+        stats_log, transactions_log, debug_log: paths of the three logs.
+        ssl: not supported yet; any true value raises ``NotImplementedError``.
+    """
+
+    def __init__(self, port: int | Sequence[int] = C.WORK_QUEUE_DEFAULT_PORT,
+                 name: str | None = None, shutdown: bool = False,
+                 stats_log: str | None = None, transactions_log: str | None = None,
+                 debug_log: str | None = None, ssl: Any = None,
+                 status_display_interval: float | None = None) -> None:
+        if ssl:
+            raise NotImplementedError("TLS (ssl=...) is not supported by this manager yet")
+        self._now = time.time
+        now = self._now()
+        self._state = ManagerState(now)
+        self._shutdown = bool(shutdown)
+        self._name = name
+        self._password: bytes | None = None
+        self._tune = dict(TUNE_DEFAULTS)
+        self._priority = 0
+        self._keepalive_interval = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL)
+        self._keepalive_timeout = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT)
+        self._short_timeout = 5.0
+        self._debug = logs.DebugLog(debug_log) if debug_log else None
+        self._txn = logs.TransactionLog(transactions_log) if transactions_log else None
+        self._stats_log = logs.StatsLog(stats_log) if stats_log else None
+        self._listener = bind_listener(port)
+        self._port = self._listener.getsockname()[1]
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._conns: dict[int, WorkerConnection] = {}
+        self._next_key = 1
+        self._closed = False
+        self._last_periodic = now
+        self._app_time_mark = now
+        self._min_task_id = 1
+        if name:
+            os.environ["WORK_QUEUE_NAME"] = name
+        if self._txn:
+            self._txn.manager("START", now)
+        if self._stats_log:
+            self._stats_log.write(self._stats_now(), now, force=True)
+        logger.debug("listening on port %d", self._port)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> WorkQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Release (or, with ``shutdown=True``, stop) every worker and stop listening."""
+        if self._closed:
+            return
+        self._closed = True
+        goodbye = m.Exit().encode() if self._shutdown else m.Release().encode()
+        for conn in list(self._conns.values()):
+            if conn.worker is not None:
+                try:
+                    conn.write(goodbye)
+                    conn.flush()
+                except OSError:
+                    pass
+            self._drop(conn, "EXPLICIT", count_lost=False)
+        try:
+            self._selector.unregister(self._listener)
+        except (KeyError, ValueError):
+            pass
+        self._listener.close()
+        self._selector.close()
+        now = self._now()
+        if self._stats_log:
+            self._stats_log.write(self._stats_now(), now, force=True)
+            self._stats_log.close()
+        if self._txn:
+            self._txn.manager("END", now)
+            self._txn.close()
+        if self._debug:
+            self._debug.close()
+
+    # -- properties -----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._port)
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def using_ssl(self) -> bool:
+        return False
+
+    @property
+    def stats(self) -> Stats:
+        return self._stats_now()
+
+    @property
+    def stats_hierarchy(self) -> Stats:
+        return self._stats_now()
+
+    def _stats_now(self) -> Stats:
+        return snapshot(self._state, self._now())
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def specify_name(self, name: str) -> None:
+        self._name = name
+        os.environ["WORK_QUEUE_NAME"] = name
+
+    def specify_priority(self, priority: int) -> None:
+        self._priority = int(priority)
+
+    def specify_algorithm(self, algorithm: int) -> None:
+        self._state.algorithm = int(algorithm)
+
+    def specify_task_order(self, order: int) -> None:
+        """Deprecated in CCTools; has no effect."""
+
+    def specify_manager_mode(self, mode: int) -> None:
+        """Deprecated in CCTools; has no effect."""
+
+    specify_master_mode = specify_manager_mode
+
+    def specify_min_taskid(self, minid: int) -> int:
+        self._state.next_task_id = max(self._state.next_task_id, int(minid))
+        return self._state.next_task_id
+
+    def specify_keepalive_interval(self, interval: float) -> None:
+        """Seconds between keepalive checks of a worker (0 disables them)."""
+        self._keepalive_interval = float(interval)
+
+    def specify_keepalive_timeout(self, timeout: float) -> None:
+        """Seconds a worker may stay silent after a check before it is dropped."""
+        self._keepalive_timeout = float(timeout)
+
+    def specify_password(self, password: str) -> None:
+        """Require workers to prove they know ``password`` (CCTools challenge-response)."""
+        self._password = password.encode() if isinstance(password, str) else bytes(password)
+
+    def specify_password_file(self, filename: str) -> None:
+        """Like ``specify_password`` with the whole file contents, trailing newline included."""
+        with open(filename, "rb") as f:
+            self._password = f.read()
+
+    def specify_log(self, logfile: str) -> None:
+        self._stats_log = logs.StatsLog(logfile)
+        self._stats_log.write(self._stats_now(), self._now(), force=True)
+
+    def specify_transactions_log(self, logfile: str) -> None:
+        self._txn = logs.TransactionLog(logfile)
+        self._txn.manager("START", self._now())
+
+    def specify_max_resources(self, resources: dict[str, float]) -> None:
+        """Largest resources any task may be given (default category)."""
+        self._category_limits = dict(resources)
+
+    def tune(self, name: str, value: float) -> int:
+        """Set one of the ``tune`` parameters (spec 4.7).  Returns 0, or -1 if unknown."""
+        key = TUNE_ALIASES.get(name, name)
+        if key not in self._tune:
+            logger.warning("tune: unknown parameter %r", name)
+            return -1
+        value = float(value)
+        self._tune[key] = value
+        st = self._state
+        if key == "resource-submit-multiplier":
+            st.policy.submit_multiplier = max(1.0, value)
+        elif key == "proportional-resources":
+            st.policy.proportional = bool(value)
+        elif key == "proportional-whole-tasks":
+            st.policy.whole_tasks = bool(value)
+        elif key == "hungry-minimum":
+            st.hungry_minimum = int(value)
+        elif key == "hungry-minimum-factor":
+            st.hungry_minimum_factor = value
+        elif key == "wait-for-workers":
+            st.wait_for_workers = int(value)
+        elif key == "attempt-schedule-depth":
+            st.schedule_depth = max(1, int(value))
+        elif key == "keepalive-interval":
+            self._keepalive_interval = value
+        elif key == "keepalive-timeout":
+            self._keepalive_timeout = value
+        elif key == "short-timeout":
+            self._short_timeout = value
+        st.dispatch_pending = True
+        return 0
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def submit(self, task: Task) -> int:
+        """Queue ``task``; returns its id.  A finished task may be submitted again."""
+        if not isinstance(task, Task):
+            raise TypeError(f"submit() takes a Task, not {type(task).__name__}")
+        if task.state in ts.LIVE_STATES:
+            raise ValueError(f"task {task.id} is already submitted (state "
+                             f"{C.TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
+        if task.state != ts.UNKNOWN:
+            task._reset_results()
+        now = self._now()
+        task_id = self._state.submit(task, now)
+        task.submit_time = _usec(now)
+        if self._txn:
+            self._txn.task_waiting(task, now)
+        return task_id
+
+    def wait(self, timeout: float = C.WORK_QUEUE_WAITFORTASK) -> Task | None:
+        """Wait up to ``timeout`` seconds (-1 = forever) for a task to finish, and return it."""
+        return self._wait(timeout, None)
+
+    def wait_for_tag(self, tag: str, timeout: float = C.WORK_QUEUE_WAITFORTASK) -> Task | None:
+        """Like ``wait``, but only return a task whose tag is ``tag``."""
+        return self._wait(timeout, tag)
+
+    def _wait(self, timeout: float, tag: str | None) -> Task | None:
+        if self._closed:
+            raise RuntimeError("this WorkQueue is closed")
+        now = self._now()
+        self._state.counters.time_application += _usec(max(0.0, now - self._app_time_mark))
+        if timeout is None or timeout < 0:
+            deadline = float("inf")
+        else:
+            deadline = now + float(timeout)
+        try:
+            while True:
+                task = self._state.pop_returned(tag)
+                if task is not None:
+                    return self._finish(task)
+                now = self._now()
+                remaining = deadline - now
+                progressed = self._pass(now, max(0.0, min(remaining, 1.0)))
+                if self._state.returned:
+                    continue
+                if self._now() >= deadline:
+                    return None
+                if not progressed and tag is None and self._state.empty():
+                    # Nothing to wait for; CCTools returns at once in this case too.
+                    if remaining <= 0:
+                        return None
+        finally:
+            self._app_time_mark = self._now()
+
+    def _finish(self, task: Task) -> Task:
+        now = self._now()
+        task.time_when_done = _usec(now)
+        task.finish_time = _usec(now)
+        if self._txn:
+            self._txn.task_done(task, now)
+        return task
+
+    def empty(self) -> bool:
+        """True when no submitted task is left to return."""
+        return self._state.empty()
+
+    def hungry(self) -> bool:
+        """True when more tasks should be submitted to keep the workers busy."""
+        return self._state.hungry()
+
+    def task_state(self, taskid: int) -> int:
+        task = self._state.tasks.get(taskid)
+        return task.state if task is not None else C.WORK_QUEUE_TASK_UNKNOWN
+
+    def cancel_by_taskid(self, id: int) -> Task | None:
+        """Remove a task from the queue (killing it if running); returns it, or None."""
+        found = self._state.cancel(int(id))
+        if found is None:
+            return None
+        task, worker = found
+        if worker is not None:
+            self._kill_on_worker(task, worker, outputs_too=True)
+        if self._txn:
+            self._txn.task_event(task, "CANCELED", self._now())
+        return task  # type: ignore[no-any-return]
+
+    def cancel_by_tasktag(self, tag: str) -> Task | None:
+        """Cancel the first task with ``tag``; returns it, or None."""
+        for task in list(self._state.tasks.values()):
+            if task.tag == tag:
+                return self.cancel_by_taskid(task.id)
+        return None
+
+    def cancel_by_category(self, category: str) -> list[Task]:
+        """Cancel every task in ``category``; returns them."""
+        return [t for t in (self.cancel_by_taskid(t.id) for t in list(self._state.tasks.values())
+                            if t.category == category) if t is not None]
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    def shutdown_workers(self, n: int) -> int:
+        """Ask up to ``n`` idle workers (0 = all idle workers) to exit.  Returns how many."""
+        count = 0
+        for conn in list(self._conns.values()):
+            w = conn.worker
+            if w is None or w.tasks:
+                continue
+            if n and count >= n:
+                break
+            try:
+                conn.write(m.Exit().encode())
+                conn.flush()
+            except OSError:
+                pass
+            self._state.counters.workers_released += 1
+            self._drop(conn, "EXPLICIT", count_lost=False)
+            count += 1
+        return count
+
+    def block_host(self, host: str) -> None:
+        """Send no more tasks to workers on ``host``."""
+        self._state.block_host(host)
+
+    def block_host_with_timeout(self, host: str, timeout: float) -> None:
+        self._state.block_host(host, self._now() + float(timeout))
+
+    def unblock_host(self, host: str | None = None) -> None:
+        """Allow ``host`` again (all hosts when None)."""
+        self._state.unblock_host(host)
+
+    blacklist = block_host
+    blacklist_with_timeout = block_host_with_timeout
+
+    def blacklist_clear(self, host: str | None = None) -> None:
+        self.unblock_host(host)
+
+    def specify_draining_by_hostname(self, hostname: str, drain_mode: bool = True) -> int:
+        count = 0
+        for w in self._state.workers.values():
+            if w.hostname == hostname:
+                w.draining = bool(drain_mode)
+                count += 1
+        self._state.dispatch_pending = True
+        return count
+
+    def status(self, request: str) -> list[dict[str, Any]]:
+        """The JSON records a status client gets for ``request`` (``"tasks"``, ``"workers"``...)."""
+        return status.build(self, request, self._now())
+
+    def workers_summary(self) -> list[dict[str, Any]]:
+        groups: dict[tuple[int, int, int, int], int] = {}
+        for w in self._state.workers.values():
+            r = w.resources
+            k = (r.cores, r.memory, r.disk, r.gpus)
+            groups[k] = groups.get(k, 0) + 1
+        return [{"workers": n, "cores": k[0], "memory": k[1], "disk": k[2], "gpus": k[3]}
+                for k, n in groups.items()]
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _pass(self, now: float, poll_timeout: float) -> bool:
+        """One iteration of the manager loop; True if anything happened."""
+        progressed = self._dispatch_all(now)
+        self._flush_all()
+        poll = 0.0 if progressed or self._state.returned else poll_timeout
+        t0 = time.perf_counter()
+        events = self._selector.select(poll)
+        self._state.counters.time_polling += int((time.perf_counter() - t0) * 1e6)
+        for key, _mask in events:
+            conn = key.data
+            if conn is None:
+                self._accept(self._now())
+                progressed = True
+                continue
+            if conn.closed:
+                continue
+            if not conn.receive():
+                self._drop(conn, "UNKNOWN" if conn.worker is None else "FAILURE")
+                progressed = True
+                continue
+            try:
+                self._process(conn, self._now())
+            except (RemoteProtocolError, OSError, ValueError) as e:
+                logger.warning("dropping worker %s: %s", conn.address, e)
+                self._debug_msg(f"dropping worker {conn.address}: {e}")
+                self._drop(conn, "FAILURE")
+            progressed = True
+        self._flush_all()
+        now = self._now()
+        if now - self._last_periodic >= 1.0:
+            self._periodic(now)
+        return progressed
+
+    def _flush_all(self) -> None:
+        for conn in list(self._conns.values()):
+            if conn.out:
+                try:
+                    conn.flush()
+                except OSError as e:
+                    logger.warning("send to %s failed: %s", conn.address, e)
+                    self._drop(conn, "FAILURE")
+
+    def _dispatch_all(self, now: float) -> bool:
+        progressed = False
+        for _ in range(1000):
+            d = self._state.next_dispatch(now)
+            if d is None:
+                break
+            progressed = True
+            if isinstance(d, list):
+                for task in d:
+                    task.return_status = -1
+                    self._state.fail(task, C.WORK_QUEUE_RESULT_TASK_TIMEOUT, now)
+                continue
+            self._send_task(d, now)
+        return progressed
+
+    def _accept(self, now: float) -> None:
+        for _ in range(max(10, self._state.wait_for_workers)):
+            try:
+                sock, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                logger.warning("accept failed: %s", e)
+                return
+            set_keepalive(sock)
+            sock.setblocking(False)
+            key = self._next_key
+            self._next_key += 1
+            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout)
+            if self._password is not None:
+                conn.auth_step = "line"
+            self._conns[key] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _drop(self, conn: WorkerConnection, reason: str, count_lost: bool = True) -> None:
+        if conn.closed and conn.key not in self._conns:
+            return
+        self._conns.pop(conn.key, None)
+        try:
+            self._selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+        w = conn.worker
+        if w is None:
+            return
+        now = self._now()
+        requeued = self._state.remove_worker(w.key, now)
+        if count_lost and reason == "FAILURE":
+            self._state.counters.workers_lost += 1
+        elif reason == "IDLE_OUT":
+            self._state.counters.workers_idled_out += 1
+        for task in requeued:
+            task.hostname = None
+            if self._txn and task.state == ts.READY:
+                self._txn.task_waiting(task, now)
+        if self._txn:
+            self._txn.worker_disconnected(w, conn.address, reason, now)
+        self._debug_msg(f"worker {w.hostname} ({conn.address}) removed: {reason}; "
+                        f"{len(requeued)} task(s) requeued")
+
+    def _periodic(self, now: float) -> None:
+        self._last_periodic = now
+        for conn in list(self._conns.values()):
+            if conn.worker is None or not conn.worker.ready:
+                if now - conn.connected_at > self._keepalive_timeout:
+                    self._drop(conn, "UNKNOWN", count_lost=False)
+                continue
+            if self._keepalive_interval <= 0:
+                continue
+            if conn.spoke_since_check:
+                if now - conn.last_check >= self._keepalive_interval:
+                    conn.write(m.Check().encode())
+                    conn.last_check = now
+                    conn.spoke_since_check = False
+            elif now - conn.last_check >= self._keepalive_timeout and \
+                    now - conn.last_message >= self._keepalive_timeout:
+                self._drop(conn, "FAILURE")
+        if self._stats_log:
+            self._stats_log.write(self._stats_now(), now)
+
+    # -- sending tasks ----------------------------------------------------------------------------
+
+    def _send_task(self, d: Dispatch, now: float) -> None:
+        task: Task = d.task
+        worker = d.worker
+        conn = self._conns[worker.key]
+        t0 = time.perf_counter()
+        task.send_input_start = _usec(now)
+        sent = 0
+        try:
+            for spec in task.files:
+                if not spec.is_input or spec.empty_dir:
+                    continue
+                if spec.cached and spec.cachename in worker.cached:
+                    continue
+                n = send_input(conn, spec, worker.os, worker.arch)
+                sent += n
+                if spec.cached:
+                    worker.cached[spec.cachename] = n
+        except InputMissing as e:
+            # CCTools behaviour: the task comes back with INPUT_MISSING and return_status -1.
+            logger.warning("task %d: %s", task.id, e)
+            task._output = f"work_queue: {e}\n".encode()
+            task.return_status = -1
+            self._state.fail(task, C.WORK_QUEUE_RESULT_INPUT_MISSING, now)
+            self._unlink_inputs(conn, task, worker)
+            return
+        except OSError as e:
+            logger.warning("sending inputs of task %d to %s failed: %s", task.id, conn.address, e)
+            self._drop(conn, "FAILURE")
+            return
+        conn.write(self._task_block(task, d))
+        self._state.commit_dispatch(d, now)
+        end = self._now()
+        task.send_input_finish = _usec(end)
+        task.time_when_commit_start = task.send_input_start
+        task.time_when_commit_end = task.send_input_finish
+        task.total_bytes_sent += sent
+        task.hostname = worker.hostname
+        task.host = conn.address
+        self._state.counters.bytes_sent += sent
+        self._state.counters.time_send += int((time.perf_counter() - t0) * 1e6)
+        worker.total_bytes_transferred += sent
+        if self._txn:
+            self._txn.task_running(task, conn.address, d.box, end)
+
+    def _task_block(self, task: Task, d: Dispatch) -> bytes:
+        cmd = task.command.encode()
+        parts = [f"task {task.id}\ncmd {len(cmd)}\n".encode(), cmd]
+        if task.coprocess:
+            cop = task.coprocess.encode()
+            parts += [f"coprocess {len(cop)}\n".encode(), cop]
+        box = d.box
+        parts.append(f"category {task.category}\ncores {box.cores:.3f}\ngpus {box.gpus:.0f}\n"
+                     f"memory {box.memory:.0f}\ndisk {box.disk:.0f}\n".encode())
+        if task.end_time > 0:
+            parts.append(f"end_time {task.end_time:.6f}\n".encode())
+        wall = task.resources_requested.wall_time
+        if wall > 0:
+            # Seconds, as the manual says.  A CCTools 7.x worker reads this as microseconds
+            # (rounding up to 1 s); see docs/compatibility.md.
+            parts.append(f"wall_time {wall:.6f}\n".encode())
+        for name, value in task.env.items():
+            entry = f"{name}={value}" if value is not None else name
+            data = entry.encode()
+            parts += [f"env {len(data)}\n".encode(), data, b"\n"]
+        for spec in task.files:
+            if spec.is_input and spec.empty_dir:
+                parts.append(f"dir {spec.remote_name}\n".encode())
+        for spec in task.files:
+            if spec.is_input and not spec.empty_dir:
+                parts.append(m.TaskFile("infile", spec.cachename, spec.remote_name,
+                                        spec.flags).encode())
+        for spec in task.files:
+            if not spec.is_input:
+                parts.append(m.TaskFile("outfile", spec.cachename, spec.remote_name,
+                                        spec.flags).encode())
+        parts.append(b"end\n")
+        return b"".join(parts)
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    def _process(self, conn: WorkerConnection, now: float) -> None:
+        conn.last_message = now
+        conn.spoke_since_check = True
+        if conn.auth_step is not None and conn.auth_step != "done":
+            if not self._authenticate(conn):
+                return
+        reader = conn.reader
+        while not conn.closed:
+            ev = reader.next_event()
+            if ev is NEED_DATA:
+                return
+            if isinstance(ev, Chunk):
+                self._on_chunk(conn, ev)
+            else:
+                self._on_message(conn, ev, now)  # type: ignore[arg-type]
+
+    def _authenticate(self, conn: WorkerConnection) -> bool:
+        """Advance the password exchange; True once it succeeded."""
+        assert self._password is not None
+        buf = conn.reader._buffer
+        while conn.auth_step != "done":
+            line = buf.maybe_next_line()
+            if line is None:
+                return False
+            step = conn.auth_step
+            if step == "line":
+                if line != auth.AUTH_LINE:
+                    raise RemoteProtocolError("worker did not authenticate (no password?)")
+                conn.auth_challenge = auth.make_challenge()
+                conn.write(auth.AUTH_LINE + b"\n" + conn.auth_challenge + b"\n")
+                conn.auth_step = "challenge"
+            elif step == "challenge":
+                conn.write(auth.response_for(self._password, line) + b"\n")
+                conn.auth_step = "response"
+            elif step == "response":
+                ok = line == auth.response_for(self._password, conn.auth_challenge)
+                conn.auth_peer_ok = ok
+                conn.write(b"ok\n" if ok else b"failure\n")
+                conn.auth_step = "verdict"
+            elif step == "verdict":
+                conn.flush()
+                if line != b"ok" or not conn.auth_peer_ok:
+                    raise RemoteProtocolError("password authentication failed")
+                conn.auth_step = "done"
+        return True
+
+    def _on_message(self, conn: WorkerConnection, msg: m.Message, now: float) -> None:
+        w = conn.worker
+        if isinstance(msg, m.Result):
+            self._on_result(conn, msg, now)
+        elif isinstance(msg, m.End):
+            self._on_end(conn, now)
+        elif isinstance(msg, m.Info):
+            self._on_info(conn, msg, now)
+        elif isinstance(msg, m.AvailableResults):
+            if not conn.results_requested:
+                conn.results_requested = True
+                conn.expect.append(("results",))
+                conn.write(m.SendResults(-1).encode())
+        elif isinstance(msg, m.FileItem | m.DirItem | m.MissingItem):
+            self._on_get_item(conn, msg)
+        elif isinstance(msg, m.Alive):
+            pass
+        elif isinstance(msg, m.ResourceReport):
+            if w is None:
+                raise RemoteProtocolError("resource report before handshake")
+            self._on_resource(w, msg)
+        elif isinstance(msg, m.Update):
+            self._on_update(conn, msg)
+        elif isinstance(msg, m.Hello):
+            self._on_hello(conn, msg, now)
+        elif isinstance(msg, m.Feature):
+            if w is None:
+                raise RemoteProtocolError("feature before handshake")
+            w.features.add(msg.name)
+        elif isinstance(msg, m.CacheUpdate):
+            if w is not None:
+                w.cached[msg.cachename] = msg.size
+        elif isinstance(msg, m.CacheInvalid):
+            if w is not None:
+                w.cached.pop(msg.cachename, None)
+                logger.warning("worker %s could not create %s: %s", w.hostname, msg.cachename,
+                               msg.payload.decode("utf-8", "replace").strip())
+        elif isinstance(msg, m.StatusRequest | m.HttpGet):
+            self._answer_status(conn, msg, now)
+        elif isinstance(msg, m.NameQuery):
+            conn.write(f"{self._name or ''}\n".encode())
+        else:
+            raise RemoteProtocolError(f"unexpected message {msg!r}")
+
+    def _on_hello(self, conn: WorkerConnection, msg: m.Hello, now: float) -> None:
+        if conn.worker is not None:
+            raise RemoteProtocolError("second handshake on one connection")
+        if msg.protocol != C.WORK_QUEUE_PROTOCOL_VERSION:
+            raise RemoteProtocolError(f"worker speaks protocol {msg.protocol}, "
+                                      f"we speak {C.WORK_QUEUE_PROTOCOL_VERSION}")
+        w = WorkerRecord(conn.key, hostname=msg.hostname, address=conn.address, os=msg.os,
+                         arch=msg.arch, version=msg.version)
+        conn.worker = w
+        self._state.add_worker(w, now)
+
+    def _on_info(self, conn: WorkerConnection, msg: m.Info, now: float) -> None:
+        w = conn.worker
+        if w is None:
+            raise RemoteProtocolError("info before handshake")
+        f = msg.field
+        if f == "worker-id":
+            w.worker_id = msg.value
+            if self._txn:
+                self._txn.worker_connected(w, conn.address, now)
+        elif f == "worker-end-time":
+            try:
+                w.end_time = float(msg.value)
+            except ValueError:
+                w.end_time = 0
+            if w.got_tag and not w.ready:
+                self._worker_ready(w)
+        elif f == "tasks_running":
+            try:
+                w.tasks_running_reported = int(msg.value)
+            except ValueError:
+                pass
+        elif f == "idle-disconnecting":
+            self._drop(conn, "IDLE_OUT", count_lost=False)
+        elif f == "from-factory":
+            w.factory_name = msg.value
+        # end_of_resource_update, statistics and vacating notices need no action here.
+
+    def _on_resource(self, w: WorkerRecord, msg: m.ResourceReport) -> None:
+        if msg.name == "tag":
+            w.got_tag = True
+            if w.end_time >= 0 and not w.ready and w.end_time != -1:
+                self._worker_ready(w)
+            return
+        if msg.name in ("cores", "memory", "disk", "gpus", "workers"):
+            setattr(w.resources, msg.name, msg.total)
+            w.resources.largest[msg.name] = msg.largest
+            self._state.dispatch_pending = True
+
+    def _worker_ready(self, w: WorkerRecord) -> None:
+        self._state.worker_ready(w)
+        if self._txn:
+            self._txn.worker_resources(w, self._now())
+        self._debug_msg(f"worker {w.hostname} ready: {w.resources.cores} cores, "
+                        f"{w.resources.memory} MB memory, {w.resources.disk} MB disk, "
+                        f"{w.resources.gpus} gpus")
+
+    def _on_result(self, conn: WorkerConnection, msg: m.Result, now: float) -> None:
+        w = conn.worker
+        task = w.tasks.get(msg.task_id) if w is not None else None
+        if task is None or task.state != ts.RUNNING:
+            return  # cancelled meanwhile, or a duplicate: nothing to do
+        observed = max(0.0, now - task.send_input_finish / 1e6) * 1e6
+        exec_time = min(msg.exec_time_usec, int(observed)) if observed > 0 else msg.exec_time_usec
+        task.cmd_execution_time = exec_time
+        task.total_cmd_execution_time += exec_time
+        task.execute_cmd_start = task.send_input_finish
+        task.execute_cmd_finish = task.send_input_finish + exec_time
+        task._output = msg.payload
+        task.return_status = msg.exit_code
+        if msg.status == _WORKER_STATUS_FORSAKEN:
+            # The worker cannot run it: try again elsewhere without counting the attempt.
+            task.try_count -= 1
+            self._kill_on_worker(task, w, outputs_too=True)
+            self._state.requeue(task, now)
+            return
+        task.result = msg.status
+        self._state.result_arrived(task)
+        if self._txn:
+            self._txn.task_event(task, "WAITING_RETRIEVAL", now, conn.address + " ")
+        task.receive_output_start = _usec(now)
+        task._pending_gets = 0
+        success = msg.status == C.WORK_QUEUE_RESULT_SUCCESS and msg.exit_code == 0
+        for spec in task.files:
+            if spec.is_input:
+                continue
+            if spec.flags & C.WORK_QUEUE_FAILURE_ONLY and success:
+                continue
+            if spec.flags & C.WORK_QUEUE_SUCCESS_ONLY and not success:
+                continue
+            conn.write(m.Get(spec.cachename).encode())
+            conn.expect.append(("get", task, spec))
+            task._pending_gets += 1
+        if not task._pending_gets:
+            self._task_retrieved(conn, task, now)
+
+    def _on_update(self, conn: WorkerConnection, msg: m.Update) -> None:
+        w = conn.worker
+        task = w.tasks.get(msg.task_id) if w is not None else None
+        if task is None:
+            return
+        for spec in task.files:
+            if not spec.is_input and spec.remote_name == msg.remote_name:
+                path = spec.local_path(w.os, w.arch)  # type: ignore[union-attr]
+                try:
+                    ensure_parent(path)
+                    mode = "r+b" if os.path.exists(path) else "wb"
+                    with open(path, mode) as f:
+                        f.seek(msg.offset)
+                        f.write(msg.payload)
+                except OSError as e:
+                    logger.warning("cannot update watched file %s: %s", path, e)
+                return
+
+    def _on_end(self, conn: WorkerConnection, now: float) -> None:
+        if not conn.expect:
+            raise RemoteProtocolError("unexpected 'end'")
+        what = conn.expect.popleft()
+        if what[0] == "results":
+            conn.results_requested = False
+            return
+        _, task, spec = what
+        task._pending_gets -= 1
+        if task._pending_gets == 0 and task.state == ts.WAITING_RETRIEVAL:
+            self._task_retrieved(conn, task, now)
+
+    def _current_get(self, conn: WorkerConnection) -> tuple[Task, Any]:
+        if not conn.expect or conn.expect[0][0] != "get":
+            raise RemoteProtocolError("file data without a 'get'")
+        _, task, spec = conn.expect[0]
+        return task, spec
+
+    def _on_get_item(self, conn: WorkerConnection, msg: m.Message) -> None:
+        task, spec = self._current_get(conn)
+        live = task.state == ts.WAITING_RETRIEVAL
+        w = conn.worker
+        base = spec.local_path(w.os, w.arch)  # type: ignore[union-attr]
+        if isinstance(msg, m.MissingItem):
+            if live:
+                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_MISSING)
+            return
+        path = local_output_path(base, spec.cachename, msg.name)  # type: ignore[attr-defined]
+        if isinstance(msg, m.DirItem):
+            if live:
+                try:
+                    os.makedirs(path, exist_ok=True)
+                except OSError as e:
+                    logger.warning("cannot create output directory %s: %s", path, e)
+                    self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+            return
+        # FileItem: data chunks follow
+        conn.sink = None
+        conn.sink_error = None
+        if live:
+            try:
+                ensure_parent(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    raise IsADirectoryError(f"{path} is a directory")
+                conn.sink = open(path, "wb")
+            except OSError as e:
+                logger.warning("cannot write output %s: %s", path, e)
+                conn.sink_error = str(e)
+                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+        task.total_bytes_received += msg.length  # type: ignore[attr-defined]
+        self._state.counters.bytes_received += msg.length  # type: ignore[attr-defined]
+
+    def _on_chunk(self, conn: WorkerConnection, chunk: Chunk) -> None:
+        sink = conn.sink
+        if sink is not None:
+            try:
+                sink.write(chunk.data)
+            except OSError as e:
+                task, _ = self._current_get(conn)
+                logger.warning("writing output failed: %s", e)
+                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+                sink.close()
+                conn.sink = None
+                return
+            if chunk.last:
+                sink.close()
+                conn.sink = None
+
+    @staticmethod
+    def _set_result(task: Task, result: int) -> None:
+        """CCTools ``update_task_result``: serious results (>= 8) win over missing files."""
+        current = task.result
+        if result >= 8 or not (current >= 8 and current != C.WORK_QUEUE_RESULT_UNKNOWN):
+            task.result = result
+
+    def _task_retrieved(self, conn: WorkerConnection, task: Task, now: float) -> None:
+        w = conn.worker
+        task.receive_output_finish = _usec(self._now())
+        task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
+            (task.send_input_finish - task.send_input_start)
+        self._kill_on_worker(task, w, outputs_too=True)
+        self._state.retrieved(task, now)
+        if self._txn:
+            self._txn.task_retrieved(task, now)
+
+    def _kill_on_worker(self, task: Task, w: WorkerRecord | None, outputs_too: bool) -> None:
+        if w is None:
+            return
+        conn = self._conns.get(w.key)
+        if conn is None:
+            return
+        conn.write(m.Kill(task.id).encode())
+        self._unlink_inputs(conn, task, w, outputs_too)
+
+    def _unlink_inputs(self, conn: WorkerConnection, task: Task, w: WorkerRecord,
+                       outputs_too: bool = False) -> None:
+        for spec in task.files:
+            if spec.cached or (not spec.is_input and not outputs_too) or spec.empty_dir:
+                continue
+            conn.write(m.Unlink(spec.cachename).encode())
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def _answer_status(self, conn: WorkerConnection, msg: m.Message, now: float) -> None:
+        if isinstance(msg, m.HttpGet):
+            body = status.http_reply(self, msg.path, now)
+        else:
+            body = json.dumps(status.build(self, msg.kind, now),  # type: ignore[attr-defined]
+                              separators=(",", ":")).encode()
+        try:
+            conn.write(body)
+            conn.flush()
+        except OSError:
+            pass
+        self._drop(conn, "STATUS_WORKER", count_lost=False)
+
+    def _debug_msg(self, text: str) -> None:
+        if self._debug:
+            self._debug.write(text)
+
+    # -- internals used by status.py -------------------------------------------------------------
+
+    def _worker_resources(self) -> list[WorkerResources]:
+        return [w.resources for w in self._state.workers.values()]

@@ -1,0 +1,166 @@
+"""Status records served on the manager port (``work_queue_status``, HTTP, ``q.status()``)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from typing import Any
+
+from .. import __version__
+from ..constants import TASK_STATE_STRINGS, WORK_QUEUE_PROTOCOL_VERSION
+from ..core import task_state as ts
+
+HTTP_ALIASES = {"queue": "queue_status", "tasks": "task_status", "workers": "worker_status",
+                "categories": "wable_status", "resources": "resources_status"}
+
+
+def _priority_text(p: float) -> str:
+    return "%d" % p if round(p, 2) == int(p) else "%.2g" % p
+
+
+def _worker_resources(workers: list[Any], prefix_inuse: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("workers", "cores", "memory", "disk", "gpus"):
+        totals = [getattr(w.resources, name) if name != "workers" else 1 for w in workers]
+        out[f"{name}_inuse"] = (0 if name == "workers" else
+                                int(sum(getattr(w, "inuse_" + name) for w in workers)))
+        out[f"{name}_total"] = int(sum(totals))
+        out[f"{name}_smallest"] = int(min(totals, default=0))
+        out[f"{name}_largest"] = int(max(totals, default=0))
+    return out
+
+
+def queue_record(q: Any, now: float) -> dict[str, Any]:
+    st = q._state
+    stats = q.stats.as_dict()
+    rec: dict[str, Any] = {
+        "type": "wq_master",
+        "project": q.name or "",
+        "starttime": int(st.counters.time_when_started),
+        "working_dir": os.getcwd(),
+        "owner": getpass.getuser(),
+        "version": __version__,
+        "port": q.port,
+        "priority": q._priority,
+        "manager_preferred_connection": "by_ip",
+        "protocol": WORK_QUEUE_PROTOCOL_VERSION,
+        "ssl": False,
+        "workers": len(st.workers),
+    }
+    for key in ("workers_connected", "workers_init", "workers_idle", "workers_busy",
+                "workers_able", "workers_joined", "workers_removed", "workers_released",
+                "workers_idled_out", "workers_fast_aborted", "workers_lost", "tasks_waiting",
+                "tasks_on_workers", "tasks_running", "tasks_with_results", "tasks_left",
+                "tasks_submitted", "tasks_dispatched", "tasks_done", "tasks_failed",
+                "tasks_cancelled", "tasks_exhausted_attempts", "time_when_started", "time_send",
+                "time_receive", "time_send_good", "time_receive_good", "time_status_msgs",
+                "time_internal", "time_polling", "time_application", "time_workers_execute",
+                "time_workers_execute_good", "time_workers_execute_exhaustion", "bytes_sent",
+                "bytes_received", "capacity_tasks", "capacity_cores", "capacity_memory",
+                "capacity_disk", "capacity_gpus", "capacity_instantaneous",
+                "capacity_weighted", "manager_load"):
+        rec[key] = stats[key]
+    rec["tasks_complete"] = stats["tasks_done"]
+    if st.blocked:
+        rec["workers_blocked"] = sorted(st.blocked)
+    rec.update(_worker_resources(list(st.workers.values())))
+    rec["categories"] = category_records(q)
+    for name in ("cores", "memory", "disk", "gpus"):
+        rec[f"tasks_total_{name}"] = int(sum(max(getattr(t.resources_requested, name), 0)
+                                             for t in st.tasks.values()))
+    return rec
+
+
+def category_records(q: Any) -> list[dict[str, Any]]:
+    cats: dict[str, dict[str, Any]] = {}
+    for t in q._state.tasks.values():
+        c = cats.setdefault(t.category, {"category": t.category, "tasks_waiting": 0,
+                                         "tasks_running": 0, "tasks_on_workers": 0,
+                                         "tasks_dispatched": 0, "tasks_done": 0,
+                                         "tasks_failed": 0, "tasks_cancelled": 0,
+                                         "workers_able": len(q._state.workers)})
+        if t.state == ts.READY:
+            c["tasks_waiting"] += 1
+        elif t.state in (ts.RUNNING, ts.WAITING_RETRIEVAL):
+            c["tasks_on_workers"] += 1
+            c["tasks_running"] += t.state == ts.RUNNING
+    return list(cats.values())
+
+
+def task_records(q: Any, now: float) -> list[dict[str, Any]]:
+    out = []
+    for t in q._state.tasks.values():
+        rec: dict[str, Any] = {"taskid": t.id, "state": TASK_STATE_STRINGS[t.state]}
+        if t.tag is not None:
+            rec["tag"] = t.tag
+        rec["category"] = t.category
+        rec["command"] = t.command
+        if t.state in (ts.RUNNING, ts.WAITING_RETRIEVAL):
+            rec["host"] = t.hostname
+            box = t.resources_allocated
+        else:
+            box = t.resources_requested
+        for name in ("cores", "gpus", "memory", "disk"):
+            rec[name] = int(getattr(box, name)) if getattr(box, name) >= 0 else -1
+        rec["priority"] = _priority_text(t.priority)
+        if t.state in (ts.RUNNING, ts.WAITING_RETRIEVAL):
+            rec["address_port"] = t.host
+            rec["time_when_submitted"] = int(t.time_when_submitted * 1e6)
+            rec["time_when_commit_start"] = t.time_when_commit_start
+            rec["time_when_commit_end"] = t.time_when_commit_end
+            rec["current_time"] = int(now * 1e6)
+        out.append(rec)
+    return out
+
+
+def worker_records(q: Any, now: float) -> list[dict[str, Any]]:
+    out = []
+    for w in q._state.workers.values():
+        if not w.ready:
+            continue
+        rec: dict[str, Any] = {
+            "hostname": w.hostname, "os": w.os, "arch": w.arch, "address_port": w.address,
+            "ncpus": w.resources.cores, "total_tasks_complete": w.tasks_complete,
+            "total_tasks_running": len(w.tasks),
+            "total_bytes_transferred": w.total_bytes_transferred,
+            "total_transfer_time": int(w.total_transfer_time * 1e6),
+            "start_time": int(w.start_time * 1e6), "current_time": int(now * 1e6),
+        }
+        rec.update(_worker_resources([w]))
+        for i, t in enumerate(w.tasks.values()):
+            rec[f"current_task_{i:03d}_id"] = t.id
+            rec[f"current_task_{i:03d}_command"] = t.command
+        out.append(rec)
+    return out
+
+
+def build(q: Any, request: str, now: float) -> list[dict[str, Any]]:
+    """Records for a status ``request`` (protocol names or the HTTP aliases); [] if unknown."""
+    request = HTTP_ALIASES.get(request, request)
+    if request in ("queue_status", "resources_status"):
+        return [queue_record(q, now)]
+    if request == "task_status":
+        return task_records(q, now)
+    if request == "worker_status":
+        return worker_records(q, now)
+    if request == "wable_status":
+        return category_records(q)
+    return []
+
+
+def http_reply(q: Any, path: str, now: float) -> bytes:
+    name = path.strip("/")
+    if name in ("", "index.html"):
+        body = ("<html><head><title>Work Queue</title></head><body><h1>Work Queue manager "
+                f"{q.name or ''} on port {q.port}</h1><ul>"
+                + "".join(f'<li><a href="/{k}">{k}</a></li>' for k in HTTP_ALIASES)
+                + "</ul></body></html>").encode()
+        ctype = "text/html"
+    else:
+        records = build(q, name, now)
+        body = json.dumps(records, separators=(",", ":")).encode()
+        ctype = "text/plain"
+    head = ("HTTP/1.1 200 OK\nConnection: close\nAccess-Control-Allow-Origin: *\n"
+            f"Content-type: {ctype}\n\n").encode()
+    return head + body

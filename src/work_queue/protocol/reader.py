@@ -1,0 +1,128 @@
+"""Incremental decoder: feed received bytes, pull messages out.
+
+``next_event()`` returns
+
+* a :class:`~.messages.Message`; messages with a whole payload (``cmd``, ``env``, ``result``,
+  ...) arrive only once every payload byte is here, with ``msg.payload`` filled;
+* for *streamed* messages (``put``, ``file``) the message first, then one or more
+  :class:`Chunk` events, the last with ``last=True`` (even for a zero-length payload);
+* :data:`NEED_DATA` when more bytes must be fed.
+
+Lines longer than ``WORK_QUEUE_LINE_MAX`` raise :class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ..constants import WORK_QUEUE_LINE_MAX
+from ..errors import RemoteProtocolError
+from .buffer import ReceiveBuffer
+from .messages import Message, parse_from_manager, parse_from_worker
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+
+#: Streamed payloads are delivered in chunks of at most this many bytes.
+CHUNK_SIZE = 1 << 20
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A piece of a streamed payload."""
+
+    data: bytes
+    last: bool
+
+
+Event = Message | Chunk | _NeedData
+
+
+class MessageReader:
+    """Turns a byte stream into messages using one direction's parse table."""
+
+    __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line")
+
+    def __init__(self, parse: Callable[[bytes], Message], max_line: int = WORK_QUEUE_LINE_MAX):
+        self._buffer = ReceiveBuffer()
+        self._parse = parse
+        self._whole: Message | None = None
+        self._stream_left = -1
+        self._max_line = max_line
+
+    def feed(self, data: bytes) -> None:
+        self._buffer.feed(data)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def in_payload(self) -> bool:
+        """True while in the middle of a payload (a message boundary has not been reached)."""
+        return self._whole is not None or self._stream_left >= 0
+
+    def next_event(self) -> Event:
+        buf = self._buffer
+        if self._stream_left >= 0:
+            if self._stream_left == 0:
+                self._stream_left = -1
+                return Chunk(b"", True)
+            data = buf.maybe_at_most(min(self._stream_left, CHUNK_SIZE))
+            if data is None:
+                return NEED_DATA
+            self._stream_left -= len(data)
+            if self._stream_left == 0:
+                self._stream_left = -1
+                return Chunk(data, True)
+            return Chunk(data, False)
+        if self._whole is not None:
+            msg = self._whole
+            data = buf.maybe_exactly(msg.payload_length)
+            if data is None:
+                return NEED_DATA
+            self._whole = None
+            msg.payload = data  # type: ignore[attr-defined]
+            return msg
+        line = buf.maybe_next_line()
+        if line is None:
+            if buf.pending_line_length() > self._max_line:
+                raise RemoteProtocolError("line longer than %d bytes" % self._max_line)
+            return NEED_DATA
+        msg = self._parse(line)
+        n = msg.payload_length
+        if n < 0:
+            raise RemoteProtocolError(f"negative payload length in {line!r}")
+        if msg.STREAMED:
+            self._stream_left = n
+            return msg
+        if n:
+            data = buf.maybe_exactly(n)
+            if data is None:
+                self._whole = msg
+                return NEED_DATA
+            msg.payload = data  # type: ignore[attr-defined]
+        return msg
+
+    def take_remaining(self) -> bytes:
+        """Everything buffered and not yet decoded (e.g. to hand over after a handshake)."""
+        return self._buffer.take_all()
+
+
+def worker_stream_reader() -> MessageReader:
+    """Reader for what a manager receives from a worker."""
+    return MessageReader(parse_from_worker)
+
+
+def manager_stream_reader() -> MessageReader:
+    """Reader for what a worker receives from a manager."""
+    return MessageReader(parse_from_manager)
