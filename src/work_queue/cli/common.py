@@ -1,0 +1,47 @@
+"""Option parsing shared by the command-line tools (CCTools spellings and units)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}
+
+
+def parse_time(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``2h``, ``1d``."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([smhdSMHD]?)\s*", str(text))
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad time {text!r} (use e.g. 30, 30s, 15m, 2h, 1d)")
+    return float(match.group(1)) * _TIME_UNITS[(match.group(2) or "s").lower()]
+
+
+def parse_size_mb(text: str) -> int:
+    """Megabytes from ``4096``, ``4G``, ``512M``."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTPkmgtp]?)[Bb]?\s*", str(text))
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (use e.g. 4096, 512M, 4G)")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "M").upper()])
+
+
+def setup_debug(flags: list[str] | None, debug_file: str | None, program: str) -> None:
+    """``-d all -o file``: send this program's log records to a file (or stderr)."""
+    if not flags:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                            format=f"{program}: %(message)s")
+        return
+    handler: logging.Handler
+    if debug_file and debug_file not in (":stderr",):
+        handler = logging.FileHandler(debug_file) if debug_file != ":stdout" \
+            else logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s.%(msecs)02d {program}[%(process)d] %(name)s: %(message)s",
+        datefmt="%Y/%m/%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)

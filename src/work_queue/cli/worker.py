@@ -1,0 +1,139 @@
+"""``work_queue_worker [options] HOST PORT``: serve a Work Queue manager."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from .. import __version__
+from ..worker.worker import Worker, WorkerConfig
+from .common import parse_size_mb, parse_time, setup_debug
+
+
+def _resource(parse):  # type: ignore[no-untyped-def]
+    def convert(text: str) -> int | None:
+        return None if text == "all" else parse(text)
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="work_queue_worker",
+                                description="Run tasks for a Work Queue manager.")
+    p.add_argument("address", nargs="*", help="HOST PORT, or HOST:PORT")
+    p.add_argument("-v", "--version", action="store_true", help="show version and exit")
+    p.add_argument("-M", "--manager-name", "--master-name", "-N", dest="manager_name",
+                   help="project name of the manager (needs a catalog server)")
+    p.add_argument("-C", "--catalog", help="catalog server host:port")
+    p.add_argument("-d", "--debug", action="append", help="debug flags (e.g. all)")
+    p.add_argument("-o", "--debug-file", help="write debug output to this file")
+    p.add_argument("--debug-rotate-max", help="accepted and ignored")
+    p.add_argument("-P", "--password", help="file holding the manager's password")
+    p.add_argument("-t", "--timeout", type=parse_time, help="idle and connect timeout")
+    p.add_argument("--idle-timeout", type=parse_time, default=900.0)
+    p.add_argument("--connect-timeout", type=parse_time, default=900.0)
+    p.add_argument("-i", "--min-backoff", type=parse_time, default=1.0)
+    p.add_argument("-b", "--max-backoff", type=parse_time, default=60.0)
+    p.add_argument("-s", "--workdir", help="directory for the workspace")
+    p.add_argument("--cores", type=_resource(int))
+    p.add_argument("--memory", type=_resource(parse_size_mb))
+    p.add_argument("--disk", type=_resource(parse_size_mb))
+    p.add_argument("--gpus", type=_resource(int))
+    p.add_argument("--wall-time", type=parse_time, default=0.0)
+    p.add_argument("--single-shot", action="store_true", help="exit after one connection")
+    p.add_argument("--feature", action="append", default=[], help="announce a feature")
+    p.add_argument("-A", "--arch", help="architecture to report")
+    p.add_argument("-O", "--os", help="operating system to report")
+    p.add_argument("--ssl", action="store_true", help="not supported yet")
+    p.add_argument("--parent-death", action="store_true", help="exit when the parent exits")
+    # Accepted and ignored, like CCTools
+    for flag in ("-a", "--advertise", "-c", "--measure-capacity", "--disable-symlinks"):
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    for flag in ("-z", "--disk-threshold", "--memory-threshold", "-w", "--tcp-window-size",
+                 "--bandwidth", "--volatility", "--connection-mode", "--from-factory",
+                 "--task-wrapper", "-p"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
+    return p
+
+
+def parse_address(words: list[str]) -> tuple[str, int]:
+    if len(words) == 2:
+        host, port = words
+    elif len(words) == 1 and ":" in words[0]:
+        host, port = words[0].split(";")[0].rsplit(":", 1)
+    else:
+        raise ValueError("give the manager as HOST PORT (or HOST:PORT)")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"port {port!r} is not a number") from None
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    host, port = parse_address(args.address)
+    cfg = WorkerConfig(host=host, port=port)
+    env = os.environ
+    cfg.cores = args.cores if args.cores is not None else _env_int(env.get("CORES"))
+    cfg.memory = args.memory if args.memory is not None else _env_int(env.get("MEMORY"))
+    cfg.disk = args.disk if args.disk is not None else _env_int(env.get("DISK"))
+    cfg.gpus = args.gpus if args.gpus is not None else _env_int(env.get("GPUS"))
+    cfg.idle_timeout = args.idle_timeout
+    cfg.connect_timeout = args.connect_timeout
+    if args.timeout is not None:
+        cfg.idle_timeout = cfg.connect_timeout = args.timeout
+    if args.min_backoff > args.max_backoff:
+        raise ValueError("--max-backoff must be at least --min-backoff")
+    cfg.min_backoff, cfg.max_backoff = args.min_backoff, args.max_backoff
+    cfg.single_shot = args.single_shot
+    cfg.workdir = args.workdir
+    cfg.wall_time = args.wall_time
+    cfg.features = list(args.feature)
+    if args.password:
+        with open(args.password, "rb") as f:
+            cfg.password = f.read()
+    if args.arch:
+        cfg.arch = args.arch
+    if args.os:
+        cfg.os_name = args.os
+    return cfg
+
+
+def _env_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(f"work_queue_worker version {__version__} (pure Python; protocol 11)")
+        return 0
+    setup_debug(args.debug, args.debug_file, "work_queue_worker")
+    if args.manager_name:
+        parser.error("-M/--manager-name needs a catalog server, which is not supported yet; "
+                     "give HOST PORT")
+    if args.ssl:
+        parser.error("--ssl is not supported yet")
+    try:
+        cfg = config_from_args(args)
+        if cfg.workdir:
+            os.makedirs(cfg.workdir, exist_ok=True)
+    except (ValueError, OSError) as e:
+        parser.error(str(e))
+    for var in ("CORES", "MEMORY", "DISK", "GPUS"):
+        os.environ.pop(var, None)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, stop)
+    return Worker(cfg).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

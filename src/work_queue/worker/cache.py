@@ -1,0 +1,85 @@
+"""The worker's per-manager cache directory: objects stored under their cache names.
+
+Also materialises lazy objects (``puturl`` downloads and ``putcmd`` commands) on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from .executor import remove_tree
+
+
+@dataclass
+class LazyObject:
+    kind: str  # "url" or "cmd"
+    source: str
+    mode: int
+
+
+class Cache:
+    """Objects received from one manager, by cache name."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.lazy: dict[str, LazyObject] = {}
+
+    def path(self, name: str) -> str:
+        """Filesystem path of a cache name; refuses names that would leave the cache."""
+        if not name or name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"bad cache name {name!r}")
+        return os.path.join(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        return os.path.lexists(self.path(name))
+
+    def remove(self, name: str) -> None:
+        self.lazy.pop(name, None)
+        remove_tree(self.path(name))
+
+    def materialize(self, name: str, timeout: float = 3600) -> tuple[int, int, str | None]:
+        """Create a lazy object.  Returns (size, microseconds, error text or None)."""
+        obj = self.lazy.get(name)
+        if obj is None:
+            return 0, 0, "no such object"
+        path = self.path(name)
+        t0 = time.time()
+        error: str | None = None
+        try:
+            if obj.kind == "url":
+                with urllib.request.urlopen(obj.source, timeout=60) as resp, \
+                        open(path, "wb") as f:
+                    shutil.copyfileobj(resp, f, 1 << 20)
+            else:
+                cmd = obj.source.replace("%%", _shell_quote(path))
+                done = subprocess.run(["/bin/sh", "-c", cmd], cwd=self.root,
+                                      stdin=subprocess.DEVNULL, capture_output=True,
+                                      timeout=timeout)
+                if done.returncode != 0 or not os.path.exists(path):
+                    error = (f"command exited with status {done.returncode}: "
+                             + done.stdout.decode("utf-8", "replace")
+                             + done.stderr.decode("utf-8", "replace"))
+        except Exception as e:  # any failure becomes cache-invalid, never a crash
+            error = f"{type(e).__name__}: {e}"
+        elapsed = int((time.time() - t0) * 1e6)
+        if error is not None:
+            remove_tree(path)
+            return 0, elapsed, error
+        os.chmod(path, (obj.mode | 0o600) & 0o777)
+        del self.lazy[name]
+        return os.path.getsize(path), elapsed, None
+
+    def clear(self) -> None:
+        self.lazy.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.makedirs(self.root, exist_ok=True)
+
+
+def _shell_quote(path: str) -> str:
+    return "'" + path.replace("'", "'\"'\"'") + "'"

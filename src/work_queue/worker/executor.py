@@ -1,0 +1,160 @@
+"""Running one task: its sandbox, its process group, its exit.
+
+A task runs ``/bin/sh -c <command>`` in ``<workspace>/t.<id>``, in its own process group (so a
+kill reaches every process it started), with stdin from /dev/null and stdout+stderr merged into
+one file.  Completion is noticed through a pidfd that the worker's selector watches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+from ..constants import (
+    WORK_QUEUE_RESULT_SIGNAL,
+    WORK_QUEUE_RESULT_SUCCESS,
+)
+
+
+@dataclass
+class TaskSpec:
+    """A task as the manager described it in its ``task ... end`` block."""
+
+    task_id: int
+    command: str = ""
+    coprocess: str = ""
+    category: str = "default"
+    cores: float = -1
+    memory: float = -1
+    disk: float = -1
+    gpus: float = -1
+    wall_time: float = 0
+    end_time: float = 0
+    env: list[tuple[str, str]] = field(default_factory=list)
+    empty_dirs: list[str] = field(default_factory=list)
+    #: (cachename, remote_name, flags)
+    inputs: list[tuple[str, str, int]] = field(default_factory=list)
+    outputs: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+@dataclass
+class TaskRun:
+    """A task the worker holds: waiting, running, or finished and not yet reported."""
+
+    spec: TaskSpec
+    cores: float = 0
+    memory: float = 0
+    disk: float = 0
+    gpus: float = 0
+    sandbox: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    pidfd: int = -1
+    stdout_path: str = ""
+    start: float = 0.0
+    finish: float = 0.0
+    status: int = WORK_QUEUE_RESULT_SUCCESS
+    exit_code: int = 0
+    done: bool = False
+    reported: bool = False
+    #: forced result set by the worker when it kills the task (timeout, wall time)
+    forced_status: int | None = None
+    #: remote_name -> bytes already reported, for WATCH outputs
+    watched: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and not self.done
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """Put cache object ``src`` at ``dst``: hard links for files, a tree of them for dirs."""
+    if os.path.isdir(src) and not os.path.islink(src):
+        os.makedirs(dst, exist_ok=True)
+        for entry in os.scandir(src):
+            link_or_copy(entry.path, os.path.join(dst, entry.name))
+        return
+    parent = os.path.dirname(dst)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    if os.path.islink(src):
+        os.symlink(os.readlink(src), dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
+    """Spawn the task's shell in its sandbox and open a pidfd to watch it."""
+    fd = os.open(run.stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        run.proc = subprocess.Popen(
+            ["/bin/sh", "-c", run.spec.command], cwd=run.sandbox, env=env,
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    finally:
+        os.close(fd)
+    run.start = now
+    try:
+        run.pidfd = os.pidfd_open(run.proc.pid)
+    except (AttributeError, OSError):
+        run.pidfd = -1
+
+
+def kill_process(run: TaskRun) -> None:
+    """SIGKILL the task's whole process group."""
+    proc = run.proc
+    if proc is None or run.done:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.kill()
+        except OSError:
+            pass
+
+
+def reap(run: TaskRun, now: float) -> bool:
+    """Collect the exit status if the process ended; True when it did."""
+    proc = run.proc
+    if proc is None or run.done:
+        return run.done
+    code = proc.poll()
+    if code is None:
+        return False
+    run.done = True
+    run.finish = now
+    if run.pidfd >= 0:
+        os.close(run.pidfd)
+        run.pidfd = -1
+    if run.forced_status is not None:
+        run.status, run.exit_code = run.forced_status, 9
+    elif code < 0:
+        # Killed by a signal.  CCTools reports status 0 with the signal number as the exit
+        # code; we say SIGNAL so the program can tell it from a normal exit.
+        run.status, run.exit_code = WORK_QUEUE_RESULT_SIGNAL, -code
+    else:
+        run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
+    # Reap anything left in the process group so no zombie or orphan outlives the task.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return True
+
+
+def remove_tree(path: str) -> None:
+    if path and os.path.lexists(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass

@@ -1,0 +1,755 @@
+"""The worker process: connect to a manager, serve it, reconnect when it goes away.
+
+Theory of operation
+-------------------
+:meth:`Worker.run` connects (with exponential backoff between ``min_backoff`` and
+``max_backoff``), then runs one :class:`Session` per connection.  A session:
+
+* authenticates (if ``--password``) and sends the protocol-11 handshake;
+* loops on a selector watching the manager socket and one pidfd per running task;
+* handles manager messages (task blocks, ``put``/``dir`` into the cache, ``get``, ``kill``,
+  ``send_results``, ``release``/``exit``...);
+* starts waiting tasks whenever their resources fit (cores, memory, disk, gpus);
+* announces finished tasks with ``available_results`` and streams them on ``send_results``.
+
+When the manager disconnects, every task is killed and the cache is emptied (it belongs to
+that manager); the worker then reconnects, unless ``--single-shot`` or an idle timeout ended it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import random
+import selectors
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from .. import __version__
+from ..constants import (
+    WORK_QUEUE_PROTOCOL_VERSION,
+    WORK_QUEUE_RESULT_FORSAKEN,
+    WORK_QUEUE_RESULT_INPUT_MISSING,
+    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
+    WORK_QUEUE_RESULT_TASK_TIMEOUT,
+    WORK_QUEUE_WATCH,
+)
+from ..errors import AuthenticationError, RemoteProtocolError
+from ..protocol import auth
+from ..protocol import messages as m
+from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
+from . import probe
+from .cache import Cache, LazyObject
+from .executor import (
+    TaskRun,
+    TaskSpec,
+    kill_process,
+    link_or_copy,
+    reap,
+    remove_tree,
+    start_process,
+)
+
+logger = logging.getLogger(__name__)
+
+# How a session ended
+RELEASED, EXITED, IDLED_OUT, LOST, WALL_TIME = "released", "exit", "idle", "lost", "wall_time"
+
+
+@dataclass
+class WorkerConfig:
+    """Settings of one worker process (the command-line flags)."""
+
+    host: str = "localhost"
+    port: int = 9123
+    cores: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+    gpus: int | None = None
+    idle_timeout: float = 900.0
+    connect_timeout: float = 900.0
+    single_shot: bool = False
+    workdir: str | None = None
+    wall_time: float = 0.0
+    password: bytes | None = None
+    min_backoff: float = 1.0
+    max_backoff: float = 60.0
+    features: list[str] = field(default_factory=list)
+    os_name: str = field(default_factory=platform.system)
+    arch: str = field(default_factory=platform.machine)
+    io_timeout: float = 3600.0
+    watch_interval: float = 1.0
+
+
+class Worker:
+    """A worker serving managers until it is told to exit or times out."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        base = config.workdir or _default_tmp()
+        self.workspace = tempfile.mkdtemp(prefix=f"worker-{os.getuid()}-{os.getpid()}-",
+                                          dir=base)
+        self.start_time = time.time()
+        self.end_time = self.start_time + config.wall_time if config.wall_time > 0 else 0.0
+        gpus, gpu_name = probe.detect_gpus() if config.gpus is None else (config.gpus, None)
+        self.cores = config.cores if config.cores is not None else probe.detect_cores()
+        self.memory = config.memory if config.memory is not None else probe.detect_memory()
+        disk = probe.detect_disk(self.workspace)
+        self.disk = min(config.disk, disk) if config.disk is not None else disk
+        self.gpus = gpus
+        self.features = list(config.features)
+        if gpu_name:
+            self.features.append(gpu_name)
+        self.hostname = socket.getfqdn() or "unknown"
+        self.last_task_id = 0
+
+    def describe(self) -> str:
+        return (f"using {self.cores} cores, {self.memory} MB memory, {self.disk} MB disk, "
+                f"{self.gpus} gpus")
+
+    def run(self) -> int:
+        """Serve managers; returns the process exit code."""
+        cfg = self.config
+        print(f"work_queue_worker: creating workspace {self.workspace}", file=sys.stderr)
+        print(f"work_queue_worker: {self.describe()}", file=sys.stderr)
+        try:
+            backoff = cfg.min_backoff
+            last_success = time.time()
+            while True:
+                if self.end_time and time.time() >= self.end_time:
+                    return 0
+                sock = self._connect()
+                if sock is None:
+                    if time.time() - last_success > cfg.connect_timeout:
+                        logger.info("could not connect for %.0f s; exiting",
+                                    cfg.connect_timeout)
+                        return 0
+                    time.sleep(backoff)
+                    backoff = min(cfg.max_backoff, backoff * 2)
+                    continue
+                backoff = cfg.min_backoff
+                outcome = Session(self, sock).run()
+                last_success = time.time()
+                logger.info("session ended: %s", outcome)
+                if outcome in (EXITED, IDLED_OUT, WALL_TIME) or cfg.single_shot:
+                    return 0
+                if outcome == LOST:
+                    time.sleep(min(5.0, cfg.max_backoff))
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            shutil.rmtree(self.workspace, ignore_errors=True)
+
+    def _connect(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection((self.config.host, self.config.port), timeout=15)
+        except OSError as e:
+            logger.info("cannot connect to %s:%d: %s", self.config.host, self.config.port, e)
+            return None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return sock
+
+
+class Session:
+    """One connection to a manager."""
+
+    def __init__(self, worker: Worker, sock: socket.socket) -> None:
+        self.w = worker
+        self.cfg = worker.config
+        self.sock = sock
+        self.reader = manager_stream_reader()
+        self.out = bytearray()
+        self.cache = Cache(os.path.join(worker.workspace, "cache"))
+        self.tasks: dict[int, TaskRun] = {}
+        self.waiting: list[int] = []
+        self.pending_task: TaskSpec | None = None
+        self.dir_stack: list[str] = []
+        self.sink: object | None = None
+        self.sink_path = ""
+        self.results_announced = False
+        self.last_activity = time.time()
+        self.last_watch = 0.0
+        self.selector = selectors.DefaultSelector()
+        self.outcome: str | None = None
+        self.used = {"cores": 0.0, "memory": 0.0, "disk": 0.0, "gpus": 0.0}
+        self.reported_running = 0
+        self.stdout_counter = 0
+
+    # -- I/O --------------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.out += data
+
+    def flush(self) -> None:
+        if self.out:
+            data = bytes(self.out)
+            self.out.clear()
+            self.sock.settimeout(self.cfg.io_timeout)
+            try:
+                self.sock.sendall(data)
+            finally:
+                self.sock.setblocking(False)
+
+    def run(self) -> str:
+        try:
+            if self.cfg.password is not None:
+                self._authenticate()
+            self.sock.setblocking(False)
+            self._handshake()
+            self.flush()
+            self.selector.register(self.sock, selectors.EVENT_READ, None)
+            self._loop()
+        except (OSError, RemoteProtocolError, AuthenticationError) as e:
+            logger.warning("connection to manager failed: %s", e)
+            print(f"work_queue_worker: {e}", file=sys.stderr)
+            self.outcome = self.outcome or LOST
+        finally:
+            self._teardown()
+        return self.outcome or LOST
+
+    def _authenticate(self) -> None:
+        """Blocking password exchange right after connecting (both peers run the same steps)."""
+        assert self.cfg.password is not None
+        password = self.cfg.password
+        buf = self.reader._buffer  # bytes after the exchange stay for the protocol reader
+        self.sock.settimeout(30)
+
+        def readline() -> bytes:
+            while (line := buf.maybe_next_line()) is None:
+                data = self.sock.recv(4096)
+                if not data:
+                    raise AuthenticationError("manager closed the connection during auth")
+                buf.feed(data)
+            return line
+
+        self.sock.sendall(auth.AUTH_LINE + b"\n")
+        if readline() != auth.AUTH_LINE:
+            raise AuthenticationError("manager does not use a password")
+        mine = auth.make_challenge()
+        self.sock.sendall(mine + b"\n")
+        theirs = readline()
+        self.sock.sendall(auth.response_for(password, theirs) + b"\n")
+        ok = readline() == auth.response_for(password, mine)
+        self.sock.sendall(b"ok\n" if ok else b"failure\n")
+        if readline() != b"ok" or not ok:
+            raise AuthenticationError("password authentication failed")
+
+    def _handshake(self) -> None:
+        w = self.w
+        ident = hashlib.md5(f"{os.getpid()},{os.getppid()},{random.random()}".encode())
+        lines = [
+            m.Hello(WORK_QUEUE_PROTOCOL_VERSION, w.hostname, self.cfg.os_name, self.cfg.arch,
+                    __version__).encode(),
+            m.Info("worker-id", "worker-" + ident.hexdigest()).encode(),
+        ]
+        lines += [m.Feature(f).encode() for f in w.features]
+        lines.append(m.Alive().encode())
+        lines += self._resource_lines()
+        lines += [m.Info("end_of_resource_update", "0").encode(),
+                  m.Info("tasks_running", str(self._running_count())).encode(),
+                  m.Info("worker-end-time", str(int(w.end_time))).encode()]
+        self.send(b"".join(lines))
+
+    def _resource_lines(self) -> list[bytes]:
+        w = self.w
+        out = [m.ResourceReport("workers", 1, 1, 1).encode()]
+        for name, value in (("disk", w.disk), ("memory", w.memory), ("gpus", w.gpus),
+                            ("cores", w.cores)):
+            out.append(m.ResourceReport(name, int(value), int(value), int(value)).encode())
+        out.append(m.ResourceReport("tag", w.last_task_id).encode())
+        return out
+
+    # -- main loop --------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while self.outcome is None:
+            now = time.time()
+            timeout = self._next_timeout(now)
+            for key, _ in self.selector.select(timeout):
+                if key.data is None:
+                    self._receive()
+                    if self.outcome is not None:
+                        return
+                else:
+                    self._task_exited(key.data)
+            now = time.time()
+            self._check_tasks(now)
+            self._start_waiting(now)
+            if self.tasks or self.reader.in_payload:
+                self.last_activity = now
+            elif now - self.last_activity > self.cfg.idle_timeout:
+                self.send(m.Info("idle-disconnecting", str(int(self.cfg.idle_timeout))).encode())
+                self.flush()
+                self.outcome = IDLED_OUT
+                return
+            if self.w.end_time and now >= self.w.end_time:
+                self.send(m.Info("wall_time_exhausted", "0").encode())
+                self.flush()
+                self.outcome = WALL_TIME
+                return
+            self._report_running()
+            self.flush()
+
+    def _next_timeout(self, now: float) -> float:
+        timeout = 5.0
+        for run in self.tasks.values():
+            if run.running:
+                if run.pidfd < 0:
+                    timeout = min(timeout, 0.01)
+                if run.spec.wall_time > 0:
+                    timeout = min(timeout, run.start + run.spec.wall_time - now)
+                if run.spec.end_time > 0:
+                    timeout = min(timeout, run.spec.end_time - now)
+                if run.watched:
+                    timeout = min(timeout, self.cfg.watch_interval)
+        if not self.tasks:
+            timeout = min(timeout, self.last_activity + self.cfg.idle_timeout - now + 0.01)
+        if self.w.end_time:
+            timeout = min(timeout, self.w.end_time - now)
+        return max(0.0, timeout)
+
+    def _receive(self) -> None:
+        try:
+            data = self.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            self.outcome = LOST
+            return
+        self.last_activity = time.time()
+        self.reader.feed(data)
+        while self.outcome is None:
+            ev = self.reader.next_event()
+            if ev is NEED_DATA:
+                break
+            if isinstance(ev, Chunk):
+                self._on_chunk(ev)
+            else:
+                self._on_message(ev)  # type: ignore[arg-type]
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def _on_message(self, msg: m.Message) -> None:
+        spec = self.pending_task
+        if spec is not None:
+            self._task_line(spec, msg)
+            return
+        if self.dir_stack:
+            self._dir_line(msg)
+            return
+        if isinstance(msg, m.TaskStart):
+            self.pending_task = TaskSpec(msg.task_id)
+            self.w.last_task_id = max(self.w.last_task_id, msg.task_id)
+        elif isinstance(msg, m.Put):
+            self._open_sink(self.cache.path(msg.name), msg.mode)
+        elif isinstance(msg, m.Dir):
+            path = self.cache.path(msg.name)
+            remove_tree(path)
+            os.makedirs(path)
+            self.dir_stack.append(path)
+        elif isinstance(msg, m.PutCmd):
+            self.cache.lazy[msg.cachename] = LazyObject("cmd", msg.source, msg.mode)
+        elif isinstance(msg, m.PutUrl):
+            self.cache.lazy[msg.cachename] = LazyObject("url", msg.source, msg.mode)
+        elif isinstance(msg, m.Get):
+            self._send_output(msg.name)
+        elif isinstance(msg, m.Unlink):
+            self.cache.remove(msg.name)
+        elif isinstance(msg, m.Kill):
+            self._kill(msg.task_id)
+        elif isinstance(msg, m.SendResults):
+            self._send_results()
+        elif isinstance(msg, m.Check):
+            self.send(m.Alive().encode()
+                      + m.Info("tasks_running", str(self._running_count())).encode())
+        elif isinstance(msg, m.Release):
+            self.outcome = RELEASED
+        elif isinstance(msg, m.Exit):
+            self.outcome = EXITED
+        elif isinstance(msg, m.InvalidateFile | m.Tlq | m.Alive):
+            pass
+        elif isinstance(msg, m.AuthRequest):
+            print("work_queue_worker: this manager requires a password", file=sys.stderr)
+            self.outcome = EXITED if self.cfg.single_shot else LOST
+        else:
+            raise RemoteProtocolError(f"unexpected message from manager: {msg!r}")
+
+    def _task_line(self, spec: TaskSpec, msg: m.Message) -> None:
+        if isinstance(msg, m.End):
+            self.pending_task = None
+            self._accept_task(spec)
+        elif isinstance(msg, m.Cmd):
+            spec.command = msg.payload.decode("utf-8", "surrogateescape")
+        elif isinstance(msg, m.TaskResource):
+            setattr(spec, msg.name, msg.value)
+        elif isinstance(msg, m.Category):
+            spec.category = msg.name
+        elif isinstance(msg, m.TaskFile):
+            _check_remote(msg.remote_name)
+            entry = (msg.cachename, msg.remote_name, msg.flags)
+            (spec.inputs if msg.direction == "infile" else spec.outputs).append(entry)
+        elif isinstance(msg, m.Env):
+            text = msg.payload[:-1].decode("utf-8", "surrogateescape")
+            name, sep, value = text.partition("=")
+            if sep:  # entries without '=' are dropped, as CCTools does
+                spec.env.append((name, value))
+        elif isinstance(msg, m.Dir):
+            _check_remote(msg.name)
+            spec.empty_dirs.append(msg.name)
+        elif isinstance(msg, m.Coprocess):
+            spec.coprocess = msg.payload.decode()
+        else:
+            raise RemoteProtocolError(f"unexpected line in task {spec.task_id}: {msg!r}")
+
+    def _dir_line(self, msg: m.Message) -> None:
+        top = self.dir_stack[-1]
+        if isinstance(msg, m.End):
+            self.dir_stack.pop()
+        elif isinstance(msg, m.Put):
+            self._open_sink(os.path.join(top, _entry_name(msg.name)), msg.mode)
+        elif isinstance(msg, m.Dir):
+            path = os.path.join(top, _entry_name(msg.name))
+            os.makedirs(path, exist_ok=True)
+            self.dir_stack.append(path)
+        elif isinstance(msg, m.Symlink):
+            os.symlink(msg.payload.decode("utf-8", "surrogateescape"),
+                       os.path.join(top, _entry_name(msg.name)))
+        else:
+            raise RemoteProtocolError(f"unexpected line in directory: {msg!r}")
+
+    def _open_sink(self, path: str, mode: int) -> None:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        remove_tree(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode | 0o600) & 0o777)
+        self.sink = os.fdopen(fd, "wb")
+        self.sink_path = path
+
+    def _on_chunk(self, chunk: Chunk) -> None:
+        sink = self.sink
+        if sink is None:
+            raise RemoteProtocolError("file data without a put")
+        if chunk.data:
+            sink.write(chunk.data)  # type: ignore[attr-defined]
+        if chunk.last:
+            sink.close()  # type: ignore[attr-defined]
+            self.sink = None
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _accept_task(self, spec: TaskSpec) -> None:
+        run = TaskRun(spec)
+        w = self.w
+        if spec.cores < 0 and spec.memory < 0 and spec.disk < 0 and spec.gpus < 0:
+            run.cores, run.memory, run.disk, run.gpus = w.cores, w.memory, w.disk, w.gpus
+        else:
+            run.cores, run.memory = max(spec.cores, 0), max(spec.memory, 0)
+            run.disk, run.gpus = max(spec.disk, 0), max(spec.gpus, 0)
+        self.tasks[spec.task_id] = run
+        if run.cores > w.cores or run.memory > w.memory or run.disk > w.disk \
+                or run.gpus > w.gpus:
+            self._finish_without_running(run, WORK_QUEUE_RESULT_FORSAKEN, 0)
+            return
+        self.waiting.append(spec.task_id)
+
+    def _fits(self, run: TaskRun) -> bool:
+        u, w = self.used, self.w
+        return (u["cores"] + run.cores <= w.cores and u["memory"] + run.memory <= w.memory
+                and u["disk"] + run.disk <= w.disk and u["gpus"] + run.gpus <= w.gpus)
+
+    def _start_waiting(self, now: float) -> None:
+        if not self.waiting:
+            return
+        still: list[int] = []
+        for task_id in self.waiting:
+            run = self.tasks.get(task_id)
+            if run is None:
+                continue
+            if not self._fits(run):
+                still.append(task_id)
+                continue
+            self._start(run, now)
+        self.waiting = still
+
+    def _start(self, run: TaskRun, now: float) -> None:
+        spec = run.spec
+        run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
+        remove_tree(run.sandbox)
+        os.makedirs(run.sandbox)
+        tmpdir = tempfile.mkdtemp(prefix=f"cctools-temp-t.{spec.task_id}.", dir=run.sandbox)
+        for name in spec.empty_dirs:
+            os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
+        for cachename, remote, _flags in spec.inputs:
+            try:
+                src = self.cache.path(cachename)
+                if cachename in self.cache.lazy:
+                    size, usec, error = self.cache.materialize(cachename)
+                    if error is not None:
+                        data = error.encode()
+                        self.send(f"cache-invalid {cachename} {len(data)}\n".encode() + data)
+                        raise FileNotFoundError(error)
+                    self.send(m.CacheUpdate(cachename, size, usec).encode())
+                link_or_copy(src, os.path.join(run.sandbox, remote))
+            except (OSError, ValueError) as e:
+                logger.warning("task %d: input %s missing: %s", spec.task_id, remote, e)
+                self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
+                return
+        env = dict(os.environ)
+        env.pop("DISPLAY", None)
+        env.update(spec.env)
+        env["WORK_QUEUE_SANDBOX"] = run.sandbox
+        if run.cores > 0:
+            cores = str(int(run.cores))
+            for var in ("CORES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                        "VECLIB_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+                env[var] = cores
+        env["MEMORY"] = str(int(run.memory))
+        env["DISK"] = str(int(run.disk))
+        if run.gpus > 0:
+            env["GPUS"] = str(int(run.gpus))
+        env["TMPDIR"] = env["TEMP"] = env["TMP"] = tmpdir
+        self.stdout_counter += 1
+        run.stdout_path = os.path.join(self.w.workspace,
+                                       f"worker.stdout.{spec.task_id}.{self.stdout_counter}")
+        for key in ("cores", "memory", "disk", "gpus"):
+            self.used[key] += getattr(run, key)
+        start_process(run, env, now)
+        for _cache, remote, flags in spec.outputs:
+            if flags & WORK_QUEUE_WATCH:
+                run.watched[remote] = 0
+        if run.pidfd >= 0:
+            self.selector.register(run.pidfd, selectors.EVENT_READ, spec.task_id)
+
+    def _finish_without_running(self, run: TaskRun, status: int, exit_code: int) -> None:
+        run.done = True
+        run.status, run.exit_code = status, exit_code
+        self._announce()
+
+    def _task_exited(self, task_id: int) -> None:
+        run = self.tasks.get(task_id)
+        if run is None:
+            return
+        if run.pidfd >= 0:
+            try:
+                self.selector.unregister(run.pidfd)
+            except (KeyError, ValueError):
+                pass
+        if reap(run, time.time()):
+            self._task_done(run)
+
+    def _task_done(self, run: TaskRun) -> None:
+        for key in ("cores", "memory", "disk", "gpus"):
+            self.used[key] -= getattr(run, key)
+        # Move declared outputs from the sandbox into the cache.
+        for cachename, remote, _flags in run.spec.outputs:
+            src = os.path.join(run.sandbox, remote)
+            if os.path.lexists(src):
+                dst = self.cache.path(cachename)
+                remove_tree(dst)
+                try:
+                    os.rename(src, dst)
+                except OSError:
+                    try:
+                        if os.path.isdir(src):
+                            shutil.copytree(src, dst, symlinks=True)
+                        else:
+                            shutil.copy2(src, dst)
+                    except OSError as e:
+                        logger.warning("cannot keep output %s: %s", remote, e)
+        self._announce()
+
+    def _check_tasks(self, now: float) -> None:
+        for run in list(self.tasks.values()):
+            if not run.running:
+                continue
+            if run.pidfd < 0 and reap(run, now):
+                self._task_done(run)
+                continue
+            spec = run.spec
+            if spec.wall_time > 0 and now >= run.start + spec.wall_time:
+                run.forced_status = WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME
+                kill_process(run)
+            elif spec.end_time > 0 and now >= spec.end_time:
+                run.forced_status = WORK_QUEUE_RESULT_TASK_TIMEOUT
+                kill_process(run)
+        if now - self.last_watch >= self.cfg.watch_interval:
+            self.last_watch = now
+            for run in self.tasks.values():
+                if run.running and any(self._watch_growth(run)):
+                    self._announce()
+                    break
+
+    def _watch_growth(self, run: TaskRun) -> list[tuple[str, int, int]]:
+        grown = []
+        for remote, offset in run.watched.items():
+            try:
+                size = os.path.getsize(os.path.join(run.sandbox, remote))
+            except OSError:
+                continue
+            if size > offset:
+                grown.append((remote, offset, size - offset))
+        return grown
+
+    def _announce(self) -> None:
+        if not self.results_announced:
+            self.results_announced = True
+            self._report_running()
+            self.send(m.AvailableResults().encode())
+
+    def _running_count(self) -> int:
+        return sum(1 for r in self.tasks.values() if r.running)
+
+    def _report_running(self) -> None:
+        n = self._running_count()
+        if n != self.reported_running:
+            self.reported_running = n
+            self.send(m.Info("tasks_running", str(n)).encode())
+
+    def _send_results(self) -> None:
+        self.results_announced = False
+        for run in list(self.tasks.values()):
+            if run.running:
+                for remote, offset, length in self._watch_growth(run):
+                    with open(os.path.join(run.sandbox, remote), "rb") as f:
+                        f.seek(offset)
+                        data = f.read(length)
+                    run.watched[remote] = offset + len(data)
+                    self.send(m.Update(run.spec.task_id, remote, offset, len(data)).encode()
+                              + data)
+                continue
+            if not run.done or run.reported:
+                continue
+            # Final growth of watched files is covered by the full 'get' that follows.
+            output = b""
+            if run.stdout_path:
+                try:
+                    with open(run.stdout_path, "rb") as f:
+                        output = f.read(1 << 30)
+                except OSError:
+                    output = b""
+                remove_tree(run.stdout_path)
+            elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
+            self.send(m.Result(run.status, run.exit_code, len(output), elapsed,
+                               run.spec.task_id).encode() + output)
+            run.reported = True
+        n = self._running_count()
+        self.reported_running = n
+        self.send(m.Info("tasks_running", str(n)).encode() + m.End().encode())
+
+    def _kill(self, task_id: int) -> None:
+        ids = list(self.tasks) if task_id < 0 else [task_id]
+        for tid in ids:
+            run = self.tasks.pop(tid, None)
+            if run is None:
+                continue
+            if run.running:
+                kill_process(run)
+                if run.pidfd >= 0:
+                    try:
+                        self.selector.unregister(run.pidfd)
+                    except (KeyError, ValueError):
+                        pass
+                if run.proc is not None:
+                    try:
+                        run.proc.wait(timeout=5)
+                    except Exception:
+                        pass
+                if run.pidfd >= 0:
+                    os.close(run.pidfd)
+                    run.pidfd = -1
+                for key in ("cores", "memory", "disk", "gpus"):
+                    self.used[key] -= getattr(run, key)
+                run.done = True
+            if tid in self.waiting:
+                self.waiting.remove(tid)
+            remove_tree(run.sandbox)
+            remove_tree(run.stdout_path)
+
+    # -- outputs ----------------------------------------------------------------------------------
+
+    def _send_output(self, name: str) -> None:
+        try:
+            path = self.cache.path(name)
+        except ValueError:
+            self.send(f"missing {name} 22\n".encode() + b"end\n")
+            return
+        self._stream_item(name, path)
+        self.send(b"end\n")
+
+    def _stream_item(self, name: str, path: str) -> None:
+        if os.path.islink(path):
+            # Never follow a link out of the workspace: a task must not exfiltrate files.
+            real = os.path.realpath(path)
+            if not real.startswith(self.w.workspace + os.sep):
+                self.send(f"missing {name} 13\n".encode())
+                return
+        try:
+            if os.path.isdir(path):
+                self.send(f"dir {name} 0\n".encode())
+                for entry in sorted(os.listdir(path)):
+                    self._stream_item(f"{name}/{entry}", os.path.join(path, entry))
+                return
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                self.send(f"file {name} {size}\n".encode())
+                self.flush()
+                if size:
+                    self.sock.settimeout(self.cfg.io_timeout)
+                    try:
+                        self.sock.sendfile(f, 0, size)
+                    finally:
+                        self.sock.setblocking(False)
+        except FileNotFoundError:
+            self.send(f"missing {name} 2\n".encode())
+        except OSError as e:
+            self.send(f"missing {name} {e.errno or 5}\n".encode())
+
+    # -- teardown ---------------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        try:
+            self.flush()
+        except OSError:
+            pass
+        self._kill(-1)
+        if self.sink is not None:
+            try:
+                self.sink.close()  # type: ignore[attr-defined]
+            except OSError:
+                pass
+        try:
+            self.selector.close()
+        except Exception:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.cache.clear()
+
+
+def _check_remote(name: str) -> None:
+    if not name or name.startswith("/") or ".." in name.split("/"):
+        raise RemoteProtocolError(f"refusing remote name {name!r} that escapes the sandbox")
+
+
+def _entry_name(name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise RemoteProtocolError(f"bad directory entry name {name!r}")
+    return name
+
+
+def _default_tmp() -> str:
+    for var in ("CCTOOLS_TEMP", "_CONDOR_SCRATCH_DIR", "TMPDIR", "TEMP", "TMP"):
+        value = os.environ.get(var)
+        if value and os.path.isdir(value) and os.access(value, os.W_OK):
+            return value
+    return "/tmp"
