@@ -34,8 +34,7 @@ from .manager.task import Task
 def specify_port_range(low_port: int, high_port: int) -> None:
     """Make port 0 pick from ``[low_port, high_port]`` (sets TCP_LOW_PORT / TCP_HIGH_PORT)."""
     if low_port > high_port:
-        raise TypeError("low_port {} should be smaller than high_port {}".format(low_port,
-                                                                              high_port))
+        raise TypeError(f"low_port {low_port} should be smaller than high_port {high_port}")
     _os.environ["TCP_LOW_PORT"] = str(low_port)
     _os.environ["TCP_HIGH_PORT"] = str(high_port)
 

@@ -40,6 +40,14 @@ class Dispatch:
     box: Resources
 
 
+def _saturated(w: WorkerRecord) -> bool:
+    """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
+    r = w.resources
+    if w.prefetch:
+        return r.cores >= 1 and w.inuse_cores > r.cores
+    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
+
+
 class ManagerState:
     """Pure state of a manager.  See the module docstring."""
 
@@ -60,6 +68,7 @@ class ManagerState:
         self.rng = random.Random(seed)
         #: Set whenever something happened that may make a dispatch possible.
         self.dispatch_pending = True
+        self._boxes: dict[tuple[Any, ...], Resources] = {}
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -85,12 +94,14 @@ class ManagerState:
         if not self.dispatch_pending:
             return None
         handshaken = [w for w in self.workers.values() if w.ready and not w.draining
-                      and not self.is_blocked(w.hostname, now)]
+                      and not _saturated(w) and not self.is_blocked(w.hostname, now)]
         if len(self.workers) < self.wait_for_workers or not handshaken:
             self.dispatch_pending = False
             return None
         expired: list[Any] = []
         chosen: Dispatch | None = None
+        # Tasks that look alike get the same boxes and the same answer: try each kind once.
+        failed: set[tuple[Any, ...]] = set()
         try:
             for task in self.ready.scan(self.schedule_depth):
                 if task.end_time > 0 and task.end_time <= now:
@@ -98,9 +109,13 @@ class ManagerState:
                     continue
                 if 0 < getattr(task, "start_time_min", 0) > now:
                     continue
+                kind = self._signature(task)
+                if kind in failed:
+                    continue
                 chosen = self._place(task, handshaken, now)
                 if chosen is not None:
                     break
+                failed.add(kind)
         finally:
             self.ready.restore()
         if expired:
@@ -111,14 +126,35 @@ class ManagerState:
             self.dispatch_pending = False
         return chosen
 
+    @staticmethod
+    def _signature(task: Any) -> tuple[Any, ...]:
+        r, lo = task.resources_requested, task.resources_min
+        return (r.cores, r.memory, r.disk, r.gpus, r.wall_time, lo.cores, lo.memory, lo.disk,
+                lo.gpus, task.end_time, task.min_running_time, task.algorithm,
+                frozenset(task.features) if task.features else None)
+
+    def box_for(self, task: Any, w: WorkerRecord) -> Resources:
+        """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
+        limits, minimum, res = self.limits_of(task), task.resources_min, w.resources
+        key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
+               minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
+               res.largest_of("cores"), res.largest_of("memory"), res.largest_of("disk"),
+               res.largest_of("gpus"), self.policy.proportional, self.policy.whole_tasks,
+               self.policy.submit_multiplier)
+        box = self._boxes.get(key)
+        if box is None:
+            if len(self._boxes) > 10000:
+                self._boxes.clear()
+            box = self._boxes[key] = allocation_box(limits, minimum, res, self.policy)
+        return box
+
     def _place(self, task: Any, workers: list[WorkerRecord], now: float) -> Dispatch | None:
-        limits = self.limits_of(task)
         mult = self.policy.submit_multiplier
         boxes: dict[int, Resources] = {}
 
         def eligible() -> Any:
             for w in workers:
-                box = allocation_box(limits, task.resources_min, w.resources, self.policy)
+                box = self.box_for(task, w)
                 if worker_can_take(w, box, task, mult, now):
                     boxes[w.key] = box
                     yield w

@@ -56,6 +56,18 @@ class WorkerRecord:
     factory_name: str = ""
     tasks_running_reported: int = 0
 
+    #: The worker announced the ``wq-py-prefetch`` feature (see worker_can_take).
+    prefetch: bool = False
+
+    def prefetch_slack(self, box: Resources) -> tuple[float, float, float, float] | None:
+        """Room for one task beyond the worker's resources, if none is queued there yet."""
+        r = self.resources
+        over = (self.inuse_cores > r.cores or self.inuse_memory > r.memory
+                or self.inuse_disk > r.disk or self.inuse_gpus > r.gpus)
+        if over:
+            return None
+        return (box.cores, box.memory, box.disk, box.gpus)
+
     def free_cores(self) -> float:
         return self.resources.cores - self.inuse_cores
 
@@ -70,12 +82,20 @@ def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_mult
                     now: float) -> bool:
     """Whether ``box`` fits in what is left of ``worker`` (``check_hand_against_task``)."""
     r = worker.resources
-    if worker.inuse_disk + box.disk > r.disk:
+    if worker.prefetch:
+        # Our own worker queues a task until it fits, so it may hold one extra task beyond its
+        # resources: the next task starts the moment one finishes, without a round trip.
+        extra = worker.prefetch_slack(box)
+        if extra is None:
+            return False
+    else:
+        extra = (0, 0, 0, 0)
+    if worker.inuse_disk + box.disk > r.disk + extra[2]:
         return False
-    for used, need, total in ((worker.inuse_cores, box.cores, r.cores),
-                              (worker.inuse_memory, box.memory, r.memory),
-                              (worker.inuse_gpus, box.gpus, r.gpus)):
-        if need > total or used + need > math.ceil(total * submit_multiplier):
+    for used, need, total, slack in ((worker.inuse_cores, box.cores, r.cores, extra[0]),
+                                     (worker.inuse_memory, box.memory, r.memory, extra[1]),
+                                     (worker.inuse_gpus, box.gpus, r.gpus, extra[3])):
+        if need > total or used + need > math.ceil(total * submit_multiplier) + slack:
             return False
     if worker.end_time > 0:
         end = getattr(task, "end_time", 0) or 0

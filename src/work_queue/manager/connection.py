@@ -59,11 +59,16 @@ class WorkerConnection:
         if self.out and not self.closed:
             data = bytes(self.out)
             self.out.clear()
-            self.sock.settimeout(self.io_timeout)
             try:
-                self.sock.sendall(data)
-            finally:
-                self.sock.setblocking(False)
+                sent = self.sock.send(data)  # usually all of it: the socket buffer has room
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent < len(data):
+                self.sock.settimeout(self.io_timeout)
+                try:
+                    self.sock.sendall(data[sent:])
+                finally:
+                    self.sock.setblocking(False)
 
     def send_file(self, fileobj: Any, offset: int, count: int) -> None:
         """Send ``count`` bytes of ``fileobj`` from ``offset`` (after pending control lines)."""

@@ -29,19 +29,7 @@ TXN_HEADER = """\
 
 """
 
-STATS_COLUMNS = (
-    "timestamp workers_connected workers_init workers_idle workers_busy workers_able "
-    "workers_joined workers_removed workers_released workers_idled_out workers_blocked "
-    "workers_fast_aborted workers_lost tasks_waiting tasks_on_workers tasks_running "
-    "tasks_with_results tasks_submitted tasks_dispatched tasks_done tasks_failed "
-    "tasks_cancelled tasks_exhausted_attempts time_send time_receive time_send_good "
-    "time_receive_good time_status_msgs time_internal time_polling time_application "
-    "time_execute time_execute_good time_execute_exhaustion bytes_sent bytes_received "
-    "bandwidth capacity_tasks capacity_cores capacity_memory capacity_disk "
-    "capacity_instantaneous capacity_weighted manager_load total_cores total_memory "
-    "total_disk committed_cores committed_memory committed_disk max_cores max_memory "
-    "max_disk min_cores min_memory min_disk"
-).split()
+STATS_COLUMNS = ["timestamp", "workers_connected", "workers_init", "workers_idle", "workers_busy", "workers_able", "workers_joined", "workers_removed", "workers_released", "workers_idled_out", "workers_blocked", "workers_fast_aborted", "workers_lost", "tasks_waiting", "tasks_on_workers", "tasks_running", "tasks_with_results", "tasks_submitted", "tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled", "tasks_exhausted_attempts", "time_send", "time_receive", "time_send_good", "time_receive_good", "time_status_msgs", "time_internal", "time_polling", "time_application", "time_execute", "time_execute_good", "time_execute_exhaustion", "bytes_sent", "bytes_received", "bandwidth", "capacity_tasks", "capacity_cores", "capacity_memory", "capacity_disk", "capacity_instantaneous", "capacity_weighted", "manager_load", "total_cores", "total_memory", "total_disk", "committed_cores", "committed_memory", "committed_disk", "max_cores", "max_memory", "max_disk", "min_cores", "min_memory", "min_disk"]
 
 _UNITS = {"cores": "cores", "memory": "MB", "disk": "MB", "gpus": "gpus", "wall_time": "s",
           "end": "s", "start": "s"}

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import selectors
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -47,6 +46,9 @@ from .task import Task
 from .transfer import InputMissing, send_input
 
 logger = logging.getLogger(__name__)
+
+#: Feature line our worker sends: it queues tasks locally, so we may send one task ahead.
+PREFETCH_FEATURE = "wq-py-prefetch"
 
 #: tune() names -> attribute setters.  Values documented in the manual / spec 4.7.
 TUNE_DEFAULTS: dict[str, float] = {
@@ -331,15 +333,11 @@ class WorkQueue:
                     return self._finish(task)
                 now = self._now()
                 remaining = deadline - now
-                progressed = self._pass(now, max(0.0, min(remaining, 1.0)))
+                self._pass(now, max(0.0, min(remaining, 1.0)))
                 if self._state.returned:
                     continue
                 if self._now() >= deadline:
                     return None
-                if not progressed and tag is None and self._state.empty():
-                    # Nothing to wait for; CCTools returns at once in this case too.
-                    if remaining <= 0:
-                        return None
         finally:
             self._app_time_mark = self._now()
 
@@ -657,9 +655,8 @@ class WorkQueue:
     def _process(self, conn: WorkerConnection, now: float) -> None:
         conn.last_message = now
         conn.spoke_since_check = True
-        if conn.auth_step is not None and conn.auth_step != "done":
-            if not self._authenticate(conn):
-                return
+        if conn.auth_step not in (None, "done") and not self._authenticate(conn):
+            return
         reader = conn.reader
         while not conn.closed:
             ev = reader.next_event()
@@ -729,6 +726,8 @@ class WorkQueue:
             if w is None:
                 raise RemoteProtocolError("feature before handshake")
             w.features.add(msg.name)
+            if msg.name == PREFETCH_FEATURE:
+                w.prefetch = True
         elif isinstance(msg, m.CacheUpdate):
             if w is not None:
                 w.cached[msg.cachename] = msg.size

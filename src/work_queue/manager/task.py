@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+
 from ..constants import (
     WORK_QUEUE_BUFFER,
     WORK_QUEUE_CACHE,

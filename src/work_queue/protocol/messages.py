@@ -417,7 +417,7 @@ class Coprocess(Message):
 
 @dataclass(slots=True)
 class Env(Message):
-    """``env <len>`` + ``NAME=VALUE\\n``; the announced length excludes the newline, which is sent."""
+    """``env <len>`` + ``NAME=VALUE\\n``; the length excludes the newline, which is sent."""
 
     VERB: ClassVar[bytes] = b"env"
     length: int

@@ -8,9 +8,11 @@ one file.  Completion is noticed through a pidfd that the worker's selector watc
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 from ..constants import (
@@ -52,7 +54,7 @@ class TaskRun:
     sandbox: str = ""
     proc: subprocess.Popen[bytes] | None = None
     pidfd: int = -1
-    stdout_path: str = ""
+    output_fd: int = -1
     start: float = 0.0
     finish: float = 0.0
     status: int = WORK_QUEUE_RESULT_SUCCESS
@@ -88,17 +90,66 @@ def link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
-    """Spawn the task's shell in its sandbox and open a pidfd to watch it."""
-    fd = os.open(run.stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+#: A command made only of plain words: no quoting, expansion, redirection or control operator.
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./:,+@%^-]+( +[A-Za-z0-9_./:,=+@%^-]+)* *")
+#: Words that are only shell builtins or keywords (no program of that name to exec).
+_SHELL_ONLY = frozenset({".", ":", "alias", "bg", "break", "cd", "command", "continue", "eval",
+                         "exec", "exit", "export", "fc", "fg", "getopts", "hash", "jobs",
+                         "local", "read", "readonly", "return", "set", "shift", "source",
+                         "times", "trap", "type", "ulimit", "umask", "unalias", "unset",
+                         "wait", "if", "for", "while", "until", "case", "function", "time"})
+
+
+def argv_for(command: str, path: str | None) -> list[str]:
+    """How to run ``command``: ``/bin/sh -c`` unless it is plain words naming a program.
+
+    Running a plain command directly gives the same result as the shell would, without
+    starting a shell first (a measurable cost when tasks are short).
+    """
+    if _PLAIN_COMMAND.fullmatch(command):
+        words = command.split()
+        if words and words[0] not in _SHELL_ONLY:
+            program = words[0] if "/" in words[0] else shutil.which(words[0], path=path)
+            if program and os.access(program, os.X_OK) and not os.path.isdir(program):
+                return [program, *words[1:]]
+    return ["/bin/sh", "-c", command]
+
+
+def output_file() -> int:
+    """A file descriptor for the task's merged stdout and stderr (in memory if possible)."""
     try:
-        run.proc = subprocess.Popen(
-            ["/bin/sh", "-c", run.spec.command], cwd=run.sandbox, env=env,
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
-        )
+        return os.memfd_create("wq-task-output", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        fd, path = tempfile.mkstemp(prefix="worker.stdout.")
+        os.unlink(path)
+        return fd
+
+
+def read_output(fd: int, limit: int = 1 << 30) -> bytes:
+    """Everything the task printed (up to ``limit`` bytes), then close ``fd``."""
+    try:
+        chunks = []
+        offset = 0
+        while offset < limit:
+            data = os.pread(fd, min(1 << 20, limit - offset), offset)
+            if not data:
+                break
+            chunks.append(data)
+            offset += len(data)
+        return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
+    """Spawn the task in its sandbox, in a new session, and open a pidfd to watch it."""
+    if run.output_fd < 0:
+        run.output_fd = output_file()
+    run.proc = subprocess.Popen(
+        argv_for(run.spec.command, env.get("PATH")), cwd=run.sandbox, env=env,
+        stdin=subprocess.DEVNULL, stdout=run.output_fd, stderr=subprocess.STDOUT,
+        start_new_session=True, close_fds=True,
+    )
     run.start = now
     try:
         run.pidfd = os.pidfd_open(run.proc.pid)
@@ -150,11 +201,19 @@ def reap(run: TaskRun, now: float) -> bool:
 
 
 def remove_tree(path: str) -> None:
-    if path and os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+    """Delete a file, link or directory tree; missing paths are fine."""
+    if not path:
+        return
+    try:
+        os.unlink(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    try:
+        os.rmdir(path)  # the common case: an empty sandbox
+    except FileNotFoundError:
+        return
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)

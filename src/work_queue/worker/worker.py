@@ -51,12 +51,15 @@ from .executor import (
     TaskSpec,
     kill_process,
     link_or_copy,
+    read_output,
     reap,
     remove_tree,
     start_process,
 )
 
 logger = logging.getLogger(__name__)
+
+PREFETCH_FEATURE = "wq-py-prefetch"
 
 # How a session ended
 RELEASED, EXITED, IDLED_OUT, LOST, WALL_TIME = "released", "exit", "idle", "lost", "wall_time"
@@ -180,7 +183,10 @@ class Session:
         self.outcome: str | None = None
         self.used = {"cores": 0.0, "memory": 0.0, "disk": 0.0, "gpus": 0.0}
         self.reported_running = 0
-        self.stdout_counter = 0
+        #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
+        #: directory costs as much as starting a short task).
+        self.trash: list[str] = []
+        self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
 
     # -- I/O --------------------------------------------------------------------------------------
 
@@ -250,6 +256,9 @@ class Session:
             m.Info("worker-id", "worker-" + ident.hexdigest()).encode(),
         ]
         lines += [m.Feature(f).encode() for f in w.features]
+        # Extensions beyond protocol 11 are announced as features; a CCTools manager just
+        # records them.  This one says: send a task ahead, we queue it until it fits.
+        lines.append(m.Feature(PREFETCH_FEATURE).encode())
         lines.append(m.Alive().encode())
         lines += self._resource_lines()
         lines += [m.Info("end_of_resource_update", "0").encode(),
@@ -282,6 +291,8 @@ class Session:
             now = time.time()
             self._check_tasks(now)
             self._start_waiting(now)
+            if self.trash and (len(self.trash) > 256 or not self.waiting):
+                self._empty_trash(now)
             if self.tasks or self.reader.in_payload:
                 self.last_activity = now
             elif now - self.last_activity > self.cfg.idle_timeout:
@@ -294,8 +305,17 @@ class Session:
                 self.flush()
                 self.outcome = WALL_TIME
                 return
-            self._report_running()
             self.flush()
+
+    def _empty_trash(self, now: float) -> None:
+        """Delete old sandboxes, for at most a few milliseconds unless there are many."""
+        deadline = now + (0.5 if len(self.trash) > 256 else 0.002)
+        while self.trash:
+            path = self.trash.pop()
+            if path not in (r.sandbox for r in self.tasks.values()):
+                remove_tree(path)
+            if time.time() > deadline:
+                break
 
     def _next_timeout(self, now: float) -> float:
         timeout = 5.0
@@ -484,7 +504,6 @@ class Session:
         run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
         remove_tree(run.sandbox)
         os.makedirs(run.sandbox)
-        tmpdir = tempfile.mkdtemp(prefix=f"cctools-temp-t.{spec.task_id}.", dir=run.sandbox)
         for name in spec.empty_dirs:
             os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
         for cachename, remote, _flags in spec.inputs:
@@ -502,8 +521,7 @@ class Session:
                 logger.warning("task %d: input %s missing: %s", spec.task_id, remote, e)
                 self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
                 return
-        env = dict(os.environ)
-        env.pop("DISPLAY", None)
+        env = dict(self.base_env)
         env.update(spec.env)
         env["WORK_QUEUE_SANDBOX"] = run.sandbox
         if run.cores > 0:
@@ -515,10 +533,8 @@ class Session:
         env["DISK"] = str(int(run.disk))
         if run.gpus > 0:
             env["GPUS"] = str(int(run.gpus))
-        env["TMPDIR"] = env["TEMP"] = env["TMP"] = tmpdir
-        self.stdout_counter += 1
-        run.stdout_path = os.path.join(self.w.workspace,
-                                       f"worker.stdout.{spec.task_id}.{self.stdout_counter}")
+        # Temporary files of the task stay in (and are deleted with) its sandbox.
+        env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
         for key in ("cores", "memory", "disk", "gpus"):
             self.used[key] += getattr(run, key)
         start_process(run, env, now)
@@ -601,17 +617,10 @@ class Session:
     def _announce(self) -> None:
         if not self.results_announced:
             self.results_announced = True
-            self._report_running()
             self.send(m.AvailableResults().encode())
 
     def _running_count(self) -> int:
         return sum(1 for r in self.tasks.values() if r.running)
-
-    def _report_running(self) -> None:
-        n = self._running_count()
-        if n != self.reported_running:
-            self.reported_running = n
-            self.send(m.Info("tasks_running", str(n)).encode())
 
     def _send_results(self) -> None:
         self.results_announced = False
@@ -629,13 +638,9 @@ class Session:
                 continue
             # Final growth of watched files is covered by the full 'get' that follows.
             output = b""
-            if run.stdout_path:
-                try:
-                    with open(run.stdout_path, "rb") as f:
-                        output = f.read(1 << 30)
-                except OSError:
-                    output = b""
-                remove_tree(run.stdout_path)
+            if run.output_fd >= 0:
+                output = read_output(run.output_fd)
+                run.output_fd = -1
             elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
             self.send(m.Result(run.status, run.exit_code, len(output), elapsed,
                                run.spec.task_id).encode() + output)
@@ -670,8 +675,11 @@ class Session:
                 run.done = True
             if tid in self.waiting:
                 self.waiting.remove(tid)
-            remove_tree(run.sandbox)
-            remove_tree(run.stdout_path)
+            if run.output_fd >= 0:
+                os.close(run.output_fd)
+                run.output_fd = -1
+            if run.sandbox:
+                self.trash.append(run.sandbox)
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -720,6 +728,9 @@ class Session:
         except OSError:
             pass
         self._kill(-1)
+        for path in self.trash:
+            remove_tree(path)
+        self.trash.clear()
         if self.sink is not None:
             try:
                 self.sink.close()  # type: ignore[attr-defined]
