@@ -89,8 +89,8 @@ class ManagerState:
         """Resources the task asked for (explicit values win over its category's)."""
         return task.resources_requested  # type: ignore[no-any-return]
 
-    def next_dispatch(self, now: float) -> Dispatch | list[Any] | None:
-        """The next task to send and where, or tasks that expired (to be failed), or None."""
+    def next_dispatch(self, now: float) -> Dispatch | None:
+        """The next task to send and where, or None.  Tasks past their end time are failed."""
         if not self.dispatch_pending:
             return None
         handshaken = [w for w in self.workers.values() if w.ready and not w.draining
@@ -118,10 +118,10 @@ class ManagerState:
                 failed.add(kind)
         finally:
             self.ready.restore()
-        if expired:
-            for task in expired:
-                self.ready.remove(task.id)
-            return expired
+        for task in expired:
+            self.fail(task, WORK_QUEUE_RESULT_TASK_TIMEOUT, now)
+        if chosen is None and expired:
+            return self.next_dispatch(now)
         if chosen is None:
             self.dispatch_pending = False
         return chosen

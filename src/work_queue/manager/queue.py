@@ -496,11 +496,6 @@ class WorkQueue:
             if d is None:
                 break
             progressed = True
-            if isinstance(d, list):
-                for task in d:
-                    task.return_status = -1
-                    self._state.fail(task, C.WORK_QUEUE_RESULT_TASK_TIMEOUT, now)
-                continue
             self._send_task(d, now)
         return progressed
 
