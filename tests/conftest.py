@@ -13,7 +13,10 @@ import pytest
 
 import work_queue as wq
 
-WORKER_CMD = [sys.executable, "-m", "work_queue.cli.worker"]
+#: The worker the integration tests start; set WQ_TEST_WORKER to run them against another
+#: worker executable (for example a CCTools work_queue_worker, to check interoperability).
+WORKER_CMD = ([os.environ["WQ_TEST_WORKER"]] if os.environ.get("WQ_TEST_WORKER")
+              else [sys.executable, "-m", "work_queue.cli.worker"])
 
 
 @pytest.fixture

@@ -192,7 +192,9 @@ def test_sandbox_variable_and_resources_env(queue, workers):
     workers.start(queue.port, cores=2)
     (t,) = wait_all(queue)
     sandbox, cwd, cores = t.output.strip().split("|")
-    assert sandbox == cwd and cores == "1"
+    # Ours names the task's sandbox, as the manual says; CCTools names the worker workspace.
+    assert sandbox == cwd or cwd.startswith(sandbox + "/")
+    assert cores == "1"
 
 
 def test_allocation_boxes_on_the_wire(queue, workers):
@@ -356,7 +358,8 @@ def test_watched_output_grows_while_running(queue, workers):
             content = open("watched.txt").read()
             seen_partial |= 0 < content.count("line") < 4
     assert open("watched.txt").read() == "".join(f"line {i}\n" for i in range(1, 5))
-    assert seen_partial
+    if not os.environ.get("WQ_TEST_WORKER"):  # a CCTools worker looks only every 5 s
+        assert seen_partial
 
 
 def test_password(in_tmp, workers):
@@ -417,8 +420,8 @@ def test_status_queries(queue, workers):
 
 
 def test_block_host(queue, workers):
-    queue.block_host("localhost")
-    queue.block_host(socket.getfqdn())
+    for name in {"localhost", socket.getfqdn(), socket.gethostname()}:
+        queue.block_host(name)
     queue.submit(wq.Task("echo hi"))
     workers.start(queue.port)
     assert queue.wait(1.5) is None

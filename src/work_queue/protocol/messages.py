@@ -45,7 +45,7 @@ def _int(field_bytes: bytes, line: bytes) -> int:
         # Resource values may come as "4.000000" (8.x worker) or "4" (7.x worker).
         try:
             return int(float(field_bytes))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise RemoteProtocolError(f"bad number {field_bytes!r} in {line!r}") from None
 
 
@@ -324,6 +324,12 @@ def parse_from_worker(line: bytes) -> Message:
             return Alive()
         if verb == b"available_results":
             return AvailableResults()
+        if verb in (b"file", b"missing") and n > 3:
+            # The C manager matches ``^file (.+) (%d+)$``: the worker sends names as they are,
+            # so an output directory entry may contain spaces.
+            name, _, number = line[len(verb) + 1 :].rpartition(b" ")
+            parts = [verb, name, number]
+            n = 3
         if verb == b"file" and n == 3:
             return FileItem(parts[1].decode("utf-8", "surrogateescape"), _int(parts[2], line))
         if verb == b"dir" and n == 3:
@@ -425,7 +431,8 @@ class Env(Message):
 
     @property
     def payload_length(self) -> int:
-        return self.length + 1
+        # A negative count stays negative so the reader rejects it (``env -1`` is not 0 bytes).
+        return self.length + 1 if self.length >= 0 else self.length
 
     def encode(self) -> bytes:
         return f"env {self.length}\n".encode()
@@ -470,7 +477,8 @@ class Dir(Message):
     name: str
 
     def encode(self) -> bytes:
-        return f"dir {self.name}\n".encode()
+        # url-encoded like ``put`` (C ``put_directory``); the parser decodes it.
+        return f"dir {url_encode(self.name)}\n".encode()
 
 
 @dataclass(slots=True)
@@ -681,7 +689,8 @@ def parse_from_manager(line: bytes) -> Message:
             return TaskFile(s, parts[1].decode("utf-8", "surrogateescape"),
                             url_decode(parts[2]), _int(parts[3], line))
         if verb == b"put" and n == 4:
-            return Put(url_decode(parts[1]), _int(parts[2], line), int(parts[3], 8))
+            return Put(url_decode(parts[1]), _int(parts[2], line), int(parts[3], 8),
+                       leading_zero=parts[3].startswith(b"0"))
         if verb == b"dir" and n == 2:
             return Dir(url_decode(parts[1]))
         if verb == b"env" and n == 2:

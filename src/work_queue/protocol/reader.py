@@ -98,6 +98,9 @@ class MessageReader:
             if buf.pending_line_length() > self._max_line:
                 raise RemoteProtocolError("line longer than %d bytes" % self._max_line)
             return NEED_DATA
+        if len(line) > self._max_line:
+            # Same verdict whether the line arrived in one piece or byte by byte.
+            raise RemoteProtocolError("line longer than %d bytes" % self._max_line)
         msg = self._parse(line)
         n = msg.payload_length
         if n < 0:
