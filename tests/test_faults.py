@@ -1,0 +1,143 @@
+"""Misbehaving peers: half-sent messages, garbage, vanishing managers.  Nothing is lost."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import work_queue as wq
+from tests.conftest import wait_all, wait_until
+
+HANDSHAKE = (b"workqueue 11 fakehost Linux x86_64 7.17.1\n"
+             b"info worker-id worker-00000000000000000000000000000000\n"
+             b"alive\nresource workers 1 1 1\nresource disk 1000 1000 1000\n"
+             b"resource memory 1000 1000 1000\nresource gpus 0 0 0\nresource cores 1 1 1\n"
+             b"resource tag 0\ninfo end_of_resource_update 0\ninfo tasks_running 0\n"
+             b"info worker-end-time 0\n")
+
+
+class FakeWorker:
+    """A scripted worker on a raw socket, run in a thread while the test drives the manager."""
+
+    def __init__(self, port: int, script) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.received = b""
+        self.thread = threading.Thread(target=script, args=(self,), daemon=True)
+        self.thread.start()
+
+    def read_until(self, marker: bytes, timeout: float = 10) -> bytes:
+        self.sock.settimeout(timeout)
+        while marker not in self.received:
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            self.received += data
+        return self.received
+
+
+def drive(q: wq.WorkQueue, fake: FakeWorker, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while fake.thread.is_alive() and time.time() < deadline:
+        q.wait(0.05)
+
+
+def test_worker_dying_inside_a_result_payload(queue, workers):
+    """Half a result, then the connection drops: the task is requeued and run elsewhere."""
+    t = wq.Task("echo real")
+    queue.submit(t)
+
+    def script(fw: FakeWorker) -> None:
+        fw.sock.sendall(HANDSHAKE)
+        fw.read_until(b"end\n")
+        fw.sock.sendall(b"available_results\n")
+        fw.read_until(b"send_results")
+        fw.sock.sendall(b"result 0 0 100 1000 1\nonly part of the")
+        fw.sock.close()
+
+    fake = FakeWorker(queue.port, script)
+    drive(queue, fake)
+    assert queue.task_state(t.id) == wq.WORK_QUEUE_TASK_READY
+    workers.start(queue.port)
+    (done,) = wait_all(queue)
+    assert done is t and done.output == "real\n"
+    assert queue.stats.workers_lost == 1
+
+
+def test_garbage_from_a_worker_drops_only_that_worker(queue, workers):
+    tasks = [wq.Task(f"echo {i}") for i in range(3)]
+    for t in tasks:
+        queue.submit(t)
+
+    def script(fw: FakeWorker) -> None:
+        fw.sock.sendall(HANDSHAKE)
+        fw.read_until(b"end\n")
+        fw.sock.sendall(b"this is not the protocol\n")
+        fw.read_until(b"never comes", timeout=5)
+
+    fake = FakeWorker(queue.port, script)
+    drive(queue, fake, timeout=3)
+    workers.start(queue.port)
+    done = wait_all(queue)
+    assert sorted(t.id for t in done) == [1, 2, 3]
+    assert all(t.result == wq.WORK_QUEUE_RESULT_SUCCESS for t in done)
+
+
+def test_line_too_long_and_wrong_protocol(queue, workers):
+    def long_line(fw: FakeWorker) -> None:
+        fw.sock.sendall(b"x" * 10000)
+        fw.read_until(b"never", timeout=3)
+
+    def old_protocol(fw: FakeWorker) -> None:
+        fw.sock.sendall(b"workqueue 10 oldhost Linux x86_64 6.0.0\n")
+        fw.read_until(b"never", timeout=3)
+
+    a = FakeWorker(queue.port, long_line)
+    b = FakeWorker(queue.port, old_protocol)
+    queue.submit(wq.Task("echo ok"))
+    workers.start(queue.port)
+    (t,) = wait_all(queue)
+    assert t.output == "ok\n"
+    wait_until(lambda: not a.thread.is_alive() and not b.thread.is_alive(), queue)
+    assert queue.stats.workers_connected == 1
+
+
+def test_worker_reconnects_to_a_new_manager(in_tmp, workers):
+    q1 = wq.WorkQueue(port=0)
+    port = q1.port
+    q1.submit(wq.Task("echo first"))
+    proc = workers.start(port, timeout=30)
+    (t,) = wait_all(q1)
+    assert t.output == "first\n"
+    q1.close()  # releases the worker, which comes back looking for a manager
+    q2 = wq.WorkQueue(port=port)
+    try:
+        q2.submit(wq.Task("echo second"))
+        (t,) = wait_all(q2, timeout=20)
+        assert t.output == "second\n"
+        assert proc.poll() is None
+    finally:
+        q2.close()
+
+
+def test_worker_idle_timeout(queue, workers):
+    proc = workers.start(queue.port, timeout=1)
+    wait_until(lambda: queue.stats.workers_connected == 1, queue)
+    wait_until(lambda: proc.poll() is not None, queue, timeout=10)
+    assert proc.returncode == 0
+    wait_until(lambda: queue.stats.workers_connected == 0, queue)
+    assert queue.stats.workers_idled_out == 1
+
+
+def test_task_too_large_for_any_worker_waits(queue, workers):
+    big = wq.Task("echo big")
+    big.specify_cores(64)
+    small = wq.Task("echo small")
+    small.specify_cores(1)
+    queue.submit(big)
+    queue.submit(small)
+    workers.start(queue.port, cores=2)
+    t = queue.wait(10)
+    assert t is small
+    assert queue.wait(1) is None
+    assert queue.task_state(big.id) == wq.WORK_QUEUE_TASK_READY
