@@ -36,7 +36,7 @@ from ..core.resources import WorkerResources
 from ..core.scheduling import WorkerRecord
 from ..core.stats import Stats, snapshot
 from ..errors import RemoteProtocolError
-from ..protocol import auth
+from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
 from . import logs, status
@@ -46,9 +46,6 @@ from .task import Task
 from .transfer import InputMissing, send_input
 
 logger = logging.getLogger(__name__)
-
-#: Feature line our worker sends: it queues tasks locally, so we may send one task ahead.
-PREFETCH_FEATURE = "wq-py-prefetch"
 
 #: tune() names -> attribute setters.  Values documented in the manual / spec 4.7.
 TUNE_DEFAULTS: dict[str, float] = {
@@ -721,8 +718,10 @@ class WorkQueue:
             if w is None:
                 raise RemoteProtocolError("feature before handshake")
             w.features.add(msg.name)
-            if msg.name == PREFETCH_FEATURE:
+            if msg.name == extensions.PREFETCH:
                 w.prefetch = True
+            elif msg.name == extensions.PUSH_RESULTS:
+                conn.write(m.Feature(extensions.PUSH_RESULTS).encode())
         elif isinstance(msg, m.CacheUpdate):
             if w is not None:
                 w.cached[msg.cachename] = msg.size

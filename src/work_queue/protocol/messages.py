@@ -475,9 +475,12 @@ class Dir(Message):
 
     VERB: ClassVar[bytes] = b"dir"
     name: str
+    #: The name exactly as sent.  A directory put url-encodes it (C ``put_directory``), but
+    #: a task block's empty-directory line carries the remote name raw, so a worker reading
+    #: a task block uses ``raw``.
+    raw: str = field(default="", compare=False)
 
     def encode(self) -> bytes:
-        # url-encoded like ``put`` (C ``put_directory``); the parser decodes it.
         return f"dir {url_encode(self.name)}\n".encode()
 
 
@@ -692,7 +695,7 @@ def parse_from_manager(line: bytes) -> Message:
             return Put(url_decode(parts[1]), _int(parts[2], line), int(parts[3], 8),
                        leading_zero=parts[3].startswith(b"0"))
         if verb == b"dir" and n == 2:
-            return Dir(url_decode(parts[1]))
+            return Dir(url_decode(parts[1]), parts[1].decode("utf-8", "surrogateescape"))
         if verb == b"env" and n == 2:
             return Env(_int(parts[1], line))
         if verb == b"kill" and n == 2:
@@ -723,6 +726,8 @@ def parse_from_manager(line: bytes) -> Message:
             return Tlq(parts[1].decode())
         if verb == b"auth":
             return AuthRequest(b" ".join(parts[1:]).decode())
+        if verb == b"feature" and n == 2:
+            return Feature(url_decode(parts[1]))
         if verb == b"alive" and n == 1:
             return Alive()
     except (UnicodeDecodeError, ValueError):

@@ -5,7 +5,9 @@ Encoded: bytes up to and including space, ``% \\ < > ' "`` and everything above 
 
 Deliberate difference: the C encoder pads bytes below 0x10 with a space (``% A``) and writes
 bytes of 0x80 and above as ``%FFFFFFxx`` (a signed-char bug).  We always write two uppercase hex
-digits, which the C decoder reads correctly.  Decoding accepts what either side writes.
+digits, which the C decoder reads correctly.  Decoding reads ``%XX`` escapes only, as the C
+decoder does; C's ``% A`` and ``%FFFFFFxx`` forms (control and non-ASCII bytes) are therefore not
+decoded, which only affects names holding such bytes.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ class TaskRun:
     disk: float = 0
     gpus: float = 0
     sandbox: str = ""
-    proc: subprocess.Popen[bytes] | None = None
+    #: process id of the task (its process group id too); 0 before it starts
+    pid: int = 0
     pidfd: int = -1
     output_fd: int = -1
     start: float = 0.0
@@ -68,7 +69,7 @@ class TaskRun:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and not self.done
+        return self.pid > 0 and not self.done
 
 
 def link_or_copy(src: str, dst: str) -> None:
@@ -109,10 +110,22 @@ def argv_for(command: str, path: str | None) -> list[str]:
     if _PLAIN_COMMAND.fullmatch(command):
         words = command.split()
         if words and words[0] not in _SHELL_ONLY:
-            program = words[0] if "/" in words[0] else shutil.which(words[0], path=path)
+            program = words[0] if "/" in words[0] else _which(words[0], path)
             if program and os.access(program, os.X_OK) and not os.path.isdir(program):
                 return [program, *words[1:]]
     return ["/bin/sh", "-c", command]
+
+
+_WHICH_CACHE: dict[tuple[str, str | None], str | None] = {}
+
+
+def _which(name: str, path: str | None) -> str | None:
+    key = (name, path)
+    if key not in _WHICH_CACHE:
+        if len(_WHICH_CACHE) > 1000:
+            _WHICH_CACHE.clear()
+        _WHICH_CACHE[key] = shutil.which(name, path=path)
+    return _WHICH_CACHE[key]
 
 
 def output_file() -> int:
@@ -145,40 +158,64 @@ def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
     """Spawn the task in its sandbox, in a new session, and open a pidfd to watch it."""
     if run.output_fd < 0:
         run.output_fd = output_file()
-    run.proc = subprocess.Popen(
-        argv_for(run.spec.command, env.get("PATH")), cwd=run.sandbox, env=env,
-        stdin=subprocess.DEVNULL, stdout=run.output_fd, stderr=subprocess.STDOUT,
-        start_new_session=True, close_fds=True,
-    )
+    argv = argv_for(run.spec.command, env.get("PATH"))
+    run.pid = _spawn(argv, run.sandbox, env, run.output_fd)
     run.start = now
     try:
-        run.pidfd = os.pidfd_open(run.proc.pid)
+        run.pidfd = os.pidfd_open(run.pid)
     except (AttributeError, OSError):
         run.pidfd = -1
 
 
+_DEVNULL_ACTION = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+
+
+def _spawn(argv: list[str], cwd: str, env: dict[str, str], output_fd: int) -> int:
+    """posix_spawn (vfork + exec, no Python in the child) with stdin from /dev/null and
+    stdout+stderr into ``output_fd``; falls back to subprocess where unavailable.
+
+    posix_spawn has no working-directory option, so the worker (single-threaded) changes
+    directory around the call.
+    """
+    if hasattr(os, "posix_spawn"):
+        here = os.getcwd()
+        os.chdir(cwd)
+        try:
+            return os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
+                _DEVNULL_ACTION, (os.POSIX_SPAWN_DUP2, output_fd, 1),
+                (os.POSIX_SPAWN_DUP2, output_fd, 2)])
+        finally:
+            os.chdir(here)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output_fd,
+                            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    proc.returncode = 0  # the worker reaps it with waitpid; keep Popen from doing so
+    return proc.pid
+
+
 def kill_process(run: TaskRun) -> None:
     """SIGKILL the task's whole process group."""
-    proc = run.proc
-    if proc is None or run.done:
+    if run.pid <= 0 or run.done:
         return
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(run.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         try:
-            proc.kill()
+            os.kill(run.pid, signal.SIGKILL)
         except OSError:
             pass
 
 
-def reap(run: TaskRun, now: float) -> bool:
+def reap(run: TaskRun, now: float, block: bool = False) -> bool:
     """Collect the exit status if the process ended; True when it did."""
-    proc = run.proc
-    if proc is None or run.done:
+    if run.pid <= 0 or run.done:
         return run.done
-    code = proc.poll()
-    if code is None:
+    try:
+        pid, status = os.waitpid(run.pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        pid, status = run.pid, 255 << 8
+    if pid == 0:
         return False
+    code = os.waitstatus_to_exitcode(status)
     run.done = True
     run.finish = now
     if run.pidfd >= 0:
@@ -192,9 +229,9 @@ def reap(run: TaskRun, now: float) -> bool:
         run.status, run.exit_code = WORK_QUEUE_RESULT_SIGNAL, -code
     else:
         run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
-    # Reap anything left in the process group so no zombie or orphan outlives the task.
+    # Kill anything left in the process group so no orphan outlives the task.
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(run.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     return True

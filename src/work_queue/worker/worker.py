@@ -41,7 +41,7 @@ from ..constants import (
     WORK_QUEUE_WATCH,
 )
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..protocol import auth
+from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from . import probe
@@ -58,8 +58,6 @@ from .executor import (
 )
 
 logger = logging.getLogger(__name__)
-
-PREFETCH_FEATURE = "wq-py-prefetch"
 
 # How a session ended
 RELEASED, EXITED, IDLED_OUT, LOST, WALL_TIME = "released", "exit", "idle", "lost", "wall_time"
@@ -177,6 +175,8 @@ class Session:
         self.sink: object | None = None
         self.sink_path = ""
         self.results_announced = False
+        #: The manager confirmed extensions.PUSH_RESULTS.
+        self.push_results = False
         self.last_activity = time.time()
         self.last_watch = 0.0
         self.selector = selectors.DefaultSelector()
@@ -186,6 +186,7 @@ class Session:
         #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
         #: directory costs as much as starting a short task).
         self.trash: list[str] = []
+        self.free_sandboxes: list[str] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
 
     # -- I/O --------------------------------------------------------------------------------------
@@ -257,8 +258,8 @@ class Session:
         ]
         lines += [m.Feature(f).encode() for f in w.features]
         # Extensions beyond protocol 11 are announced as features; a CCTools manager just
-        # records them.  This one says: send a task ahead, we queue it until it fits.
-        lines.append(m.Feature(PREFETCH_FEATURE).encode())
+        # records them (see protocol/extensions.py).
+        lines += [m.Feature(f).encode() for f in extensions.WORKER_EXTENSIONS]
         lines.append(m.Alive().encode())
         lines += self._resource_lines()
         lines += [m.Info("end_of_resource_update", "0").encode(),
@@ -306,6 +307,18 @@ class Session:
                 self.outcome = WALL_TIME
                 return
             self.flush()
+
+    def _recycle(self, sandbox: str) -> None:
+        """Keep an empty sandbox for the next task (creating and deleting a directory costs
+        as much as starting a short task); anything else goes to the trash."""
+        try:
+            empty = not os.listdir(sandbox)
+        except OSError:
+            empty = False
+        if empty and len(self.free_sandboxes) < 64:
+            self.free_sandboxes.append(sandbox)
+        else:
+            self.trash.append(sandbox)
 
     def _empty_trash(self, now: float) -> None:
         """Delete old sandboxes, for at most a few milliseconds unless there are many."""
@@ -393,6 +406,9 @@ class Session:
             self.outcome = RELEASED
         elif isinstance(msg, m.Exit):
             self.outcome = EXITED
+        elif isinstance(msg, m.Feature):
+            if msg.name == extensions.PUSH_RESULTS:
+                self.push_results = True
         elif isinstance(msg, m.InvalidateFile | m.Tlq | m.Alive):
             pass
         elif isinstance(msg, m.AuthRequest):
@@ -421,8 +437,8 @@ class Session:
             if sep:  # entries without '=' are dropped, as CCTools does
                 spec.env.append((name, value))
         elif isinstance(msg, m.Dir):
-            _check_remote(msg.name)
-            spec.empty_dirs.append(msg.name)
+            _check_remote(msg.raw or msg.name)
+            spec.empty_dirs.append(msg.raw or msg.name)
         elif isinstance(msg, m.Coprocess):
             spec.coprocess = msg.payload.decode()
         else:
@@ -501,9 +517,15 @@ class Session:
 
     def _start(self, run: TaskRun, now: float) -> None:
         spec = run.spec
-        run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
-        remove_tree(run.sandbox)
-        os.makedirs(run.sandbox)
+        if self.free_sandboxes:
+            run.sandbox = self.free_sandboxes.pop()
+        else:
+            run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
+            try:
+                os.mkdir(run.sandbox)
+            except FileExistsError:
+                remove_tree(run.sandbox)
+                os.mkdir(run.sandbox)
         for name in spec.empty_dirs:
             os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
         for cachename, remote, _flags in spec.inputs:
@@ -615,12 +637,32 @@ class Session:
         return grown
 
     def _announce(self) -> None:
+        if self.push_results:
+            self._push_finished()
+            if not any(r.watched for r in self.tasks.values() if r.running):
+                return
         if not self.results_announced:
             self.results_announced = True
             self.send(m.AvailableResults().encode())
 
     def _running_count(self) -> int:
         return sum(1 for r in self.tasks.values() if r.running)
+
+    def _send_result(self, run: TaskRun) -> None:
+        # Final growth of watched files is covered by the full 'get' that follows.
+        output = b""
+        if run.output_fd >= 0:
+            output = read_output(run.output_fd)
+            run.output_fd = -1
+        elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
+        self.send(m.Result(run.status, run.exit_code, len(output), elapsed,
+                           run.spec.task_id).encode() + output)
+        run.reported = True
+
+    def _push_finished(self) -> None:
+        for run in self.tasks.values():
+            if run.done and not run.reported:
+                self._send_result(run)
 
     def _send_results(self) -> None:
         self.results_announced = False
@@ -633,18 +675,8 @@ class Session:
                     run.watched[remote] = offset + len(data)
                     self.send(m.Update(run.spec.task_id, remote, offset, len(data)).encode()
                               + data)
-                continue
-            if not run.done or run.reported:
-                continue
-            # Final growth of watched files is covered by the full 'get' that follows.
-            output = b""
-            if run.output_fd >= 0:
-                output = read_output(run.output_fd)
-                run.output_fd = -1
-            elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
-            self.send(m.Result(run.status, run.exit_code, len(output), elapsed,
-                               run.spec.task_id).encode() + output)
-            run.reported = True
+            elif run.done and not run.reported:
+                self._send_result(run)
         n = self._running_count()
         self.reported_running = n
         self.send(m.Info("tasks_running", str(n)).encode() + m.End().encode())
@@ -662,24 +694,16 @@ class Session:
                         self.selector.unregister(run.pidfd)
                     except (KeyError, ValueError):
                         pass
-                if run.proc is not None:
-                    try:
-                        run.proc.wait(timeout=5)
-                    except Exception:
-                        pass
-                if run.pidfd >= 0:
-                    os.close(run.pidfd)
-                    run.pidfd = -1
+                reap(run, time.time(), block=True)
                 for key in ("cores", "memory", "disk", "gpus"):
                     self.used[key] -= getattr(run, key)
-                run.done = True
             if tid in self.waiting:
                 self.waiting.remove(tid)
             if run.output_fd >= 0:
                 os.close(run.output_fd)
                 run.output_fd = -1
             if run.sandbox:
-                self.trash.append(run.sandbox)
+                self._recycle(run.sandbox)
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -728,9 +752,10 @@ class Session:
         except OSError:
             pass
         self._kill(-1)
-        for path in self.trash:
+        for path in self.trash + self.free_sandboxes:
             remove_tree(path)
         self.trash.clear()
+        self.free_sandboxes.clear()
         if self.sink is not None:
             try:
                 self.sink.close()  # type: ignore[attr-defined]

@@ -1,0 +1,18 @@
+"""Extensions beyond protocol 11, negotiated so a CCTools peer never sees them.
+
+Our worker lists each one as a ``feature <name>`` line in its handshake (a CCTools manager just
+records the name).  Our manager uses an extension only with workers that announced it; where
+the worker must change how it talks, the manager confirms with the same ``feature <name>``
+line, which it sends only to workers that announced the feature (so never to a CCTools worker).
+"""
+
+#: The worker queues tasks until their resources free up, so the manager may send one task
+#: beyond the worker's free resources; it starts as soon as a running task ends.
+PREFETCH = "wq-py-prefetch"
+
+#: Once confirmed by the manager, the worker sends each ``result`` as soon as the task ends,
+#: without the ``available_results`` / ``send_results`` round trip (and without ``end``).
+PUSH_RESULTS = "wq-py-push-results"
+
+#: What our worker announces.
+WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS)
