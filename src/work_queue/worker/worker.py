@@ -174,6 +174,7 @@ class Session:
         self.dir_stack: list[str] = []
         self.sink: object | None = None
         self.sink_path = ""
+        self.debug = logger.isEnabledFor(logging.DEBUG)
         self.results_announced = False
         #: The manager confirmed extensions.PUSH_RESULTS.
         self.push_results = False
@@ -210,6 +211,7 @@ class Session:
                 self._authenticate()
             self.sock.setblocking(False)
             self._handshake()
+            logger.debug("connected to manager %s:%d", self.cfg.host, self.cfg.port)
             self.flush()
             self.selector.register(self.sock, selectors.EVENT_READ, None)
             self._loop()
@@ -370,6 +372,8 @@ class Session:
     # -- messages ---------------------------------------------------------------------------------
 
     def _on_message(self, msg: m.Message) -> None:
+        if self.debug:
+            logger.debug("rx: %s", msg)
         spec = self.pending_task
         if spec is not None:
             self._task_line(spec, msg)
@@ -560,6 +564,8 @@ class Session:
         for key in ("cores", "memory", "disk", "gpus"):
             self.used[key] += getattr(run, key)
         start_process(run, env, now)
+        if self.debug:
+            logger.debug("started task %d (pid %d): %s", spec.task_id, run.pid, spec.command)
         for _cache, remote, flags in spec.outputs:
             if flags & WORK_QUEUE_WATCH:
                 run.watched[remote] = 0
