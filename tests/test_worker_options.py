@@ -87,17 +87,22 @@ def test_shutdown_true_stops_workers(in_tmp, workers):
 
 
 def test_stats_have_the_manual_fields(queue):
-    manual_fields = """workers_connected workers_init workers_idle workers_busy workers_able
-    workers_joined workers_removed workers_released workers_idled_out workers_fast_aborted
-    workers_blocked workers_lost tasks_waiting tasks_on_workers tasks_running
-    tasks_with_results tasks_submitted tasks_dispatched tasks_done tasks_failed tasks_cancelled
-    tasks_exhausted_attempts time_when_started time_send time_receive time_send_good
-    time_receive_good time_status_msgs time_internal time_polling time_application
-    time_workers_execute time_workers_execute_good time_workers_execute_exhaustion bytes_sent
-    bytes_received bandwidth capacity_tasks capacity_cores capacity_memory capacity_disk
-    capacity_instantaneous capacity_weighted total_cores total_memory total_disk
-    committed_cores committed_memory committed_disk max_cores max_memory max_disk min_cores
-    min_memory min_disk manager_load""".split()
+    manual_fields = [
+        "workers_connected", "workers_init", "workers_idle", "workers_busy", "workers_able",
+        "workers_joined", "workers_removed", "workers_released", "workers_idled_out",
+        "workers_fast_aborted", "workers_blocked", "workers_lost", "tasks_waiting",
+        "tasks_on_workers", "tasks_running", "tasks_with_results", "tasks_submitted",
+        "tasks_dispatched", "tasks_done", "tasks_failed", "tasks_cancelled",
+        "tasks_exhausted_attempts", "time_when_started", "time_send", "time_receive",
+        "time_send_good", "time_receive_good", "time_status_msgs", "time_internal",
+        "time_polling", "time_application", "time_workers_execute",
+        "time_workers_execute_good", "time_workers_execute_exhaustion", "bytes_sent",
+        "bytes_received", "bandwidth", "capacity_tasks", "capacity_cores",
+        "capacity_memory", "capacity_disk", "capacity_instantaneous", "capacity_weighted",
+        "total_cores", "total_memory", "total_disk", "committed_cores", "committed_memory",
+        "committed_disk", "max_cores", "max_memory", "max_disk", "min_cores", "min_memory",
+        "min_disk", "manager_load",
+    ]
     stats = queue.stats
     for name in manual_fields:
         assert hasattr(stats, name), name
@@ -169,7 +174,7 @@ os.popen('work_queue_worker localhost {}'.format(port))
 while not q.empty():
     t = q.wait(5)
     if t:
-        print("task (id# {}) complete: {} (return code {})".format(t.id, t.command, t.return_status))
+        print("task (id# {}) complete: {} (return code {})".format(t.id, t.command, t.return_status))  # noqa: E501
 print("all tasks complete!")
 files = [open("file{}.txt.capitalized".format(i)) for i in range(3)]
 for f in files:
