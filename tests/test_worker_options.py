@@ -174,7 +174,7 @@ os.popen('work_queue_worker localhost {}'.format(port))
 while not q.empty():
     t = q.wait(5)
     if t:
-        print("task (id# {}) complete: {} (return code {})".format(t.id, t.command, t.return_status))  # noqa: E501
+        print("task (id# {}) complete: {} (return code {})".format(t.id, t.command, t.return_status))
 print("all tasks complete!")
 files = [open("file{}.txt.capitalized".format(i)) for i in range(3)]
 for f in files:
