@@ -246,3 +246,12 @@ def test_prefetching_worker_may_hold_one_extra_task(state, clock):
     assert len(sent) == 2  # one running, one queued at the worker
     finish(state, sent[0].task, clock.now)
     assert len(dispatch_all(state, clock.now)) == 1
+
+
+def test_category_max_resources_apply_unless_the_task_says_otherwise(state, clock):
+    state.category_max["small"] = Resources(cores=1, memory=100, disk=100)
+    plain, own = FakeTask(cores=-1), FakeTask(cores=2)
+    plain.category = own.category = "small"
+    w = add_worker(state, 1, cores=4)
+    assert state.box_for(plain, w).cores == 1
+    assert state.box_for(own, w).cores == 2

@@ -69,6 +69,9 @@ class ManagerState:
         #: Set whenever something happened that may make a dispatch possible.
         self.dispatch_pending = True
         self._boxes: dict[tuple[Any, ...], Resources] = {}
+        #: Per-category largest and smallest allocations (``specify_category_max_resources``).
+        self.category_max: dict[str, Resources] = {}
+        self.category_min: dict[str, Resources] = {}
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -86,8 +89,22 @@ class ManagerState:
         return int(task.id)
 
     def limits_of(self, task: Any) -> Resources:
-        """Resources the task asked for (explicit values win over its category's)."""
-        return task.resources_requested  # type: ignore[no-any-return]
+        """Resources the task asked for; explicit values win over its category's maximum."""
+        category_max = self.category_max.get(task.category)
+        if category_max is None:
+            return task.resources_requested  # type: ignore[no-any-return]
+        limits = category_max.copy()
+        limits.override_with(task.resources_requested)
+        return limits
+
+    def minimum_of(self, task: Any) -> Resources:
+        """The task's own minimum raised to its category's minimum."""
+        category_min = self.category_min.get(task.category)
+        if category_min is None:
+            return task.resources_min  # type: ignore[no-any-return]
+        minimum = category_min.copy()
+        minimum.merge_max(task.resources_min)
+        return minimum
 
     def next_dispatch(self, now: float) -> Dispatch | None:
         """The next task to send and where, or None.  Tasks past their end time are failed."""
@@ -130,12 +147,12 @@ class ManagerState:
     def _signature(task: Any) -> tuple[Any, ...]:
         r, lo = task.resources_requested, task.resources_min
         return (r.cores, r.memory, r.disk, r.gpus, r.wall_time, lo.cores, lo.memory, lo.disk,
-                lo.gpus, task.end_time, task.min_running_time, task.algorithm,
+                lo.gpus, task.end_time, task.min_running_time, task.algorithm, task.category,
                 frozenset(task.features) if task.features else None)
 
     def box_for(self, task: Any, w: WorkerRecord) -> Resources:
         """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
-        limits, minimum, res = self.limits_of(task), task.resources_min, w.resources
+        limits, minimum, res = self.limits_of(task), self.minimum_of(task), w.resources
         key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
                minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
                res.largest_of("cores"), res.largest_of("memory"), res.largest_of("disk"),

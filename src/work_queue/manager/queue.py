@@ -32,7 +32,7 @@ from typing import Any
 from .. import constants as C
 from ..core import task_state as ts
 from ..core.manager_state import Dispatch, ManagerState
-from ..core.resources import WorkerResources
+from ..core.resources import Resources, WorkerResources
 from ..core.scheduling import WorkerRecord
 from ..core.stats import Stats, snapshot
 from ..errors import RemoteProtocolError
@@ -81,6 +81,16 @@ _WORKER_STATUS_FORSAKEN = C.WORK_QUEUE_RESULT_FORSAKEN
 
 def _usec(t: float) -> int:
     return int(t * 1e6)
+
+
+def _resources_from(values: dict[str, float] | None) -> Resources:
+    """``{"cores": 2, "memory": 1024}`` -> Resources; unknown names raise ValueError."""
+    r = Resources()
+    for name, value in (values or {}).items():
+        if name not in ("cores", "memory", "disk", "gpus", "wall_time"):
+            raise ValueError(f"unknown resource {name!r} (use cores, memory, disk, gpus)")
+        setattr(r, name, -1 if value is None or value < 0 else float(value))
+    return r
 
 
 class WorkQueue:
@@ -155,13 +165,7 @@ class WorkQueue:
         self._closed = True
         goodbye = m.Exit().encode() if self._shutdown else m.Release().encode()
         for conn in list(self._conns.values()):
-            if conn.worker is not None:
-                try:
-                    conn.write(goodbye)
-                    conn.flush()
-                except OSError:
-                    pass
-            self._drop(conn, "EXPLICIT", count_lost=False)
+            self._last_word(conn, goodbye if conn.worker is not None else b"", "EXPLICIT")
         try:
             self._selector.unregister(self._listener)
         except (KeyError, ValueError):
@@ -253,8 +257,22 @@ class WorkQueue:
         self._txn.manager("START", self._now())
 
     def specify_max_resources(self, resources: dict[str, float]) -> None:
-        """Largest resources any task may be given (default category)."""
-        self._category_limits = dict(resources)
+        """Resources given to tasks of the default category that declare none themselves."""
+        self.specify_category_max_resources("default", resources)
+
+    def specify_min_resources(self, resources: dict[str, float]) -> None:
+        """Smallest allocation for tasks of the default category."""
+        self.specify_category_min_resources("default", resources)
+
+    def specify_category_max_resources(self, category: str, resources: dict[str, float]) -> None:
+        """Resources for tasks of ``category``; a task's own ``specify_*`` values win."""
+        self._state.category_max[category] = _resources_from(resources)
+        self._state.dispatch_pending = True
+
+    def specify_category_min_resources(self, category: str, resources: dict[str, float]) -> None:
+        """Smallest allocation for tasks of ``category``."""
+        self._state.category_min[category] = _resources_from(resources)
+        self._state.dispatch_pending = True
 
     def tune(self, name: str, value: float) -> int:
         """Set one of the ``tune`` parameters (spec 4.7).  Returns 0, or -1 if unknown."""
@@ -393,13 +411,8 @@ class WorkQueue:
                 continue
             if n and count >= n:
                 break
-            try:
-                conn.write(m.Exit().encode())
-                conn.flush()
-            except OSError:
-                pass
             self._state.counters.workers_released += 1
-            self._drop(conn, "EXPLICIT", count_lost=False)
+            self._last_word(conn, m.Exit().encode(), "EXPLICIT")
             count += 1
         return count
 
@@ -541,6 +554,15 @@ class WorkQueue:
             self._txn.worker_disconnected(w, conn.address, reason, now)
         self._debug_msg(f"worker {w.hostname} ({conn.address}) removed: {reason}; "
                         f"{len(requeued)} task(s) requeued")
+
+    def _last_word(self, conn: WorkerConnection, data: bytes, reason: str) -> None:
+        """Send ``data`` (if the peer still listens) and close the connection on purpose."""
+        try:
+            conn.write(data)
+            conn.flush()
+        except OSError:
+            pass
+        self._drop(conn, reason, count_lost=False)
 
     def _periodic(self, now: float) -> None:
         self._last_periodic = now
@@ -960,12 +982,7 @@ class WorkQueue:
         else:
             body = json.dumps(status.build(self, msg.kind, now),  # type: ignore[attr-defined]
                               separators=(",", ":")).encode()
-        try:
-            conn.write(body)
-            conn.flush()
-        except OSError:
-            pass
-        self._drop(conn, "STATUS_WORKER", count_lost=False)
+        self._last_word(conn, body, "STATUS_WORKER")
 
     def _debug_msg(self, text: str) -> None:
         if self._debug:
