@@ -141,3 +141,23 @@ def test_task_too_large_for_any_worker_waits(queue, workers):
     assert t is small
     assert queue.wait(1) is None
     assert queue.task_state(big.id) == wq.WORK_QUEUE_TASK_READY
+
+
+def test_frozen_worker_is_dropped_by_keepalive(queue, workers):
+    """A worker that stops answering (SIGSTOP) loses its task to a live worker."""
+    import signal
+
+    queue.specify_keepalive_interval(0.5)
+    queue.specify_keepalive_timeout(1)
+    t = wq.Task("sleep 1; echo done")
+    queue.submit(t)
+    frozen = workers.start(queue.port)
+    wait_until(lambda: queue.task_state(t.id) == wq.WORK_QUEUE_TASK_RUNNING, queue)
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        workers.start(queue.port)
+        (done,) = wait_all(queue, timeout=20)
+        assert done is t and done.output == "done\n"
+        assert queue.stats.workers_lost >= 1
+    finally:
+        frozen.send_signal(signal.SIGCONT)

@@ -454,3 +454,28 @@ def test_logs(in_tmp, workers):
                   "MANAGER END"):
         assert event in tr
     assert "wq:" in open("debug.log").read()
+
+
+def test_cached_input_is_reused_until_invalidated(queue, workers):
+    with open("shared.txt", "w") as f:
+        f.write("version 1\n")
+
+    def task():
+        t = wq.Task("cat shared.txt")
+        t.specify_input_file("shared.txt", cache=True)
+        return t
+
+    queue.submit(task())
+    workers.start(queue.port)
+    (t,) = wait_all(queue)
+    sent_first = queue.stats.bytes_sent
+    assert t.output == "version 1\n" and sent_first == len("version 1\n")
+    queue.submit(task())
+    (t,) = wait_all(queue)
+    assert queue.stats.bytes_sent == sent_first  # cached at the worker: not sent again
+    with open("shared.txt", "w") as f:
+        f.write("version 2\n")
+    queue.invalidate_cache_file("shared.txt")
+    queue.submit(task())
+    (t,) = wait_all(queue)
+    assert t.output == "version 2\n"

@@ -136,6 +136,9 @@ class WorkQueue:
         self._last_periodic = now
         self._app_time_mark = now
         self._min_task_id = 1
+        self._catalog: tuple[str, int] | None = None
+        self._preferred_connection = "by_ip"
+        self._tasks_left = 0
         if name:
             os.environ["WORK_QUEUE_NAME"] = name
         if self._txn:
@@ -441,6 +444,39 @@ class WorkQueue:
                 count += 1
         self._state.dispatch_pending = True
         return count
+
+    def invalidate_cache_file(self, local_name: str) -> None:
+        """Forget every worker's cached copy of ``local_name`` (e.g. after changing it).
+
+        Workers delete the file; the next task that needs it gets the new contents.
+        """
+        from .files import make_file_spec
+
+        probe = make_file_spec(C.WORK_QUEUE_FILE, C.WORK_QUEUE_INPUT, local_name,
+                               os.path.basename(local_name) or "x", C.WORK_QUEUE_CACHE)
+        for w in self._state.workers.values():
+            if w.cached.pop(probe.cachename, None) is not None:
+                conn = self._conns.get(w.key)
+                if conn is not None:
+                    conn.write(m.Unlink(probe.cachename).encode())
+        self._flush_all()
+
+    def specify_catalog_server(self, hostname: str, port: int = 9097) -> None:
+        """Where to advertise the project name (advertising itself is not implemented yet)."""
+        self._catalog = (hostname, int(port))
+
+    def specify_manager_preferred_connection(self, mode: str) -> None:
+        """How workers found through the catalog should connect: by_ip, by_hostname, ..."""
+        if mode not in ("by_ip", "by_hostname", "by_apparent_ip"):
+            raise ValueError(f"preferred connection must be by_ip, by_hostname or "
+                             f"by_apparent_ip, not {mode!r}")
+        self._preferred_connection = mode
+
+    specify_master_preferred_connection = specify_manager_preferred_connection
+
+    def specify_num_tasks_left(self, ntasks: int) -> None:
+        """Tell workers' factories how many more tasks will be submitted."""
+        self._tasks_left = max(0, int(ntasks))
 
     def status(self, request: str) -> list[dict[str, Any]]:
         """The JSON records a status client gets for ``request`` (``"tasks"``, ``"workers"``...)."""

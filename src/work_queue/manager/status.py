@@ -43,7 +43,7 @@ def queue_record(q: Any, now: float) -> dict[str, Any]:
         "version": __version__,
         "port": q.port,
         "priority": q._priority,
-        "manager_preferred_connection": "by_ip",
+        "manager_preferred_connection": q._preferred_connection,
         "protocol": WORK_QUEUE_PROTOCOL_VERSION,
         "ssl": False,
         "workers": len(st.workers),
@@ -62,6 +62,7 @@ def queue_record(q: Any, now: float) -> dict[str, Any]:
                 "capacity_weighted", "manager_load"):
         rec[key] = stats[key]
     rec["tasks_complete"] = stats["tasks_done"]
+    rec["tasks_left"] = q._tasks_left
     if st.blocked:
         rec["workers_blocked"] = sorted(st.blocked)
     rec.update(_worker_resources(list(st.workers.values())))
