@@ -479,3 +479,23 @@ def test_cached_input_is_reused_until_invalidated(queue, workers):
     queue.submit(task())
     (t,) = wait_all(queue)
     assert t.output == "version 2\n"
+
+
+def test_tls_with_files(in_tmp, workers):
+    with open("in.txt", "w") as f:
+        f.write("secret data\n" * 10000)
+    q = wq.WorkQueue(port=0, ssl=True)
+    try:
+        assert q.using_ssl
+        t = wq.Task("tr a-z A-Z < in.txt > out.txt; echo converted")
+        t.specify_input_file("in.txt")
+        t.specify_output_file("out.txt")
+        q.submit(t)
+        workers.start(q.port)  # without --ssl: the handshake fails, nothing runs
+        assert q.wait(1.5) is None
+        workers.start(q.port, "--ssl")
+        (t,) = wait_all(q)
+        assert t.output == "converted\n"
+        assert open("out.txt").read() == "SECRET DATA\n" * 10000
+    finally:
+        q.close()

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature", action="append", default=[], help="announce a feature")
     p.add_argument("-A", "--arch", help="architecture to report")
     p.add_argument("-O", "--os", help="operating system to report")
-    p.add_argument("--ssl", action="store_true", help="not supported yet")
+    p.add_argument("--ssl", action="store_true", help="encrypt the connection with TLS")
     p.add_argument("--parent-death", action="store_true", help="exit when the parent exits")
     # Accepted and ignored, like CCTools
     for flag in ("-a", "--advertise", "-c", "--measure-capacity", "--disable-symlinks"):
@@ -89,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     cfg.workdir = args.workdir
     cfg.wall_time = args.wall_time
     cfg.features = list(args.feature)
+    cfg.ssl = args.ssl
     if args.password:
         with open(args.password, "rb") as f:
             cfg.password = f.read()
@@ -116,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.manager_name:
         parser.error("-M/--manager-name needs a catalog server, which is not supported yet; "
                      "give HOST PORT")
-    if args.ssl:
-        parser.error("--ssl is not supported yet")
     try:
         cfg = config_from_args(args)
         if cfg.workdir:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections import deque
 from typing import Any
 
@@ -61,7 +62,8 @@ class WorkerConnection:
             self.out.clear()
             try:
                 sent = self.sock.send(data)  # usually all of it: the socket buffer has room
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
                 sent = 0
             if sent < len(data):
                 self.sock.settimeout(self.io_timeout)
@@ -96,7 +98,11 @@ class WorkerConnection:
         """Read what is available; False when the peer closed the connection."""
         try:
             data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            # A TLS socket may hold decrypted bytes the selector cannot see.
+            while isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+                data += self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                ssl.SSLWantWriteError):
             return True
         except OSError:
             return False

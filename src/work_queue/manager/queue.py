@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import constants as C
+from .. import tls
 from ..core import task_state as ts
 from ..core.manager_state import Dispatch, ManagerState
 from ..core.resources import Resources, WorkerResources
@@ -102,7 +103,8 @@ class WorkQueue:
         name: project name (advertised to a catalog server).
         shutdown: on exit, tell workers to terminate (``exit``) instead of releasing them.
         stats_log, transactions_log, debug_log: paths of the three logs.
-        ssl: not supported yet; any true value raises ``NotImplementedError``.
+        ssl: ``True`` for TLS with a fresh self-signed certificate, or a
+            ``(key_file, cert_file)`` pair; workers then need ``--ssl``.
     """
 
     def __init__(self, port: int | Sequence[int] = C.WORK_QUEUE_DEFAULT_PORT,
@@ -110,8 +112,7 @@ class WorkQueue:
                  stats_log: str | None = None, transactions_log: str | None = None,
                  debug_log: str | None = None, ssl: Any = None,
                  status_display_interval: float | None = None) -> None:
-        if ssl:
-            raise NotImplementedError("TLS (ssl=...) is not supported by this manager yet")
+        self._tls = tls.server_context(ssl) if ssl else None
         self._now = time.time
         now = self._now()
         self._state = ManagerState(now)
@@ -197,7 +198,7 @@ class WorkQueue:
 
     @property
     def using_ssl(self) -> bool:
-        return False
+        return self._tls is not None
 
     @property
     def stats(self) -> Stats:
@@ -555,6 +556,15 @@ class WorkQueue:
                 logger.warning("accept failed: %s", e)
                 return
             set_keepalive(sock)
+            if self._tls is not None:
+                # Like CCTools, the TLS handshake is done right away (bounded by short-timeout).
+                sock.settimeout(self._short_timeout)
+                try:
+                    sock = self._tls.wrap_socket(sock, server_side=True)
+                except (OSError, ValueError) as e:
+                    logger.warning("TLS handshake with %s failed: %s", addr[0], e)
+                    sock.close()
+                    continue
             sock.setblocking(False)
             key = self._next_key
             self._next_key += 1

@@ -26,12 +26,13 @@ import random
 import selectors
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from .. import __version__
+from .. import __version__, tls
 from ..constants import (
     WORK_QUEUE_PROTOCOL_VERSION,
     WORK_QUEUE_RESULT_FORSAKEN,
@@ -85,6 +86,7 @@ class WorkerConfig:
     os_name: str = field(default_factory=platform.system)
     arch: str = field(default_factory=platform.machine)
     io_timeout: float = 3600.0
+    ssl: bool = False
     watch_interval: float = 1.0
 
 
@@ -155,6 +157,13 @@ class Worker:
             return None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self.config.ssl:
+            try:
+                sock = tls.client_context().wrap_socket(sock, server_hostname=self.config.host)
+            except (OSError, ValueError) as e:
+                logger.warning("TLS handshake with %s failed: %s", self.config.host, e)
+                sock.close()
+                return None
         return sock
 
 
@@ -353,7 +362,10 @@ class Session:
     def _receive(self) -> None:
         try:
             data = self.sock.recv(1 << 20)
-        except (BlockingIOError, InterruptedError):
+            while isinstance(self.sock, ssl.SSLSocket) and data and self.sock.pending():
+                data += self.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                ssl.SSLWantWriteError):
             return
         if not data:
             self.outcome = LOST
