@@ -47,6 +47,8 @@ class WorkerConnection:
         self.auth_peer_ok: bool | None = None
         self.closed = False
         self.bytes_received = 0
+        #: Debug-log writer when the manager has a debug log.
+        self.debug: Any = None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -54,6 +56,9 @@ class WorkerConnection:
     # -- output --------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if self.debug is not None:
+            text = data[:200].decode("utf-8", "replace").rstrip("\n").replace("\n", "\\n")
+            self.debug(f"tx to {self.address}: {text}")
         self.out += data
 
     def flush(self) -> None:

@@ -569,6 +569,9 @@ class WorkQueue:
             key = self._next_key
             self._next_key += 1
             conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout)
+            if self._debug:
+                conn.debug = self._debug.write
+                self._debug.write(f"new connection from {conn.address}")
             if self._password is not None:
                 conn.auth_step = "line"
             self._conns[key] = conn
@@ -725,6 +728,8 @@ class WorkQueue:
             if isinstance(ev, Chunk):
                 self._on_chunk(conn, ev)
             else:
+                if self._debug:
+                    self._debug.write(f"rx from {conn.address}: {ev}")
                 self._on_message(conn, ev, now)  # type: ignore[arg-type]
 
     def _authenticate(self, conn: WorkerConnection) -> bool:
