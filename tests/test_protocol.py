@@ -764,3 +764,12 @@ def test_auth_challenge_shape():
         assert len(c) == CHALLENGE_LENGTH == 63
         assert re.fullmatch(rb"[a-z]{63}", c)
     assert re.fullmatch(rb"[0-9a-f]{40}", response_for(b"pw", c1))
+
+
+def test_url_encode_fast_path_matches_the_table():
+    from work_queue.protocol.urlcodec import _TABLE
+
+    for b in range(256):
+        c = chr(b)
+        slow = "".join(_TABLE[x] for x in c.encode("utf-8", "surrogateescape"))
+        assert url_encode("ab" + c + "cd") == "ab" + slow + "cd", b

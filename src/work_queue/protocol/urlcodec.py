@@ -12,14 +12,21 @@ decoded, which only affects names holding such bytes.
 
 from __future__ import annotations
 
+import re
+
 _SPECIAL = frozenset(b"%\\<>'\"")
 _TABLE = [
     f"%{b:02X}" if (b <= 0x20 or b > 0x7A or b in _SPECIAL) else chr(b) for b in range(256)
 ]
 
 
+_PLAIN = re.compile(r"[!#-$&(-\[\]-z]*")  # printable ASCII up to 'z' but % \\ < > ' " and space
+
+
 def url_encode(text: str | bytes) -> str:
     """Encode a name so it holds no spaces or other bytes the line protocol cannot carry."""
+    if isinstance(text, str) and _PLAIN.fullmatch(text) and "<" not in text and ">" not in text:
+        return text
     raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     return "".join(_TABLE[b] for b in raw)
 
