@@ -499,3 +499,9 @@ def test_tls_with_files(in_tmp, workers):
         assert open("out.txt").read() == "SECRET DATA\n" * 10000
     finally:
         q.close()
+
+
+def test_wait_forever_on_an_empty_queue_returns(queue):
+    start = time.time()
+    assert queue.wait() is None
+    assert time.time() - start < 2

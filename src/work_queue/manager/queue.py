@@ -357,6 +357,8 @@ class WorkQueue:
                     continue
                 if self._now() >= deadline:
                     return None
+                if deadline == float("inf") and self._state.empty():
+                    return None  # nothing could ever come back: do not hang forever
         finally:
             self._app_time_mark = self._now()
 
