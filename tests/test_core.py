@@ -255,3 +255,17 @@ def test_category_max_resources_apply_unless_the_task_says_otherwise(state, cloc
     w = add_worker(state, 1, cores=4)
     assert state.box_for(plain, w).cores == 1
     assert state.box_for(own, w).cores == 2
+
+
+def test_task_state_is_remembered_after_the_task_leaves(state, clock):
+    a, b = FakeTask(), FakeTask()
+    state.submit(a, clock.now)
+    state.submit(b, clock.now)
+    add_worker(state, 1)
+    for d in dispatch_all(state, clock.now):
+        if d.task is a:
+            finish(state, a, clock.now)
+    state.cancel(b.id)
+    assert state.pop_returned() is a
+    assert state.state_of(a.id) == ts.DONE and state.state_of(b.id) == ts.CANCELED
+    assert state.state_of(999) == ts.UNKNOWN

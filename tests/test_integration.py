@@ -269,7 +269,7 @@ def test_cancel_running_task(queue, workers):
     wait_until(lambda: queue.task_state(tid) == wq.WORK_QUEUE_TASK_RUNNING, queue)
     t = queue.cancel_by_taskid(tid)
     assert t is not None and t.id == tid
-    assert queue.task_state(tid) == wq.WORK_QUEUE_TASK_UNKNOWN
+    assert queue.task_state(tid) == wq.WORK_QUEUE_TASK_CANCELED
     assert queue.cancel_by_taskid(tid) is None
     done = wait_all(queue, timeout=10)
     assert [d.id for d in done] == [keep]

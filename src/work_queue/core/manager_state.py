@@ -69,6 +69,8 @@ class ManagerState:
         #: Set whenever something happened that may make a dispatch possible.
         self.dispatch_pending = True
         self._boxes: dict[tuple[Any, ...], Resources] = {}
+        #: Final state (DONE or CANCELED) of tasks that left the queue, one byte per task id.
+        self._final_states = bytearray()
         #: Per-category largest and smallest allocations (``specify_category_max_resources``).
         self.category_max: dict[str, Resources] = {}
         self.category_min: dict[str, Resources] = {}
@@ -259,6 +261,7 @@ class ManagerState:
         self._release(task)
         task.state = ts.transition(task_id, task.state, "cancel")
         del self.tasks[task_id]
+        self._remember(task_id, ts.CANCELED)
         self.counters.tasks_cancelled += 1
         return task, worker
 
@@ -277,10 +280,26 @@ class ManagerState:
                 return None
         task = self.tasks.pop(task_id)
         task.state = ts.transition(task_id, task.state, "return")
+        self._remember(task_id, ts.DONE)
         self.counters.tasks_done += 1
         if task.result != WORK_QUEUE_RESULT_SUCCESS:
             self.counters.tasks_failed += 1
         return task
+
+    def _remember(self, task_id: int, state: int) -> None:
+        final = self._final_states
+        if task_id >= len(final):
+            final.extend(bytes(task_id - len(final) + 1 + len(final) // 2))
+        final[task_id] = state
+
+    def state_of(self, task_id: int) -> int:
+        """State of any task this manager ever had (DONE/CANCELED after it left the queue)."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return int(task.state)
+        if 0 <= task_id < len(self._final_states):
+            return self._final_states[task_id]
+        return ts.UNKNOWN
 
     def empty(self) -> bool:
         return not self.tasks

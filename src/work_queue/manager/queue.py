@@ -379,8 +379,7 @@ class WorkQueue:
         return self._state.hungry()
 
     def task_state(self, taskid: int) -> int:
-        task = self._state.tasks.get(taskid)
-        return task.state if task is not None else C.WORK_QUEUE_TASK_UNKNOWN
+        return self._state.state_of(int(taskid))
 
     def cancel_by_taskid(self, id: int) -> Task | None:
         """Remove a task from the queue (killing it if running); returns it, or None."""
