@@ -505,3 +505,61 @@ def test_wait_forever_on_an_empty_queue_returns(queue):
     start = time.time()
     assert queue.wait() is None
     assert time.time() - start < 2
+
+
+def test_environment_set_and_unset(queue, workers):
+    t = wq.Task('echo "${KEEP-unset} ${DROP-unset}"')
+    t.specify_environment_variable("KEEP", "kept value")
+    t.specify_environment_variable("DROP")
+    queue.submit(t)
+    workers.start(queue.port, extra_env={"DROP": "inherited"})
+    (t,) = wait_all(queue)
+    assert t.output == "kept value unset\n"
+
+
+def test_leftover_processes_of_a_task_are_killed(queue, workers):
+    """Each task runs in its own process group; nothing it started outlives it."""
+    t = wq.Task("sleep 60 & echo $!")
+    queue.submit(t)
+    workers.start(queue.port)
+    (t,) = wait_all(queue)
+    pid = int(t.output)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"background process {pid} of the task is still alive")
+
+
+def test_result_properties(queue, workers):
+    with open("in.txt", "w") as f:
+        f.write("x" * 1000)
+    t = wq.Task("sleep 0.2; cat in.txt > out.txt")
+    t.specify_input_file("in.txt")
+    t.specify_output_file("out.txt")
+    t.specify_tag("props")
+    t.specify_category("cat")
+    t.specify_priority(3)
+    t.specify_cores(1)
+    queue.submit(t)
+    workers.start(queue.port)
+    (t,) = wait_all(queue)
+    assert (t.tag, t.category, t.priority, t.command) == ("props", "cat", 3,
+                                                           "sleep 0.2; cat in.txt > out.txt")
+    assert t.result == 0 and t.result_str == "SUCCESS" and t.return_status == 0
+    assert t.std_output == t.output == "" and t.total_submissions == 1
+    assert t.host.startswith("127.0.0.1:") and t.hostname
+    assert t.total_bytes_sent == 1000 and t.total_bytes_received == 1000
+    assert t.total_bytes_transferred == 2000
+    assert t.submit_time <= t.send_input_start <= t.send_input_finish
+    assert t.send_input_finish <= t.receive_output_start <= t.receive_output_finish
+    assert t.receive_output_finish <= t.finish_time
+    assert 200_000 <= t.cmd_execution_time < 5_000_000
+    assert t.total_cmd_execution_time >= t.cmd_execution_time
+    assert t.resources_requested.cores == 1 and t.resources_allocated.cores == 1
+    assert t.resources_allocated.memory == 1000
+    assert t.exhausted_attempts == 0 and t.total_transfer_time >= 0

@@ -35,7 +35,8 @@ class TaskSpec:
     gpus: float = -1
     wall_time: float = 0
     end_time: float = 0
-    env: list[tuple[str, str]] = field(default_factory=list)
+    #: (name, value) in order; a value of None unsets the variable
+    env: list[tuple[str, str | None]] = field(default_factory=list)
     empty_dirs: list[str] = field(default_factory=list)
     #: (cachename, remote_name, flags)
     inputs: list[tuple[str, str, int]] = field(default_factory=list)

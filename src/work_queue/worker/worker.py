@@ -450,8 +450,8 @@ class Session:
         elif isinstance(msg, m.Env):
             text = msg.payload[:-1].decode("utf-8", "surrogateescape")
             name, sep, value = text.partition("=")
-            if sep:  # entries without '=' are dropped, as CCTools does
-                spec.env.append((name, value))
+            # NAME without '=' asks to unset NAME (CCTools' worker drops such entries).
+            spec.env.append((name, value if sep else None))
         elif isinstance(msg, m.Dir):
             _check_remote(msg.raw or msg.name)
             spec.empty_dirs.append(msg.raw or msg.name)
@@ -560,7 +560,11 @@ class Session:
                 self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
                 return
         env = dict(self.base_env)
-        env.update(spec.env)
+        for name, value in spec.env:
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         env["WORK_QUEUE_SANDBOX"] = run.sandbox
         if run.cores > 0:
             cores = str(int(run.cores))
