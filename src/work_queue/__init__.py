@@ -27,6 +27,7 @@ from .errors import (
     RemoteProtocolError,
     WorkQueueError,
 )
+from .manager.python_task import PythonTask, PythonTaskNoResult, pythontask_available
 from .manager.queue import WorkQueue
 from .manager.task import Task
 
@@ -51,6 +52,9 @@ __all__ = [
     *_constant_names,
     "WorkQueue",
     "Task",
+    "PythonTask",
+    "PythonTaskNoResult",
+    "pythontask_available",
     "Resources",
     "WorkQueueError",
     "ProtocolError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import tempfile
 from collections import deque
 from typing import Any
 
@@ -149,3 +150,34 @@ def ensure_parent(path: str) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
+
+
+class MemoryOutput:
+    """Sink for an output the manager keeps instead of writing it at a local path.
+
+    Small outputs stay in memory; larger ones go to an anonymous temporary file, so a huge
+    result never has to fit in the manager's memory.  On close the task's
+    ``memory_outputs[remote_name]`` holds ``bytes`` or an open binary file positioned at 0.
+    """
+
+    IN_MEMORY_LIMIT = 16 << 20
+
+    def __init__(self, task: Any, remote_name: str, length: int) -> None:
+        self.task = task
+        self.remote_name = remote_name
+        self.file: Any = tempfile.TemporaryFile() if length > self.IN_MEMORY_LIMIT else None
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if self.file is not None:
+            self.file.write(data)
+        else:
+            self.parts.append(data)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.seek(0)
+            value: Any = self.file
+        else:
+            value = b"".join(self.parts)
+        self.task.memory_outputs[self.remote_name] = value

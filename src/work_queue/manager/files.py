@@ -61,6 +61,9 @@ class FileSpec:
     length: int = 0
     #: a non-recursive input directory: only an empty directory is created
     empty_dir: bool = False
+    #: an output kept by the manager in memory (spilled to a temporary file when large)
+    #: instead of being written at a local path
+    memory: bool = False
 
     @property
     def cached(self) -> bool:

@@ -41,7 +41,14 @@ from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
 from . import logs, status
-from .connection import WorkerConnection, ensure_parent, local_output_path, set_keepalive
+from .abstractions import AbstractionsMixin
+from .connection import (
+    MemoryOutput,
+    WorkerConnection,
+    ensure_parent,
+    local_output_path,
+    set_keepalive,
+)
 from .ports import bind_listener
 from .task import Task
 from .transfer import InputMissing, send_input
@@ -94,7 +101,7 @@ def _resources_from(values: dict[str, float] | None) -> Resources:
     return r
 
 
-class WorkQueue:
+class WorkQueue(AbstractionsMixin):
     """A queue of tasks served by workers that connect to ``port``.
 
     Args:
@@ -665,7 +672,8 @@ class WorkQueue:
             logger.warning("sending inputs of task %d to %s failed: %s", task.id, conn.address, e)
             self._drop(conn, "FAILURE")
             return
-        conn.write(self._task_block(task, d))
+        conn.write(self._task_block(task, d, fork=task.is_python
+                                    and extensions.PYTHON_FORK in worker.features))
         self._state.commit_dispatch(d, now)
         end = self._now()
         task.send_input_finish = _usec(end)
@@ -680,11 +688,12 @@ class WorkQueue:
         if self._txn:
             self._txn.task_running(task, conn.address, d.box, end)
 
-    def _task_block(self, task: Task, d: Dispatch) -> bytes:
+    def _task_block(self, task: Task, d: Dispatch, fork: bool = False) -> bytes:
         cmd = task.command.encode()
         parts = [f"task {task.id}\ncmd {len(cmd)}\n".encode(), cmd]
-        if task.coprocess:
-            cop = task.coprocess.encode()
+        coprocess = extensions.PYTHON_FORK if fork else task.coprocess
+        if coprocess:
+            cop = coprocess.encode()
             parts += [f"coprocess {len(cop)}\n".encode(), cop]
         box = d.box
         parts.append(f"category {task.category}\ncores {box.cores:.3f}\ngpus {box.gpus:.0f}\n"
@@ -947,7 +956,7 @@ class WorkQueue:
         task, spec = self._current_get(conn)
         live = task.state == ts.WAITING_RETRIEVAL
         w = conn.worker
-        base = spec.local_path(w.os, w.arch)  # type: ignore[union-attr]
+        base = "" if spec.memory else spec.local_path(w.os, w.arch)  # type: ignore[union-attr]
         if isinstance(msg, m.MissingItem):
             if live:
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_MISSING)
@@ -964,7 +973,9 @@ class WorkQueue:
         # FileItem: data chunks follow
         conn.sink = None
         conn.sink_error = None
-        if live:
+        if live and spec.memory:
+            conn.sink = MemoryOutput(task, spec.remote_name, msg.length)  # type: ignore
+        elif live:
             try:
                 ensure_parent(path)
                 if os.path.isdir(path) and not os.path.islink(path):

@@ -66,6 +66,8 @@ class Task:
         self.start_time_min = 0.0
         self.min_running_time = 0.0
         self.monitor_output_directory: str | None = None
+        #: A PythonTask: may run in a forked interpreter on workers that offer it.
+        self.is_python = False
         self._reset_results()
 
     def _reset_results(self) -> None:
@@ -78,6 +80,7 @@ class Task:
         self.worker_key = -1
         self.hostname: str | None = None
         self.host: str | None = None
+        self.memory_outputs: dict[str, object] = {}
         self.resources_allocated = Resources()
         self.resources_measured = Resources()
         self.limits_exceeded: Resources | None = None

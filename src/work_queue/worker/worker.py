@@ -50,6 +50,7 @@ from .cache import Cache, LazyObject
 from .executor import (
     TaskRun,
     TaskSpec,
+    fork_python,
     kill_process,
     link_or_copy,
     read_output,
@@ -87,6 +88,8 @@ class WorkerConfig:
     arch: str = field(default_factory=platform.machine)
     io_timeout: float = 3600.0
     ssl: bool = False
+    #: run PythonTasks in a fork of the warm worker (announced as a feature)
+    python_fork: bool = True
     watch_interval: float = 1.0
 
 
@@ -110,6 +113,7 @@ class Worker:
         if gpu_name:
             self.features.append(gpu_name)
         self.hostname = socket.getfqdn() or "unknown"
+        self.python_fork = config.python_fork and _warm_python()
         self.last_task_id = 0
 
     def describe(self) -> str:
@@ -270,7 +274,8 @@ class Session:
         lines += [m.Feature(f).encode() for f in w.features]
         # Extensions beyond protocol 11 are announced as features; a CCTools manager just
         # records them (see protocol/extensions.py).
-        lines += [m.Feature(f).encode() for f in extensions.WORKER_EXTENSIONS]
+        lines += [m.Feature(f).encode() for f in extensions.WORKER_EXTENSIONS
+                  if f != extensions.PYTHON_FORK or w.python_fork]
         lines.append(m.Alive().encode())
         lines += self._resource_lines()
         lines += [m.Info("end_of_resource_update", "0").encode(),
@@ -579,7 +584,10 @@ class Session:
         env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
         for key in ("cores", "memory", "disk", "gpus"):
             self.used[key] += getattr(run, key)
-        start_process(run, env, now)
+        if spec.coprocess == extensions.PYTHON_FORK and self.w.python_fork:
+            fork_python(run, env, now, close=[self.sock.fileno(), self.selector.fileno()])
+        else:
+            start_process(run, env, now)
         if self.debug:
             logger.debug("started task %d (pid %d): %s", spec.task_id, run.pid, spec.command)
         for _cache, remote, flags in spec.outputs:
@@ -792,6 +800,15 @@ class Session:
         except OSError:
             pass
         self.cache.clear()
+
+
+def _warm_python() -> bool:
+    """Import what Python tasks need, so forked children start warm; False if we cannot."""
+    try:
+        import cloudpickle  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(os, "fork")
 
 
 def _check_remote(name: str) -> None:

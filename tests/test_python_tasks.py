@@ -1,0 +1,149 @@
+"""PythonTask, its warm forked execution, and the map / pair / tree_reduce abstractions."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import subprocess
+import sys
+import threading
+import venv
+
+import cloudpickle
+import pytest
+
+import work_queue as wq
+from tests.conftest import wait_all
+from work_queue import pytask_runner
+
+# The worker cannot import this test module: ship its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def my_sum(x, y, negate=False):
+    return -(x + y) if negate else x + y
+
+
+def leave_a_global():
+    builtins.wq_left_behind = "leaked"
+    return "set"
+
+
+def sees_a_global():
+    return hasattr(builtins, "wq_left_behind")
+
+
+def fails(x):
+    raise ValueError(f"bad value {x}")
+
+
+def big(n):
+    return b"x" * n
+
+
+def test_python_task_values_kwargs_and_exceptions(queue, workers):
+    tasks = [wq.PythonTask(my_sum, v, v) for v in range(1, 6)]
+    tasks.append(wq.PythonTask(my_sum, 2, 3, negate=True))
+    bad = wq.PythonTask(fails, 7)
+    for t in [*tasks, bad]:
+        queue.submit(t)
+    workers.start(queue.port, cores=2)
+    wait_all(queue)
+    assert [t.output for t in tasks] == [2, 4, 6, 8, 10, -5]
+    assert all(t.result == wq.WORK_QUEUE_RESULT_SUCCESS for t in tasks)
+    assert isinstance(bad.output, ValueError) and str(bad.output) == "bad value 7"
+    assert "raise ValueError" in bad.output.remote_traceback
+    assert "fails" in bad.output.remote_traceback
+
+
+def test_each_task_starts_clean(queue, workers):
+    """A global one task leaves behind is not visible to the next one on the same worker."""
+    first = wq.PythonTask(leave_a_global)
+    queue.submit(first)
+    workers.start(queue.port)
+    wait_all(queue)
+    second = wq.PythonTask(sees_a_global)
+    queue.submit(second)
+    wait_all(queue)
+    assert first.output == "set" and second.output is False
+
+
+def test_unpicklable_function_fails_at_construction():
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="cannot serialize"):
+        wq.PythonTask(lambda: lock)
+    with pytest.raises(TypeError, match="cannot serialize the arguments"):
+        wq.PythonTask(my_sum, lock, 1)
+    with pytest.raises(TypeError, match="callable"):
+        wq.PythonTask(42)
+
+
+def test_huge_result_streams_to_a_file(queue, workers):
+    n = 40 << 20
+    t = wq.PythonTask(big, n)
+    queue.submit(t)
+    workers.start(queue.port, memory=2000)
+    wait_all(queue, timeout=60)
+    assert not isinstance(t.memory_outputs.get("out.p"), bytes)
+    value = t.output
+    assert len(value) == n and value[:3] == b"xxx"
+
+
+def test_fresh_interpreter_without_cloudpickle_names_the_cause(queue, workers, tmp_path):
+    bare = tmp_path / "bare-python"
+    venv.create(bare, with_pip=False)
+    env_path = f"{bare / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    t = wq.PythonTask(my_sum, 1, 2)
+    queue.submit(t)
+    workers.start(queue.port, "--disable-python-fork", extra_env={"PATH": env_path})
+    (t,) = wait_all(queue)
+    assert isinstance(t.output, wq.PythonTaskNoResult)
+    assert "cloudpickle" in str(t.output) and "not installed" in str(t.output)
+
+
+def test_fresh_interpreter_path_works(queue, workers):
+    env_path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    t = wq.PythonTask(my_sum, 20, 22)
+    queue.submit(t)
+    workers.start(queue.port, "--disable-python-fork", extra_env={"PATH": env_path})
+    wait_all(queue)
+    assert t.output == 42
+
+
+def test_runner_refuses_another_python_version(tmp_path, capsys):
+    assert pytask_runner.main(["w", "f", "a", "o", "2.7"]) == 3
+    assert "Python 2.7" in capsys.readouterr().out
+
+
+def test_runner_script_is_standalone(tmp_path):
+    (tmp_path / "function.p").write_bytes(cloudpickle.dumps(my_sum))
+    (tmp_path / "args.p").write_bytes(cloudpickle.dumps([(1, 2), {}]))
+    out = subprocess.run([sys.executable, pytask_runner.__file__, "function.p", "args.p",
+                          "out.p"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == "3\n"
+    assert cloudpickle.loads((tmp_path / "out.p").read_bytes()) == 3
+
+
+def dblfunc(x):
+    return 2 * x
+
+
+def mulfunc(p):
+    return p[0] * p[1]
+
+
+def maxfunc(p):
+    return p[0] if p[0] > p[1] else p[1]
+
+
+def test_manual_abstractions(queue, workers):
+    workers.start(queue.port, cores=2)
+    a = [1, 2, 3, 4]
+    b = [2, 4, 6, 8]
+    assert queue.map(dblfunc, a, 1) == [2, 4, 6, 8]
+    # The manual prints "8, 18, 24, 32" at the end, a typo for 4*4 = 16.
+    assert queue.pair(mulfunc, a, b, 2) == [2, 4, 6, 8, 4, 8, 12, 16, 6, 12, 18, 24,
+                                            8, 16, 24, 32]
+    assert queue.tree_reduce(maxfunc, b, 2) == 8
+    results = queue.map(fails, [1, 2, 3], 2)
+    assert len(results) == 3 and all(isinstance(r, ValueError) for r in results)
