@@ -95,7 +95,7 @@ def test_fresh_interpreter_without_cloudpickle_names_the_cause(queue, workers, t
     env_path = f"{bare / 'bin'}{os.pathsep}{os.environ['PATH']}"
     t = wq.PythonTask(my_sum, 1, 2)
     queue.submit(t)
-    workers.start(queue.port, "--disable-python-fork", extra_env={"PATH": env_path})
+    workers.start(queue.port, "--disable-warm-python", extra_env={"PATH": env_path})
     (t,) = wait_all(queue)
     assert isinstance(t.output, wq.PythonTaskNoResult)
     assert "cloudpickle" in str(t.output) and "not installed" in str(t.output)
@@ -105,7 +105,7 @@ def test_fresh_interpreter_path_works(queue, workers):
     env_path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
     t = wq.PythonTask(my_sum, 20, 22)
     queue.submit(t)
-    workers.start(queue.port, "--disable-python-fork", extra_env={"PATH": env_path})
+    workers.start(queue.port, "--disable-warm-python", extra_env={"PATH": env_path})
     wait_all(queue)
     assert t.output == 42
 
@@ -147,3 +147,67 @@ def test_manual_abstractions(queue, workers):
     assert queue.tree_reduce(maxfunc, b, 2) == 8
     results = queue.map(fails, [1, 2, 3], 2)
     assert len(results) == 3 and all(isinstance(r, ValueError) for r in results)
+
+
+counter = 0
+
+
+def bump_global():
+    global counter
+    counter += 1
+    os.environ["WQ_LEAK"] = "yes"
+    os.chdir("/")
+    return counter
+
+
+def read_state():
+    return counter, os.environ.get("WQ_LEAK"), os.path.basename(os.getcwd()) != ""
+
+
+def exit_hard(code):
+    os._exit(code)
+
+
+def sleep_long():
+    import time
+
+    time.sleep(30)
+
+
+def test_globals_environment_and_cwd_do_not_leak(queue, workers):
+    workers.start(queue.port)
+    for f in (bump_global, bump_global, read_state):
+        t = wq.PythonTask(f)
+        queue.submit(t)
+        (t,) = wait_all(queue)
+        if f is bump_global:
+            assert t.output == 1
+    assert t.output == (0, None, True)
+
+
+def test_interpreter_killed_by_its_task_is_replaced(queue, workers):
+    workers.start(queue.port)
+    dead = wq.PythonTask(exit_hard, 3)
+    queue.submit(dead)
+    (dead,) = wait_all(queue)
+    assert isinstance(dead.output, wq.PythonTaskNoResult) and dead.return_status == 3
+    ok = wq.PythonTask(my_sum, 1, 1)
+    queue.submit(ok)
+    wait_all(queue)
+    assert ok.output == 2
+
+
+def test_python_task_time_limit_and_cancel(queue, workers):
+    slow = wq.PythonTask(sleep_long)
+    slow.specify_running_time_max(1)
+    stuck = wq.PythonTask(sleep_long)
+    queue.submit(slow)
+    queue.submit(stuck)
+    workers.start(queue.port, cores=2)
+    t = queue.wait(15)
+    assert t is slow and t.result == wq.WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME
+    assert queue.cancel_by_taskid(stuck.id) is stuck
+    after = wq.PythonTask(my_sum, 2, 2)
+    queue.submit(after)
+    wait_all(queue)
+    assert after.output == 4

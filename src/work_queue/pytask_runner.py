@@ -13,37 +13,49 @@ import sys
 import traceback
 
 
-def _load(path):
+def _load(source):
+    """Unpickle from bytes, or from the file at a path."""
     import cloudpickle
 
-    with open(path, "rb") as f:
+    if isinstance(source, bytes):
+        return cloudpickle.loads(source)
+    with open(source, "rb") as f:
         return cloudpickle.load(f)
 
 
-def run(function_path, args_path, out_path):
-    """Call the pickled function on the pickled ``(args, kwargs)``; pickle what happened."""
+def run(function, arguments, out):
+    """Call the pickled function on the pickled ``(args, kwargs)``; pickle what happened.
+
+    ``function`` and ``arguments`` are pickles (bytes) or paths to them; ``out`` is a path or
+    a binary file object to write the result pickle to.
+    """
     import cloudpickle
 
-    func = _load(function_path)
-    args, kwargs = _load(args_path)
+    func = _load(function)
+    args, kwargs = _load(arguments)
     try:
         result = func(*args, **kwargs)
     except Exception as e:
         e.remote_traceback = traceback.format_exc()
         result = e
     try:
-        with open(out_path, "wb") as f:
-            cloudpickle.dump(result, f)
+        data = cloudpickle.dumps(result)
     except Exception as e:  # an unpicklable result becomes an error the manager can read
         error = RuntimeError(f"the result of the function could not be pickled: {e!r}")
         error.remote_traceback = traceback.format_exc()
-        with open(out_path, "wb") as f:
-            cloudpickle.dump(error, f)
+        data = cloudpickle.dumps(error)
+    if isinstance(out, str):
+        with open(out, "wb") as f:
+            f.write(data)
+    else:
+        out.write(data)
+        out.flush()
     text = repr(result) if isinstance(result, Exception) else str(result)
     print(text[:4096])
 
 
-def main(argv):
+def main(argv, function=None, arguments=None, out=None):
+    """``argv`` as the wrapper gets it; the keyword arguments override its file names."""
     if len(argv) >= 5:
         want = argv[4]
         have = "%d.%d" % sys.version_info[:2]
@@ -57,7 +69,8 @@ def main(argv):
         print("PythonTask error: the Python module 'cloudpickle' is not installed on this "
               f"worker ({sys.executable}); install it to run Python tasks.")
         return 2
-    run(argv[1], argv[2], argv[3])
+    run(argv[1] if function is None else function, argv[2] if arguments is None else arguments,
+        argv[3] if out is None else out)
     return 0
 
 

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-O", "--os", help="operating system to report")
     p.add_argument("--ssl", action="store_true", help="encrypt the connection with TLS")
     p.add_argument("--parent-death", action="store_true", help="exit when the parent exits")
-    p.add_argument("--disable-python-fork", action="store_true",
+    p.add_argument("--disable-warm-python", action="store_true",
                    help="run Python tasks in a new interpreter each, as CCTools does")
     # Accepted and ignored, like CCTools
     for flag in ("-a", "--advertise", "-c", "--measure-capacity", "--disable-symlinks"):
@@ -92,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     cfg.wall_time = args.wall_time
     cfg.features = list(args.feature)
     cfg.ssl = args.ssl
-    cfg.python_fork = not args.disable_python_fork
+    cfg.warm_python = not args.disable_warm_python
     if args.password:
         with open(args.password, "rb") as f:
             cfg.password = f.read()

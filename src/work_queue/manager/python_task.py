@@ -6,8 +6,8 @@ at each worker); the pickled result comes back as an output the manager keeps in
 a temporary file when it is large).  Any Work Queue worker can run it, CCTools' included:
 the command is ``python3 pytask_wrapper.py function.p args.p out.p 3.11``.
 
-Our own worker announces :data:`~work_queue.protocol.extensions.PYTHON_FORK`; to such a worker
-the manager marks Python tasks so the worker runs them in a fresh fork of itself (cloudpickle
+Our own worker announces :data:`~work_queue.protocol.extensions.PYTHON_WARM`; to such a worker
+the manager marks Python tasks so the worker runs them in warm interpreters it keeps (cloudpickle
 already imported) instead of starting a new interpreter for each one.
 """
 

@@ -673,7 +673,7 @@ class WorkQueue(AbstractionsMixin):
             self._drop(conn, "FAILURE")
             return
         conn.write(self._task_block(task, d, fork=task.is_python
-                                    and extensions.PYTHON_FORK in worker.features))
+                                    and extensions.PYTHON_WARM in worker.features))
         self._state.commit_dispatch(d, now)
         end = self._now()
         task.send_input_finish = _usec(end)
@@ -691,7 +691,7 @@ class WorkQueue(AbstractionsMixin):
     def _task_block(self, task: Task, d: Dispatch, fork: bool = False) -> bytes:
         cmd = task.command.encode()
         parts = [f"task {task.id}\ncmd {len(cmd)}\n".encode(), cmd]
-        coprocess = extensions.PYTHON_FORK if fork else task.coprocess
+        coprocess = extensions.PYTHON_WARM if fork else task.coprocess
         if coprocess:
             cop = coprocess.encode()
             parts += [f"coprocess {len(cop)}\n".encode(), cop]

@@ -14,9 +14,9 @@ PREFETCH = "wq-py-prefetch"
 #: without the ``available_results`` / ``send_results`` round trip (and without ``end``).
 PUSH_RESULTS = "wq-py-push-results"
 
-#: The worker runs Python tasks in a fresh fork of a warm interpreter.  The manager marks such
-#: a task with a ``coprocess`` line naming this feature (sent only to workers that announced it).
-PYTHON_FORK = "wq-py-python-fork"
+#: The worker runs Python tasks in warm, reused interpreters (worker/pyexec.py).  The manager
+#: marks such a task with a ``coprocess`` line naming this feature (sent only to workers that announced it).
+PYTHON_WARM = "wq-py-python-warm"
 
 #: What our worker announces.
-WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS, PYTHON_FORK)
+WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS, PYTHON_WARM)

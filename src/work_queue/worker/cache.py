@@ -12,7 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from .executor import remove_tree
+from .executor import link_or_copy, remove_tree
 
 
 @dataclass
@@ -25,10 +25,16 @@ class LazyObject:
 class Cache:
     """Objects received from one manager, by cache name."""
 
+    #: Objects up to this size are kept in memory instead of on disk (creating and deleting
+    #: small files costs more than the rest of a short task).
+    SMALL_LIMIT = 64 << 10
+
     def __init__(self, root: str) -> None:
         self.root = root
         os.makedirs(root, exist_ok=True)
         self.lazy: dict[str, LazyObject] = {}
+        #: cache name -> (contents, mode) of small objects kept in memory
+        self.small: dict[str, tuple[bytes, int]] = {}
 
     def path(self, name: str) -> str:
         """Filesystem path of a cache name; refuses names that would leave the cache."""
@@ -37,11 +43,39 @@ class Cache:
         return os.path.join(self.root, name)
 
     def exists(self, name: str) -> bool:
-        return os.path.lexists(self.path(name))
+        return name in self.small or os.path.lexists(self.path(name))
 
     def remove(self, name: str) -> None:
         self.lazy.pop(name, None)
-        remove_tree(self.path(name))
+        if self.small.pop(name, None) is None:
+            remove_tree(self.path(name))
+
+    def store(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        """Keep an object: in memory when small, else as a file."""
+        if len(data) <= self.SMALL_LIMIT:
+            remove_tree(self.path(name))
+            self.small[name] = (data, mode)
+            return
+        self.small.pop(name, None)
+        path = self.path(name)
+        remove_tree(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode | 0o600) & 0o777)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+    def place(self, name: str, dst: str) -> None:
+        """Put object ``name`` at path ``dst`` (a task's sandbox)."""
+        small = self.small.get(name)
+        if small is None:
+            link_or_copy(self.path(name), dst)
+            return
+        data, mode = small
+        parent = os.path.dirname(dst)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode | 0o600) & 0o777)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
     def materialize(self, name: str, timeout: float = 3600) -> tuple[int, int, str | None]:
         """Create a lazy object.  Returns (size, microseconds, error text or None)."""
@@ -77,6 +111,7 @@ class Cache:
 
     def clear(self) -> None:
         self.lazy.clear()
+        self.small.clear()
         shutil.rmtree(self.root, ignore_errors=True)
         os.makedirs(self.root, exist_ok=True)
 

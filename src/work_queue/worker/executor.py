@@ -12,10 +12,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..constants import (
     WORK_QUEUE_RESULT_SIGNAL,
@@ -59,6 +58,13 @@ class TaskRun:
     pid: int = 0
     pidfd: int = -1
     output_fd: int = -1
+    #: forked Python tasks: inputs handed over in memory (remote name -> bytes), and where the
+    #: result pickle is written (``result_name`` is the output's remote name)
+    memory_inputs: dict[str, bytes] = field(default_factory=dict)
+    result_fd: int = -1
+    result_name: str = ""
+    #: the warm interpreter running this task, if any (a WarmInterpreter)
+    interp: Any = None
     start: float = 0.0
     finish: float = 0.0
     status: int = WORK_QUEUE_RESULT_SUCCESS
@@ -170,57 +176,20 @@ def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
         run.pidfd = -1
 
 
-def fork_python(run: TaskRun, env: dict[str, str], now: float, close: list[int]) -> None:
-    """Run a PythonTask in a fresh fork of this (warm) worker process.
-
-    The child starts with the worker's imports (cloudpickle among them) but none of any
-    other task's state: the worker itself never runs task code, every task gets its own fork.
-    The command line is the wrapper's (``python3 pytask_wrapper.py function.p args.p out.p
-    VERSION``); the child does what the wrapper would, without starting an interpreter.
-    """
-    from .. import pytask_runner
-
-    if run.output_fd < 0:
-        run.output_fd = output_file()
-    argv = run.spec.command.split()[1:]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # child: never returns
-        code = 1
-        try:
-            os.setsid()
-            for fd in close:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                        signal.SIGUSR2):
-                signal.signal(sig, signal.SIG_DFL)
-            os.chdir(run.sandbox)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(run.output_fd, 1)
-            os.dup2(run.output_fd, 2)
-            os.environ.clear()
-            os.environ.update(env)
-            sys.argv = argv
-            code = pytask_runner.main(argv)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    run.pid = pid
-    run.start = now
-    try:
-        run.pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        run.pidfd = -1
+def finish_warm_run(run: TaskRun, code: int | None, wait_status: int, now: float) -> None:
+    """Record the end of a task run by a warm interpreter (``code`` None: it died)."""
+    run.done = True
+    run.finish = now
+    if run.forced_status is not None:
+        run.status, run.exit_code = run.forced_status, 9
+    elif code is not None:
+        run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
+    else:
+        exit_code = os.waitstatus_to_exitcode(wait_status) if wait_status else 1
+        if exit_code < 0:
+            run.status, run.exit_code = WORK_QUEUE_RESULT_SIGNAL, -exit_code
+        else:
+            run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, exit_code
 
 
 _DEVNULL_ACTION = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)

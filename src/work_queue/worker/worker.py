@@ -50,14 +50,15 @@ from .cache import Cache, LazyObject
 from .executor import (
     TaskRun,
     TaskSpec,
-    fork_python,
+    finish_warm_run,
     kill_process,
-    link_or_copy,
+    output_file,
     read_output,
     reap,
     remove_tree,
     start_process,
 )
+from .pyexec import TASKS_PER_INTERPRETER, WarmInterpreter, make_request
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ class WorkerConfig:
     arch: str = field(default_factory=platform.machine)
     io_timeout: float = 3600.0
     ssl: bool = False
-    #: run PythonTasks in a fork of the warm worker (announced as a feature)
-    python_fork: bool = True
+    #: run PythonTasks in warm interpreters (announced as a feature)
+    warm_python: bool = True
     watch_interval: float = 1.0
 
 
@@ -113,7 +114,7 @@ class Worker:
         if gpu_name:
             self.features.append(gpu_name)
         self.hostname = socket.getfqdn() or "unknown"
-        self.python_fork = config.python_fork and _warm_python()
+        self.warm_python = config.warm_python and _warm_python()
         self.last_task_id = 0
 
     def describe(self) -> str:
@@ -201,6 +202,7 @@ class Session:
         #: directory costs as much as starting a short task).
         self.trash: list[str] = []
         self.free_sandboxes: list[str] = []
+        self.idle_interpreters: list[WarmInterpreter] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
 
     # -- I/O --------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ class Session:
         # Extensions beyond protocol 11 are announced as features; a CCTools manager just
         # records them (see protocol/extensions.py).
         lines += [m.Feature(f).encode() for f in extensions.WORKER_EXTENSIONS
-                  if f != extensions.PYTHON_FORK or w.python_fork]
+                  if f != extensions.PYTHON_WARM or w.warm_python]
         lines.append(m.Alive().encode())
         lines += self._resource_lines()
         lines += [m.Info("end_of_resource_update", "0").encode(),
@@ -303,6 +305,8 @@ class Session:
                     self._receive()
                     if self.outcome is not None:
                         return
+                elif isinstance(key.data, WarmInterpreter):
+                    self._interpreter_answered(key.data)
                 else:
                     self._task_exited(key.data)
             now = time.time()
@@ -402,7 +406,11 @@ class Session:
             self.pending_task = TaskSpec(msg.task_id)
             self.w.last_task_id = max(self.w.last_task_id, msg.task_id)
         elif isinstance(msg, m.Put):
-            self._open_sink(self.cache.path(msg.name), msg.mode)
+            if msg.length <= self.cache.SMALL_LIMIT:
+                self.sink = _SmallObject(self.cache, msg.name, msg.mode)
+                self.cache.path(msg.name)  # refuse names that would leave the cache
+            else:
+                self._open_sink(self.cache.path(msg.name), msg.mode)
         elif isinstance(msg, m.Dir):
             path = self.cache.path(msg.name)
             remove_tree(path)
@@ -549,9 +557,14 @@ class Session:
                 os.mkdir(run.sandbox)
         for name in spec.empty_dirs:
             os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
+        warm = spec.coprocess == extensions.PYTHON_WARM and self.w.warm_python
+        # A Python task in a warm interpreter gets its function and arguments from memory.
+        in_memory = set(spec.command.split()[1:4]) if warm else set()
         for cachename, remote, _flags in spec.inputs:
             try:
-                src = self.cache.path(cachename)
+                if remote in in_memory and cachename in self.cache.small:
+                    run.memory_inputs[remote] = self.cache.small[cachename][0]
+                    continue
                 if cachename in self.cache.lazy:
                     size, usec, error = self.cache.materialize(cachename)
                     if error is not None:
@@ -559,7 +572,7 @@ class Session:
                         self.send(f"cache-invalid {cachename} {len(data)}\n".encode() + data)
                         raise FileNotFoundError(error)
                     self.send(m.CacheUpdate(cachename, size, usec).encode())
-                link_or_copy(src, os.path.join(run.sandbox, remote))
+                self.cache.place(cachename, os.path.join(run.sandbox, remote))
             except (OSError, ValueError) as e:
                 logger.warning("task %d: input %s missing: %s", spec.task_id, remote, e)
                 self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
@@ -584,9 +597,10 @@ class Session:
         env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
         for key in ("cores", "memory", "disk", "gpus"):
             self.used[key] += getattr(run, key)
-        if spec.coprocess == extensions.PYTHON_FORK and self.w.python_fork:
-            fork_python(run, env, now, close=[self.sock.fileno(), self.selector.fileno()])
-        else:
+        if not (warm and self._start_warm(run, env, now)):
+            for remote, data in run.memory_inputs.items():
+                with open(os.path.join(run.sandbox, remote), "wb") as f:
+                    f.write(data)
             start_process(run, env, now)
         if self.debug:
             logger.debug("started task %d (pid %d): %s", spec.task_id, run.pid, spec.command)
@@ -595,6 +609,48 @@ class Session:
                 run.watched[remote] = 0
         if run.pidfd >= 0:
             self.selector.register(run.pidfd, selectors.EVENT_READ, spec.task_id)
+
+    def _start_warm(self, run: TaskRun, env: dict[str, str], now: float) -> bool:
+        """Hand a Python task to a warm interpreter; False if it must run the usual way."""
+        argv = run.spec.command.split()[1:]
+        if len(argv) < 4:
+            return False
+        request = make_request(run.sandbox, env, argv, run.memory_inputs.get(argv[1]),
+                               run.memory_inputs.get(argv[2]))
+        if request is None:
+            return False
+        interp = self.idle_interpreters.pop() if self.idle_interpreters else WarmInterpreter()
+        run.output_fd = output_file()
+        run.result_fd = output_file()
+        run.result_name = argv[3]
+        try:
+            interp.start(run.spec.task_id, request, run.output_fd, run.result_fd)
+        except OSError:
+            interp.stop()
+            return False
+        run.interp = interp
+        run.pid = interp.pid
+        run.start = now
+        self.selector.register(interp.sock, selectors.EVENT_READ, interp)
+        return True
+
+    def _interpreter_answered(self, interp: WarmInterpreter) -> None:
+        task_id = interp.task_id
+        try:
+            self.selector.unregister(interp.sock)
+        except (KeyError, ValueError):
+            pass
+        code = interp.read_reply()
+        status = interp.reap() if code is None else 0
+        run = self.tasks.get(task_id)
+        if code is not None and interp.served < TASKS_PER_INTERPRETER:
+            self.idle_interpreters.append(interp)
+        elif code is not None:
+            interp.stop()
+        if run is None or run.done:
+            return
+        finish_warm_run(run, code, status, time.time())
+        self._task_done(run)
 
     def _finish_without_running(self, run: TaskRun, status: int, exit_code: int) -> None:
         run.done = True
@@ -618,6 +674,12 @@ class Session:
             self.used[key] -= getattr(run, key)
         # Move declared outputs from the sandbox into the cache.
         for cachename, remote, _flags in run.spec.outputs:
+            if remote == run.result_name:
+                data = read_output(run.result_fd)
+                run.result_fd = -1
+                if data:
+                    self.cache.store(cachename, data)
+                continue
             src = os.path.join(run.sandbox, remote)
             if os.path.lexists(src):
                 dst = self.cache.path(cachename)
@@ -638,7 +700,7 @@ class Session:
         for run in list(self.tasks.values()):
             if not run.running:
                 continue
-            if run.pidfd < 0 and reap(run, now):
+            if run.pidfd < 0 and run.interp is None and reap(run, now):
                 self._task_done(run)
                 continue
             spec = run.spec
@@ -717,7 +779,17 @@ class Session:
             run = self.tasks.pop(tid, None)
             if run is None:
                 continue
-            if run.running:
+            if run.running and run.interp is not None:
+                interp = run.interp
+                try:
+                    self.selector.unregister(interp.sock)
+                except (KeyError, ValueError):
+                    pass
+                interp.stop()
+                run.done = True
+                for key in ("cores", "memory", "disk", "gpus"):
+                    self.used[key] -= getattr(run, key)
+            elif run.running:
                 kill_process(run)
                 if run.pidfd >= 0:
                     try:
@@ -729,15 +801,20 @@ class Session:
                     self.used[key] -= getattr(run, key)
             if tid in self.waiting:
                 self.waiting.remove(tid)
-            if run.output_fd >= 0:
-                os.close(run.output_fd)
-                run.output_fd = -1
+            for fd in (run.output_fd, run.result_fd):
+                if fd >= 0:
+                    os.close(fd)
+            run.output_fd = run.result_fd = -1
             if run.sandbox:
                 self._recycle(run.sandbox)
 
     # -- outputs ----------------------------------------------------------------------------------
 
     def _send_output(self, name: str) -> None:
+        small = self.cache.small.get(name)
+        if small is not None:
+            self.send(f"file {name} {len(small[0])}\n".encode() + small[0] + b"end\n")
+            return
         try:
             path = self.cache.path(name)
         except ValueError:
@@ -782,6 +859,9 @@ class Session:
         except OSError:
             pass
         self._kill(-1)
+        for interp in self.idle_interpreters:
+            interp.stop()
+        self.idle_interpreters.clear()
         for path in self.trash + self.free_sandboxes:
             remove_tree(path)
         self.trash.clear()
@@ -802,13 +882,27 @@ class Session:
         self.cache.clear()
 
 
+class _SmallObject:
+    """Sink of a small ``put``: the bytes go to the in-memory cache, not to a file."""
+
+    def __init__(self, cache: Cache, name: str, mode: int) -> None:
+        self.cache, self.name, self.mode = cache, name, mode
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def close(self) -> None:
+        self.cache.store(self.name, b"".join(self.parts), self.mode)
+
+
 def _warm_python() -> bool:
-    """Import what Python tasks need, so forked children start warm; False if we cannot."""
+    """Whether warm interpreters can run Python tasks here (they need cloudpickle)."""
     try:
         import cloudpickle  # noqa: F401
     except ImportError:
         return False
-    return hasattr(os, "fork")
+    return hasattr(socket, "send_fds") and hasattr(os, "posix_spawn")
 
 
 def _check_remote(name: str) -> None:
