@@ -46,6 +46,7 @@ import pytest
 
 import work_queue as wq
 from work_queue.manager import files as manager_files
+from work_queue.protocol import extensions
 from work_queue.protocol import messages as m
 from work_queue.protocol.messages import parse_from_manager, parse_from_worker
 from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader
@@ -433,7 +434,7 @@ def test_manager_replays(name, tmp_path, monkeypatch):
 
 # -- playing the manager against our worker -----------------------------------------------------
 
-_OUR_FEATURES = {b"feature wq-py-prefetch\n", b"feature wq-py-push-results\n"}
+_OUR_FEATURES = {b"feature %s\n" % name.encode() for name in extensions.WORKER_EXTENSIONS}
 
 
 def _is_info(msg: m.Message) -> bool:

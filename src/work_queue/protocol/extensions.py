@@ -15,7 +15,8 @@ PREFETCH = "wq-py-prefetch"
 PUSH_RESULTS = "wq-py-push-results"
 
 #: The worker runs Python tasks in warm, reused interpreters (worker/pyexec.py).  The manager
-#: marks such a task with a ``coprocess`` line naming this feature (sent only to workers that announced it).
+#: marks such a task with a ``coprocess`` line naming this feature (sent only to workers that
+#: announced it).
 PYTHON_WARM = "wq-py-python-warm"
 
 #: What our worker announces.
