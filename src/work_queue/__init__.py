@@ -29,6 +29,7 @@ from .errors import (
 )
 from .manager.python_task import PythonTask, PythonTaskNoResult, pythontask_available
 from .manager.queue import WorkQueue
+from .manager.remote_task import RemoteTask
 from .manager.task import Task
 
 
@@ -53,6 +54,7 @@ __all__ = [
     "WorkQueue",
     "Task",
     "PythonTask",
+    "RemoteTask",
     "PythonTaskNoResult",
     "pythontask_available",
     "Resources",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 
 from .. import __version__
+from ..worker.coprocess import CoprocessError
 from ..worker.worker import Worker, WorkerConfig
 from .common import parse_size_mb, parse_time, setup_debug
 
@@ -47,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-O", "--os", help="operating system to report")
     p.add_argument("--ssl", action="store_true", help="encrypt the connection with TLS")
     p.add_argument("--parent-death", action="store_true", help="exit when the parent exits")
+    p.add_argument("--coprocess", help="start this program as a coprocess for RemoteTasks")
+    p.add_argument("--coprocesses-total", "--num_coprocesses", "--num-coprocesses",
+                   dest="coprocesses_total", type=int, default=0,
+                   help="coprocess instances (default: one per core)")
+    for res in ("cores", "memory", "disk", "gpus"):
+        p.add_argument(f"--coprocess-{res}", f"--coprocess_{res}", dest=f"coprocess_{res}",
+                       type=int, default=-1, help=f"{res} reserved for each coprocess")
     p.add_argument("--disable-warm-python", action="store_true",
                    help="run Python tasks in a new interpreter each, as CCTools does")
     # Accepted and ignored, like CCTools
@@ -93,6 +102,14 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     cfg.features = list(args.feature)
     cfg.ssl = args.ssl
     cfg.warm_python = not args.disable_warm_python
+    if args.coprocess:
+        exe = shutil.which(args.coprocess) or os.path.abspath(args.coprocess)
+        if not os.access(exe, os.X_OK):
+            raise ValueError(f"coprocess {args.coprocess!r} is not an executable file")
+        cfg.coprocess = exe
+    cfg.coprocesses_total = args.coprocesses_total
+    for res in ("cores", "memory", "disk", "gpus"):
+        setattr(cfg, f"coprocess_{res}", getattr(args, f"coprocess_{res}"))
     if args.password:
         with open(args.password, "rb") as f:
             cfg.password = f.read()
@@ -134,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, stop)
-    return Worker(cfg).run()
+    try:
+        worker = Worker(cfg)
+    except CoprocessError as e:
+        print(f"work_queue_worker: {e}", file=sys.stderr)
+        return 1
+    return worker.run()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ class Dispatch:
 def _saturated(w: WorkerRecord) -> bool:
     """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
     r = w.resources
+    if w.cop is not None and not _saturated(w.cop):
+        return False
     if w.prefetch:
         return r.cores >= 1 and w.inuse_cores > r.cores
     return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
@@ -173,8 +175,9 @@ class ManagerState:
 
         def eligible() -> Any:
             for w in workers:
-                box = self.box_for(task, w)
-                if worker_can_take(w, box, task, mult, now):
+                bucket = w.bucket(task)
+                box = self.box_for(task, bucket)
+                if worker_can_take(bucket, box, task, mult, now):
                     boxes[w.key] = box
                     yield w
 
@@ -194,7 +197,7 @@ class ManagerState:
         task.resources_allocated = d.box
         task.worker_key = worker.key
         worker.tasks[task.id] = task
-        worker.add_box(d.box)
+        worker.bucket(task).add_box(d.box)
         self.counters.tasks_dispatched += 1
 
     def result_arrived(self, task: Any) -> None:
@@ -204,7 +207,7 @@ class ManagerState:
     def _release(self, task: Any) -> WorkerRecord | None:
         worker = self.workers.get(getattr(task, "worker_key", -1))
         if worker is not None and worker.tasks.pop(task.id, None) is not None:
-            worker.add_box(task.resources_allocated, -1)
+            worker.bucket(task).add_box(task.resources_allocated, -1)
         task.worker_key = -1
         self.dispatch_pending = True
         return worker
@@ -335,7 +338,7 @@ class ManagerState:
         for task in tasks:
             task.worker_key = -1
             worker.tasks.pop(task.id, None)
-            worker.add_box(task.resources_allocated, -1)
+            worker.bucket(task).add_box(task.resources_allocated, -1)
             self.requeue(task, now)
         self.dispatch_pending = True
         return tasks
@@ -372,9 +375,10 @@ class ManagerState:
             assert on_worker == (getattr(task, "worker_key", -1) in self.workers), tid
             assert (task.state == ts.RETRIEVED) == (tid in self.returned), tid
         for w in self.workers.values():
-            for name in ("cores", "memory", "disk", "gpus"):
-                total = sum(max(getattr(t.resources_allocated, name), 0)
-                            for t in w.tasks.values())
-                assert abs(total - getattr(w, "inuse_" + name)) < 1e-6, (w.key, name)
+            for bucket in (w, w.cop) if w.cop is not None else (w,):
+                for name in ("cores", "memory", "disk", "gpus"):
+                    total = sum(max(getattr(t.resources_allocated, name), 0)
+                                for t in w.tasks.values() if w.bucket(t) is bucket)
+                    assert abs(total - getattr(bucket, "inuse_" + name)) < 1e-6, (w.key, name)
             for t in w.tasks.values():
                 assert t.worker_key == w.key and t.id in self.tasks

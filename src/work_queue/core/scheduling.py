@@ -58,6 +58,16 @@ class WorkerRecord:
 
     #: The worker announced the ``wq-py-prefetch`` feature (see worker_can_take).
     prefetch: bool = False
+    #: Resources for coprocess (RemoteTask) tasks, when the worker runs coprocesses: a record
+    #: of its own, whose in-use counters cover only coprocess tasks (CCTools keeps the two
+    #: apart the same way).
+    cop: WorkerRecord | None = None
+
+    def bucket(self, task: Any) -> WorkerRecord:
+        """Where ``task`` is accounted: the coprocess record for coprocess tasks."""
+        if getattr(task, "coprocess", None) and self.cop is not None:
+            return self.cop
+        return self
 
     def prefetch_slack(self, box: Resources) -> tuple[float, float, float, float] | None:
         """Room for one task beyond the worker's resources, if none is queued there yet."""

@@ -328,6 +328,9 @@ class WorkQueue(AbstractionsMixin):
                              f"{C.TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
         if task.state != ts.UNKNOWN:
             task._reset_results()
+        before = getattr(task, "_before_submit", None)
+        if before is not None:
+            before()
         now = self._now()
         task_id = self._state.submit(task, now)
         task.submit_time = _usec(now)
@@ -867,6 +870,15 @@ class WorkQueue(AbstractionsMixin):
         if msg.name in ("cores", "memory", "disk", "gpus", "workers"):
             setattr(w.resources, msg.name, msg.total)
             w.resources.largest[msg.name] = msg.largest
+            self._state.dispatch_pending = True
+        elif msg.name.startswith("coprocess_"):
+            if w.cop is None:
+                # shares the feature set, so coprocess tasks find their coprocess feature
+                w.cop = WorkerRecord(w.key, hostname=w.hostname, features=w.features)
+            name = msg.name[len("coprocess_"):]
+            if name in ("cores", "memory", "disk", "gpus"):
+                setattr(w.cop.resources, name, msg.total)
+                w.cop.resources.largest[name] = msg.largest
             self._state.dispatch_pending = True
 
     def _worker_ready(self, w: WorkerRecord) -> None:

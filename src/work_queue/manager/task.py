@@ -106,8 +106,17 @@ class Task:
         self._command = command
         return 1
 
-    def specify_coprocess(self, coprocess: str) -> int:
-        self._coprocess = coprocess
+    def specify_coprocess(self, coprocess: str | None) -> int:
+        """Run this task's command as a function of the worker coprocess named ``coprocess``.
+
+        Only workers started with such a coprocess (feature ``wq_worker_coprocess:<name>``)
+        get the task, as in CCTools.
+        """
+        if self._coprocess:
+            self.features.discard(self._coprocess)
+        self._coprocess = f"wq_worker_coprocess:{coprocess}" if coprocess else None
+        if self._coprocess:
+            self.features.add(self._coprocess)
         return 1
 
     def specify_algorithm(self, algorithm: int) -> int:

@@ -65,6 +65,8 @@ class TaskRun:
     result_name: str = ""
     #: the warm interpreter running this task, if any (a WarmInterpreter)
     interp: Any = None
+    #: the coprocess instance serving this RemoteTask, if any (a Coprocess)
+    coprocess: Any = None
     start: float = 0.0
     finish: float = 0.0
     status: int = WORK_QUEUE_RESULT_SUCCESS

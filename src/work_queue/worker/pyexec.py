@@ -96,9 +96,34 @@ class WarmInterpreter:
 
 def make_request(sandbox: str, env: dict[str, str], argv: list[str], function: Any,
                  arguments: Any) -> bytes | None:
-    """The request for one task, or None if it is too large for one message."""
-    data = pickle.dumps((sandbox, env, argv, function, arguments), protocol=5)
+    """The request for one PythonTask, or None if it is too large for one message."""
+    data = pickle.dumps(("python", sandbox, env, argv, function, arguments), protocol=5)
     return data if len(data) <= MAX_REQUEST else None
+
+
+def make_coprocess_request(sandbox: str, port: int, function: str, task_id: int,
+                           payload: bytes, timeout: float) -> bytes | None:
+    """The request to call ``function`` of the coprocess at ``port`` (a RemoteTask)."""
+    data = pickle.dumps(("coprocess", sandbox, port, function, task_id, payload, timeout),
+                        protocol=5)
+    return data if len(data) <= MAX_REQUEST else None
+
+
+def _call_coprocess(port: int, function: str, task_id: int, payload: bytes,
+                    timeout: float) -> int:
+    """Print the coprocess's answer; on failure a 500 answer naming the cause, exit code 1."""
+    import json
+
+    from .coprocess import call
+
+    try:
+        sys.stdout.buffer.write(call(port, function, task_id, payload, timeout))
+        return 0
+    except Exception as e:
+        answer = {"Result": f"the coprocess did not answer: {type(e).__name__}: {e}",
+                  "StatusCode": 500}
+        sys.stdout.write(json.dumps(answer))
+        return 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,15 +154,21 @@ def _serve(fd: int) -> None:
         output_fd, result_fd = fds
         code = 1
         try:
-            sandbox, env, argv, function, arguments = pickle.loads(msg)
-            os.chdir(sandbox)
-            os.environ.clear()
-            os.environ.update(env)
-            sys.argv = list(argv)
+            request = pickle.loads(msg)
             os.dup2(output_fd, 1)
             os.dup2(output_fd, 2)
-            with os.fdopen(result_fd, "wb") as out:
-                code = pytask_runner.main(argv, function, arguments, out)
+            if request[0] == "coprocess":
+                _, sandbox, port, function, task_id, payload, timeout = request
+                os.chdir(sandbox)
+                code = _call_coprocess(port, function, task_id, payload, timeout)
+            else:
+                _, sandbox, env, argv, function, arguments = request
+                os.chdir(sandbox)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.argv = list(argv)
+                with os.fdopen(result_fd, "wb") as out:
+                    code = pytask_runner.main(argv, function, arguments, out)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
         except BaseException:

@@ -47,6 +47,7 @@ from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from . import probe
 from .cache import Cache, LazyObject
+from .coprocess import CoprocessPool
 from .executor import (
     TaskRun,
     TaskSpec,
@@ -58,7 +59,12 @@ from .executor import (
     remove_tree,
     start_process,
 )
-from .pyexec import TASKS_PER_INTERPRETER, WarmInterpreter, make_request
+from .pyexec import (
+    TASKS_PER_INTERPRETER,
+    WarmInterpreter,
+    make_coprocess_request,
+    make_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +97,13 @@ class WorkerConfig:
     ssl: bool = False
     #: run PythonTasks in warm interpreters (announced as a feature)
     warm_python: bool = True
+    #: coprocess command for RemoteTasks, instances, and per-coprocess resources
+    coprocess: str | None = None
+    coprocesses_total: int = 0
+    coprocess_cores: int = -1
+    coprocess_memory: int = -1
+    coprocess_disk: int = -1
+    coprocess_gpus: int = -1
     watch_interval: float = 1.0
 
 
@@ -115,6 +128,11 @@ class Worker:
             self.features.append(gpu_name)
         self.hostname = socket.getfqdn() or "unknown"
         self.warm_python = config.warm_python and _warm_python()
+        self.coprocesses: CoprocessPool | None = None
+        if config.coprocess:
+            instances = config.coprocesses_total or int(self.cores) or 1
+            self.coprocesses = CoprocessPool(config.coprocess, instances, self.workspace)
+            self.features.append(self.coprocesses.feature)
         self.last_task_id = 0
 
     def describe(self) -> str:
@@ -152,6 +170,8 @@ class Worker:
         except KeyboardInterrupt:
             return 0
         finally:
+            if self.coprocesses is not None:
+                self.coprocesses.stop()
             shutil.rmtree(self.workspace, ignore_errors=True)
 
     def _connect(self) -> socket.socket | None:
@@ -287,7 +307,16 @@ class Session:
 
     def _resource_lines(self) -> list[bytes]:
         w = self.w
-        out = [m.ResourceReport("workers", 1, 1, 1).encode()]
+        out = []
+        if w.coprocesses is not None:
+            cfg = self.cfg
+            for name, value, whole in (("disk", cfg.coprocess_disk, w.disk),
+                                       ("memory", cfg.coprocess_memory, w.memory),
+                                       ("gpus", cfg.coprocess_gpus, w.gpus),
+                                       ("cores", cfg.coprocess_cores, w.cores)):
+                v = int(value if value > 0 else whole)
+                out.append(m.ResourceReport("coprocess_" + name, v, v, v).encode())
+        out.append(m.ResourceReport("workers", 1, 1, 1).encode())
         for name, value in (("disk", w.disk), ("memory", w.memory), ("gpus", w.gpus),
                             ("cores", w.cores)):
             out.append(m.ResourceReport(name, int(value), int(value), int(value)).encode())
@@ -541,6 +570,15 @@ class Session:
             if not self._fits(run):
                 still.append(task_id)
                 continue
+            if run.spec.coprocess.startswith("wq_worker_coprocess:"):
+                pool = self.w.coprocesses
+                if pool is None or pool.feature != run.spec.coprocess:
+                    self._finish_without_running(run, WORK_QUEUE_RESULT_FORSAKEN, 0)
+                    continue
+                run.coprocess = pool.acquire(task_id)
+                if run.coprocess is None:
+                    still.append(task_id)
+                    continue
             self._start(run, now)
         self.waiting = still
 
@@ -597,7 +635,9 @@ class Session:
         env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
         for key in ("cores", "memory", "disk", "gpus"):
             self.used[key] += getattr(run, key)
-        if not (warm and self._start_warm(run, env, now)):
+        if run.coprocess is not None:
+            self._start_coprocess_call(run, now)
+        elif not (warm and self._start_warm(run, env, now)):
             for remote, data in run.memory_inputs.items():
                 with open(os.path.join(run.sandbox, remote), "wb") as f:
                     f.write(data)
@@ -634,6 +674,29 @@ class Session:
         self.selector.register(interp.sock, selectors.EVENT_READ, interp)
         return True
 
+    def _start_coprocess_call(self, run: TaskRun, now: float) -> None:
+        """A RemoteTask: a warm interpreter calls the coprocess; the answer is the output."""
+        path = os.path.join(run.sandbox, "infile")
+        try:
+            with open(path, "rb") as f:
+                payload = f.read()
+        except OSError:
+            payload = b"{}"
+        timeout = run.spec.wall_time if run.spec.wall_time > 0 else 3600.0
+        request = make_coprocess_request(run.sandbox, run.coprocess.port, run.spec.command,
+                                         run.spec.task_id, payload, timeout)
+        if request is None:
+            self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
+            return
+        interp = self.idle_interpreters.pop() if self.idle_interpreters else WarmInterpreter()
+        run.output_fd = output_file()
+        run.result_fd = output_file()
+        interp.start(run.spec.task_id, request, run.output_fd, run.result_fd)
+        run.interp = interp
+        run.pid = interp.pid
+        run.start = now
+        self.selector.register(interp.sock, selectors.EVENT_READ, interp)
+
     def _interpreter_answered(self, interp: WarmInterpreter) -> None:
         task_id = interp.task_id
         try:
@@ -647,6 +710,9 @@ class Session:
             self.idle_interpreters.append(interp)
         elif code is not None:
             interp.stop()
+        if run is not None and run.coprocess is not None and self.w.coprocesses is not None:
+            self.w.coprocesses.release(run.spec.task_id)  # restarts it if it died
+            run.coprocess = None
         if run is None or run.done:
             return
         finish_warm_run(run, code, status, time.time())
@@ -799,6 +865,9 @@ class Session:
                 reap(run, time.time(), block=True)
                 for key in ("cores", "memory", "disk", "gpus"):
                     self.used[key] -= getattr(run, key)
+            if run.coprocess is not None and self.w.coprocesses is not None:
+                self.w.coprocesses.release(tid)
+                run.coprocess = None
             if tid in self.waiting:
                 self.waiting.remove(tid)
             for fd in (run.output_fd, run.result_fd):
