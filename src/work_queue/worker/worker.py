@@ -621,7 +621,10 @@ class Session:
                 env.pop(name, None)
             else:
                 env[name] = value
-        env["WORK_QUEUE_SANDBOX"] = run.sandbox
+        # As the CCTools worker does: the worker's workspace, shared by its tasks (PythonTask
+        # environments are unpacked there once, for every task).  The task's own sandbox is
+        # its working directory.
+        env.setdefault("WORK_QUEUE_SANDBOX", self.w.workspace)
         if run.cores > 0:
             cores = str(int(run.cores))
             for var in ("CORES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
