@@ -14,6 +14,7 @@ already imported) instead of starting a new interpreter for each one.
 from __future__ import annotations
 
 import io
+import os
 import pathlib
 import pickle
 import sys
@@ -34,6 +35,9 @@ pythontask_available = cloudpickle is not None
 WRAPPER_NAME = "pytask_wrapper.py"
 WRAPPER_SOURCE = (pathlib.Path(__file__).resolve().parent.parent / "pytask_runner.py").read_bytes()
 PYTHON_VERSION = "%d.%d" % sys.version_info[:2]
+PONCHO_RUN_NAME = "poncho_package_run"
+PONCHO_RUN_SOURCE = str(pathlib.Path(__file__).resolve().parent.parent / "poncho" /
+                        "package_run.py")
 
 
 class PythonTaskNoResult(Exception):
@@ -70,6 +74,23 @@ class PythonTask(Task):
         out = make_file_spec(WORK_QUEUE_FILE, WORK_QUEUE_OUTPUT, "out.p", "out.p", 0)
         out.memory = True
         self._add(out)
+
+    def specify_environment(self, env_file: str) -> None:
+        """Run the function inside a packed (conda-pack) environment, ``env_file``.
+
+        The worker unpacks it once into its workspace and shares it between tasks, through
+        ``poncho_package_run`` (sent along with the task, as CCTools does).
+        """
+        if not os.path.exists(env_file):
+            raise FileNotFoundError(f"environment {env_file!r} does not exist")
+        name = os.path.basename(env_file)
+        self.specify_input_file(PONCHO_RUN_SOURCE, PONCHO_RUN_NAME, cache=True)
+        self.specify_input_file(env_file, name, cache=True)
+        self.specify_command(f'python3 ./{PONCHO_RUN_NAME} -e {name} --unpack-to '
+                             f'"$WORK_QUEUE_SANDBOX"/{name}-env {self.command}')
+        self.is_python = False  # runs through the environment's own interpreter
+
+    specify_package = specify_environment
 
     def clone(self) -> PythonTask:
         other = super().clone()
