@@ -42,7 +42,7 @@ def unpack(env, target, wait, debug):
             except BlockingIOError:
                 if time.time() > deadline:
                     raise SystemExit(f"poncho_package_run: waited {wait} s for the lock on "
-                                     f"{target}")
+                                     f"{target}") from None
                 time.sleep(0.1)
         if os.path.exists(os.path.join(target, MARKER)):
             log(debug, "already unpacked in", target)
