@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tarfile
@@ -65,3 +66,28 @@ def test_python_tasks_share_one_unpacked_environment(queue, workers, tmp_path):
     wait_all(queue)
     for t in tasks:
         assert t.output == ("inside the environment", 1), t.std_output
+
+
+def test_package_analyze(tmp_path, capsys):
+    from work_queue.poncho.package_tools import analyze_main
+
+    src = tmp_path / "app.py"
+    src.write_text("import os, json\nimport cloudpickle\n\ndef f():\n    import psutil\n")
+    assert analyze_main([str(src), "-"]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert any(p.startswith("cloudpickle==") for p in spec["pip"])
+    assert any(p.startswith("psutil==") for p in spec["pip"])
+    assert spec["conda"]["dependencies"][0].startswith("python=")
+    assert analyze_main([str(src), "--toplevel", "-"]) == 0
+    assert not any("psutil" in p for p in json.loads(capsys.readouterr().out)["pip"])
+    src.write_text("import surely_not_a_real_module\n")
+    assert analyze_main([str(src), "-"]) == 1
+    assert "surely_not_a_real_module" in capsys.readouterr().err
+
+
+def test_package_create_without_conda_says_so(tmp_path, capsys, monkeypatch):
+    from work_queue.poncho.package_tools import create_main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert create_main(["spec.json", str(tmp_path / "env.tar.gz")]) == 1
+    assert "needs conda" in capsys.readouterr().err
