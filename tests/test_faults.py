@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 import work_queue as wq
 from tests.conftest import wait_all, wait_until
 
@@ -26,9 +28,10 @@ class FakeWorker:
         self.thread = threading.Thread(target=script, args=(self,), daemon=True)
         self.thread.start()
 
-    def read_until(self, marker: bytes, timeout: float = 10) -> bytes:
+    def read_until(self, marker: bytes, timeout: float = 10, after: bytes = b"") -> bytes:
+        """Read until ``marker`` appears (after the first ``after``, if given)."""
         self.sock.settimeout(timeout)
-        while marker not in self.received:
+        while marker not in self.received[self.received.find(after):]:
             data = self.sock.recv(65536)
             if not data:
                 break
@@ -161,3 +164,99 @@ def test_frozen_worker_is_dropped_by_keepalive(queue, workers):
         assert queue.stats.workers_lost >= 1
     finally:
         frozen.send_signal(signal.SIGCONT)
+
+
+def test_output_cut_short_never_appears(queue, workers, in_tmp):
+    """The worker dies while streaming an output back: no truncated file is left behind."""
+    import os
+
+    t = wq.Task("echo real > out.txt")
+    t.specify_output_file("out.txt")
+    queue.submit(t)
+
+    def script(fw: FakeWorker) -> None:
+        fw.sock.sendall(HANDSHAKE)
+        fw.read_until(b"end\n")
+        fw.sock.sendall(b"available_results\n")
+        fw.read_until(b"send_results")
+        fw.sock.sendall(b"result 0 0 0 1000 1\nend\n")
+        fw.read_until(b"get ")
+        data = fw.read_until(b" 1\n", after=b"get ")
+        name = data.split(b"get ")[1].split()[0].decode()
+        fw.sock.sendall(f"file {name} 100\n".encode() + b"x" * 40)
+        fw.sock.close()
+
+    fake = FakeWorker(queue.port, script)
+    drive(queue, fake)
+    queue.wait(0.2)
+    assert not os.path.exists("out.txt")
+    assert not [f for f in os.listdir(".") if f.endswith(".part")]
+    workers.start(queue.port)
+    (done,) = wait_all(queue)
+    assert done is t and open("out.txt").read() == "real\n"
+
+
+def test_half_message_then_silence_is_dropped(queue, workers):
+    """A worker that sends half a result and goes silent loses its task to a live worker."""
+    queue.tune("min-transfer-timeout", 1)
+    t = wq.Task("echo done")
+    queue.submit(t)
+
+    def script(fw: FakeWorker) -> None:
+        fw.sock.sendall(HANDSHAKE)
+        fw.read_until(b"end\n")
+        fw.sock.sendall(b"available_results\n")
+        fw.read_until(b"send_results")
+        fw.sock.sendall(b"result 0 0 100 1000 1\nonly a part")
+        fw.read_until(b"never", timeout=15)  # silence, connection kept open
+
+    fake = FakeWorker(queue.port, script)
+    wait_until(lambda: b"send_results" in fake.received, queue)
+    workers.start(queue.port)
+    (done,) = wait_all(queue, timeout=15)
+    assert done is t and done.output == "done\n"
+
+
+def test_connections_that_never_handshake_are_dropped(queue, workers):
+    queue.specify_keepalive_timeout(1)
+    idle = [socket.create_connection(("127.0.0.1", queue.port)) for _ in range(50)]
+    try:
+        queue.submit(wq.Task("echo served"))
+        workers.start(queue.port)
+        (t,) = wait_all(queue)
+        assert t.output == "served\n"
+        wait_until(lambda: len(queue._conns) == 1, queue, timeout=10)
+    finally:
+        for s in idle:
+            s.close()
+
+
+@pytest.mark.parametrize("bad_name", ["../../etc/passwd", "/etc/passwd", "{name}/../../x",
+                                      "{name}-sibling"])
+def test_outputs_outside_the_request_drop_the_worker(queue, workers, in_tmp, bad_name):
+    import os
+
+    t = wq.Task("mkdir -p out && echo ok > out/file.txt")
+    t.specify_output_file("out")
+    queue.submit(t)
+
+    def script(fw: FakeWorker) -> None:
+        fw.sock.sendall(HANDSHAKE)
+        fw.read_until(b"end\n")
+        fw.sock.sendall(b"available_results\n")
+        fw.read_until(b"send_results")
+        fw.sock.sendall(b"result 0 0 0 1000 1\nend\n")
+        fw.read_until(b"get ")
+        data = fw.read_until(b" 1\n", after=b"get ")
+        name = data.split(b"get ")[1].split()[0].decode()
+        evil = bad_name.format(name=name)
+        fw.sock.sendall(f"dir {name} 0\nfile {evil} 4\nevil".encode())
+        fw.read_until(b"never", timeout=5)
+
+    fake = FakeWorker(queue.port, script)
+    wait_until(lambda: queue.stats.workers_lost == 1, queue, timeout=10)
+    assert not os.path.exists("x") and not os.path.exists("out-sibling")
+    workers.start(queue.port)
+    (done,) = wait_all(queue)
+    assert done is t and open("out/file.txt").read() == "ok\n"
+    fake.sock.close()

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from ..core.scheduling import WorkerRecord
+from ..errors import RemoteProtocolError
 from ..protocol.reader import MessageReader, worker_stream_reader
 
 RECV_SIZE = 1 << 20
@@ -122,10 +123,7 @@ class WorkerConnection:
         if not self.closed:
             self.closed = True
             if self.sink is not None:
-                try:
-                    self.sink.close()
-                except OSError:
-                    pass
+                self.sink.abort()  # a half-received output never appears under its name
                 self.sink = None
             try:
                 self.sock.close()
@@ -139,11 +137,18 @@ def set_keepalive(sock: socket.socket) -> None:
 
 
 def local_output_path(base: str, requested: str, item: str) -> str:
-    """Local path of an item of a ``get`` reply: base + the part of ``item`` after the name."""
-    suffix = item[len(requested):] if item.startswith(requested) else ""
-    if suffix and (".." in suffix.split("/")):
-        raise ValueError(f"worker sent a path escaping the output: {item!r}")
-    return base + suffix if suffix else base
+    """Local path of an item of a ``get`` reply: base + the part of ``item`` after the name.
+
+    An item that is not the requested name or below it, or that climbs out with ``..``, is a
+    hostile or broken worker: RemoteProtocolError.
+    """
+    if item == requested:
+        return base
+    suffix = item[len(requested):]
+    if not item.startswith(requested + "/") or ".." in suffix.split("/") or "//" in suffix:
+        raise RemoteProtocolError(f"worker sent {item!r}, which is not inside the requested "
+                                  f"output {requested!r}")
+    return base + suffix
 
 
 def ensure_parent(path: str) -> None:
@@ -174,10 +179,59 @@ class MemoryOutput:
         else:
             self.parts.append(data)
 
-    def close(self) -> None:
+    def commit(self) -> None:
         if self.file is not None:
             self.file.seek(0)
             value: Any = self.file
         else:
             value = b"".join(self.parts)
         self.task.memory_outputs[self.remote_name] = value
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.parts = []
+
+
+class FileOutput:
+    """Sink for an output file: written beside its final name, renamed when complete.
+
+    So an output file is either complete or absent, whatever happens to the worker or the
+    connection while it streams.
+    """
+
+    def __init__(self, path: str) -> None:
+        ensure_parent(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(f"{path} is a directory")
+        directory, name = os.path.split(path)
+        fd, self.partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part",
+                                            dir=directory or ".")
+        self.file = os.fdopen(fd, "wb")
+        self.path = path
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.close()
+        os.chmod(self.partial, 0o666 & ~_UMASK)
+        os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            try:
+                os.unlink(self.partial)
+            except OSError:
+                pass
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()

@@ -21,6 +21,7 @@ pipelined; the replies come back in order, so each connection keeps a FIFO of wh
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ from ..protocol.reader import NEED_DATA, Chunk
 from . import logs, status
 from .abstractions import AbstractionsMixin
 from .connection import (
+    FileOutput,
     MemoryOutput,
     WorkerConnection,
     ensure_parent,
@@ -565,6 +567,8 @@ class WorkQueue(AbstractionsMixin):
                 return
             except OSError as e:
                 logger.warning("accept failed: %s", e)
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    self._shed_idle_connection()
                 return
             set_keepalive(sock)
             if self._tls is not None:
@@ -587,6 +591,15 @@ class WorkQueue(AbstractionsMixin):
                 conn.auth_step = "line"
             self._conns[key] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _shed_idle_connection(self) -> None:
+        """Out of file descriptors: close the oldest connection that never handshook."""
+        pending = [c for c in self._conns.values() if c.worker is None]
+        if pending:
+            oldest = min(pending, key=lambda c: c.connected_at)
+            self._debug_msg(f"out of file descriptors: dropping {oldest.address}, which "
+                            "never completed a handshake")
+            self._drop(oldest, "UNKNOWN", count_lost=False)
 
     def _drop(self, conn: WorkerConnection, reason: str, count_lost: bool = True) -> None:
         if conn.closed and conn.key not in self._conns:
@@ -626,10 +639,19 @@ class WorkQueue(AbstractionsMixin):
 
     def _periodic(self, now: float) -> None:
         self._last_periodic = now
+        stall = float(self._tune["min-transfer-timeout"])
         for conn in list(self._conns.values()):
             if conn.worker is None or not conn.worker.ready:
                 if now - conn.connected_at > self._keepalive_timeout:
+                    self._debug_msg(f"{conn.address} did not complete its handshake in "
+                                    f"{self._keepalive_timeout:.0f} s; dropping it")
                     self._drop(conn, "UNKNOWN", count_lost=False)
+                continue
+            if (conn.reader.in_payload or conn.expect) and now - conn.last_message > stall:
+                # Half a message, or an answer we wait for, then silence.
+                self._debug_msg(f"worker {conn.address} stalled for {stall:.0f} s in the "
+                                "middle of a message; dropping it")
+                self._drop(conn, "FAILURE")
                 continue
             if self._keepalive_interval <= 0:
                 continue
@@ -989,10 +1011,7 @@ class WorkQueue(AbstractionsMixin):
             conn.sink = MemoryOutput(task, spec.remote_name, msg.length)  # type: ignore
         elif live:
             try:
-                ensure_parent(path)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    raise IsADirectoryError(f"{path} is a directory")
-                conn.sink = open(path, "wb")
+                conn.sink = FileOutput(path)
             except OSError as e:
                 logger.warning("cannot write output %s: %s", path, e)
                 conn.sink_error = str(e)
@@ -1005,15 +1024,15 @@ class WorkQueue(AbstractionsMixin):
         if sink is not None:
             try:
                 sink.write(chunk.data)
+                if chunk.last:
+                    conn.sink = None
+                    sink.commit()
             except OSError as e:
                 task, _ = self._current_get(conn)
                 logger.warning("writing output failed: %s", e)
+                self._debug_msg(f"writing an output of task {task.id} failed: {e}")
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
-                sink.close()
-                conn.sink = None
-                return
-            if chunk.last:
-                sink.close()
+                sink.abort()
                 conn.sink = None
 
     @staticmethod
