@@ -1,0 +1,76 @@
+"""Property-based tests: no input makes the protocol readers fail in any other way."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from work_queue.errors import RemoteProtocolError
+from work_queue.protocol import messages as m
+from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader
+from work_queue.protocol.urlcodec import url_decode, url_encode
+
+VERBS = [b"result", b"file", b"dir", b"missing", b"update", b"info", b"resource", b"feature",
+         b"workqueue", b"cache-update", b"cache-invalid", b"put", b"task", b"cmd", b"env",
+         b"infile", b"outfile", b"get", b"unlink", b"kill", b"puturl", b"putcmd", b"symlink",
+         b"end", b"alive", b"send_results", b"GET", b"auth", b"coprocess", b"cores"]
+
+# Lines that look like the protocol: a verb, then numbers and words, sometimes broken.
+field = st.one_of(st.integers(-10**12, 10**12).map(lambda i: str(i).encode()),
+                  st.binary(max_size=12), st.sampled_from([b"", b"-1", b"1e309", b"nan"]))
+line = st.builds(lambda v, fs: b" ".join([v, *fs]) + b"\n", st.sampled_from(VERBS),
+                 st.lists(field, max_size=6))
+stream = st.lists(st.one_of(line, st.binary(max_size=64)), max_size=20).map(b"".join)
+
+
+def drain(reader: MessageReader, data: bytes, split: int) -> int:
+    """Feed ``data`` in pieces of ``split`` bytes; count events.  Only protocol errors."""
+    events = 0
+    for i in range(0, len(data), max(1, split)):
+        reader.feed(data[i:i + max(1, split)])
+        while (ev := reader.next_event()) is not NEED_DATA:
+            events += 1
+            assert isinstance(ev, (m.Message, Chunk))
+            if isinstance(ev, Chunk):
+                assert len(ev.data) <= 1 << 20
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream, st.integers(1, 64))
+def test_worker_stream_parser_only_raises_protocol_errors(data, split):
+    try:
+        drain(MessageReader(m.parse_from_worker), data, split)
+    except RemoteProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream, st.integers(1, 64))
+def test_manager_stream_parser_only_raises_protocol_errors(data, split):
+    try:
+        drain(MessageReader(m.parse_from_manager), data, split)
+    except RemoteProtocolError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=100))
+def test_url_encoding_round_trips_and_has_no_spaces(raw):
+    text = raw.decode("utf-8", "surrogateescape")
+    encoded = url_encode(text)
+    assert " " not in encoded and "\n" not in encoded and "%" not in encoded.replace("%", "")
+    assert url_decode(encoded) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 5000), st.binary(min_size=0, max_size=3000))
+def test_long_lines_are_refused_without_growing_forever(extra, junk):
+    reader = MessageReader(m.parse_from_worker)
+    junk = junk.replace(b"\n", b"x")
+    try:
+        reader.feed(b"x" * (4097 + extra) + junk)
+        reader.next_event()
+        raise AssertionError("a line over 4096 bytes was accepted")
+    except RemoteProtocolError:
+        pass
