@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import ssl
-import subprocess
 import tempfile
 from typing import Any
 
@@ -39,15 +38,30 @@ def client_context() -> ssl.SSLContext:
 
 
 def self_signed_pair() -> tuple[str, str]:
-    """Create a throw-away key and self-signed certificate with the ``openssl`` command."""
-    exe = shutil.which("openssl")
-    if exe is None:
-        raise RuntimeError("ssl=True needs the openssl command to make a certificate; "
-                           "give ssl=(key_file, cert_file) instead")
+    """A throw-away RSA key and self-signed certificate, made in-process (``cryptography``)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "work-queue")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
     tmp = tempfile.mkdtemp(prefix="wq-ssl-")
     atexit.register(shutil.rmtree, tmp, True)
-    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
-    subprocess.run([exe, "req", "-x509", "-newkey", "rsa:2048", "-keyout", key, "-out", cert,
-                    "-sha256", "-days", "365", "-nodes", "-batch", "-subj", "/CN=work-queue"],
-                   check=True, capture_output=True, timeout=60)
-    return key, cert
+    key_path, cert_path = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
