@@ -2,10 +2,11 @@
 """Throughput of the manager: N tasks of ``true`` on K local one-core workers.
 
 Prints tasks/s and the manager's CPU milliseconds per task, for a plain ``true`` task and for a
-variant with one small unique input and output file per task.  Run several queue sizes to see
+variant with one unique 1 KB input and output file per task.  Run several queue sizes to see
 whether the manager's cost per task grows with the number of queued tasks.
 
     python benchmarks/throughput.py [--tasks 1000 10000] [--workers 2] [--variant true files]
+                                    [--window 50]
 
 With ``--worker-cmd`` another worker executable can be measured (for example a CCTools
 ``work_queue_worker``): ``--worker-cmd /path/to/work_queue_worker``.
@@ -30,7 +31,22 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run(n_tasks: int, n_workers: int, variant: str, worker_cmd: list[str]) -> dict[str, float]:
+def make_task(i: int, variant: str) -> wq.Task:
+    if variant == "files":
+        name = f"in.{i}"
+        with open(name, "w") as f:
+            f.write(f"input {i}\n" + "x" * 1000)
+        t = wq.Task(f"cat {name} > out.{i}")
+        t.specify_input_file(name, cache=False)
+        t.specify_output_file(f"out.{i}", cache=False)
+    else:
+        t = wq.Task("true")
+    t.specify_cores(1)
+    return t
+
+
+def run(n_tasks: int, n_workers: int, variant: str, worker_cmd: list[str],
+        window: int = 0) -> dict[str, float]:
     workdir = tempfile.mkdtemp(prefix="wq-bench-")
     old = os.getcwd()
     os.chdir(workdir)
@@ -46,18 +62,11 @@ def run(n_tasks: int, n_workers: int, variant: str, worker_cmd: list[str]) -> di
         while q.stats.workers_connected < n_workers and time.time() < deadline:
             q.wait(0.05)
         cpu0, t0 = cpu_seconds(), time.perf_counter()
-        for i in range(n_tasks):
-            if variant == "files":
-                name = f"in.{i}"
-                with open(name, "w") as f:
-                    f.write(f"input {i}\n")
-                t = wq.Task(f"cat {name} > out.{i}")
-                t.specify_input_file(name, cache=False)
-                t.specify_output_file(f"out.{i}", cache=False)
-            else:
-                t = wq.Task("true")
-            t.specify_cores(1)
-            q.submit(t)
+        submitted = 0
+        first = n_tasks if window <= 0 else min(window, n_tasks)
+        for i in range(first):
+            q.submit(make_task(i, variant))
+        submitted = first
         submit_cpu = cpu_seconds() - cpu0
         done = failed = 0
         while done < n_tasks:
@@ -66,6 +75,9 @@ def run(n_tasks: int, n_workers: int, variant: str, worker_cmd: list[str]) -> di
                 break
             done += 1
             failed += t.result != wq.WORK_QUEUE_RESULT_SUCCESS or t.return_status != 0
+            if submitted < n_tasks:  # keep at most `window` tasks outstanding
+                q.submit(make_task(submitted, variant))
+                submitted += 1
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds() - cpu0
         q.close()
@@ -87,6 +99,8 @@ def main() -> int:
     p.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variant", nargs="+", default=["true", "files"], choices=["true", "files"])
+    p.add_argument("--window", type=int, default=0,
+                   help="keep at most this many tasks outstanding (default: submit all at once)")
     p.add_argument("--worker-cmd", default=None,
                    help="worker executable (default: this package's work_queue_worker)")
     args = p.parse_args()
@@ -96,7 +110,7 @@ def main() -> int:
           f"{'mgr CPU ms/task':>16} {'of which submit':>16} {'failed':>6}")
     for variant in args.variant:
         for n in args.tasks:
-            r = run(n, args.workers, variant, worker_cmd)
+            r = run(n, args.workers, variant, worker_cmd, args.window)
             print(f"{variant:8} {r['tasks']:7d} {args.workers:7d} {r['seconds']:8.2f} "
                   f"{r['tasks_per_s']:9.0f} {r['cpu_ms_per_task']:16.3f} "
                   f"{r['submit_cpu_ms_per_task']:16.3f} {r['failed']:6d}", flush=True)

@@ -205,8 +205,14 @@ class FileOutput:
         if os.path.isdir(path) and not os.path.islink(path):
             raise IsADirectoryError(f"{path} is a directory")
         directory, name = os.path.split(path)
-        fd, self.partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part",
-                                            dir=directory or ".")
+        while True:
+            self.partial = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.part")
+            try:
+                # 0o666 minus the umask, like any file the program creates itself
+                fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
         self.file = os.fdopen(fd, "wb")
         self.path = path
 
@@ -215,7 +221,6 @@ class FileOutput:
 
     def commit(self) -> None:
         self.file.close()
-        os.chmod(self.partial, 0o666 & ~_UMASK)
         os.replace(self.partial, self.path)
 
     def abort(self) -> None:
@@ -228,10 +233,3 @@ class FileOutput:
                 pass
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()

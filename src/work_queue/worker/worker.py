@@ -878,6 +878,10 @@ class Session:
                     os.close(fd)
             run.output_fd = run.result_fd = -1
             if run.sandbox:
+                # Inputs we placed are removed by name, so the sandbox can usually be reused.
+                for _cache, remote, _flags in run.spec.inputs:
+                    if remote not in run.memory_inputs:
+                        remove_tree(os.path.join(run.sandbox, remote))
                 self._recycle(run.sandbox)
 
     # -- outputs ----------------------------------------------------------------------------------
