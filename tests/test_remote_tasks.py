@@ -114,3 +114,22 @@ def test_missing_coprocess_program_is_a_clear_error(tmp_path):
 
     with pytest.raises(SystemExit):
         main(["--coprocess", str(tmp_path / "nope.py"), "localhost", "9123"])
+
+
+SANDBOX_COPROCESS = COPROCESS.replace('"test_coprocess"', '"sandbox_coprocess"').replace(
+    "def die():", "def where(taskid):\n    return os.path.isdir('t.%d' % taskid)\n\ndef die():")
+
+
+def test_task_sandbox_is_named_after_the_task(queue, workers, tmp_path):
+    """Coprocesses (Parsl's) find a task's files in <workspace>/t.<taskid>."""
+    path = tmp_path / "sandbox_coprocess.py"
+    path.write_text(SANDBOX_COPROCESS)
+    path.chmod(0o755)
+    workers.start(queue.port, "--coprocess", str(path), "--coprocesses-total", "1")
+    for _ in range(5):
+        t = wq.RemoteTask("where", "sandbox_coprocess")
+        queue.submit(t)
+        t.specify_fn_args([t.id])
+        t._before_submit()
+        (t,) = wait_all(queue)
+        assert json.loads(t.output) == {"Result": True, "StatusCode": 200}

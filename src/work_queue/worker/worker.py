@@ -584,15 +584,17 @@ class Session:
 
     def _start(self, run: TaskRun, now: float) -> None:
         spec = run.spec
-        if self.free_sandboxes:
-            run.sandbox = self.free_sandboxes.pop()
-        else:
-            run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
-            try:
+        # The sandbox is always <workspace>/t.<taskid>, as in CCTools: coprocesses (Parsl's
+        # among them) look for a task's files there.
+        run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
+        try:
+            if self.free_sandboxes:
+                os.rename(self.free_sandboxes.pop(), run.sandbox)
+            else:
                 os.mkdir(run.sandbox)
-            except FileExistsError:
-                remove_tree(run.sandbox)
-                os.mkdir(run.sandbox)
+        except OSError:
+            remove_tree(run.sandbox)
+            os.mkdir(run.sandbox)
         for name in spec.empty_dirs:
             os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
         warm = spec.coprocess == extensions.PYTHON_WARM and self.w.warm_python
