@@ -28,6 +28,20 @@ class FakeWorker:
         self.thread = threading.Thread(target=script, args=(self,), daemon=True)
         self.thread.start()
 
+    def take_task_and_report(self, result: bytes) -> None:
+        """Handshake, receive a task, announce a result and send ``result`` when asked."""
+        self.sock.sendall(HANDSHAKE)
+        self.read_until(b"end\n")
+        self.sock.sendall(b"available_results\n")
+        self.read_until(b"send_results")
+        self.sock.sendall(result)
+
+    def requested_output(self) -> str:
+        """Wait for the manager's ``get`` and return the name it asks for."""
+        self.read_until(b"get ")
+        data = self.read_until(b" 1\n", after=b"get ")
+        return data.split(b"get ")[1].split()[0].decode()
+
     def read_until(self, marker: bytes, timeout: float = 10, after: bytes = b"") -> bytes:
         """Read until ``marker`` appears (after the first ``after``, if given)."""
         self.sock.settimeout(timeout)
@@ -51,11 +65,7 @@ def test_worker_dying_inside_a_result_payload(queue, workers):
     queue.submit(t)
 
     def script(fw: FakeWorker) -> None:
-        fw.sock.sendall(HANDSHAKE)
-        fw.read_until(b"end\n")
-        fw.sock.sendall(b"available_results\n")
-        fw.read_until(b"send_results")
-        fw.sock.sendall(b"result 0 0 100 1000 1\nonly part of the")
+        fw.take_task_and_report(b"result 0 0 100 1000 1\nonly part of the")
         fw.sock.close()
 
     fake = FakeWorker(queue.port, script)
@@ -175,14 +185,8 @@ def test_output_cut_short_never_appears(queue, workers, in_tmp):
     queue.submit(t)
 
     def script(fw: FakeWorker) -> None:
-        fw.sock.sendall(HANDSHAKE)
-        fw.read_until(b"end\n")
-        fw.sock.sendall(b"available_results\n")
-        fw.read_until(b"send_results")
-        fw.sock.sendall(b"result 0 0 0 1000 1\nend\n")
-        fw.read_until(b"get ")
-        data = fw.read_until(b" 1\n", after=b"get ")
-        name = data.split(b"get ")[1].split()[0].decode()
+        fw.take_task_and_report(b"result 0 0 0 1000 1\nend\n")
+        name = fw.requested_output()
         fw.sock.sendall(f"file {name} 100\n".encode() + b"x" * 40)
         fw.sock.close()
 
@@ -203,11 +207,7 @@ def test_half_message_then_silence_is_dropped(queue, workers):
     queue.submit(t)
 
     def script(fw: FakeWorker) -> None:
-        fw.sock.sendall(HANDSHAKE)
-        fw.read_until(b"end\n")
-        fw.sock.sendall(b"available_results\n")
-        fw.read_until(b"send_results")
-        fw.sock.sendall(b"result 0 0 100 1000 1\nonly a part")
+        fw.take_task_and_report(b"result 0 0 100 1000 1\nonly a part")
         fw.read_until(b"never", timeout=15)  # silence, connection kept open
 
     fake = FakeWorker(queue.port, script)
@@ -241,14 +241,8 @@ def test_outputs_outside_the_request_drop_the_worker(queue, workers, in_tmp, bad
     queue.submit(t)
 
     def script(fw: FakeWorker) -> None:
-        fw.sock.sendall(HANDSHAKE)
-        fw.read_until(b"end\n")
-        fw.sock.sendall(b"available_results\n")
-        fw.read_until(b"send_results")
-        fw.sock.sendall(b"result 0 0 0 1000 1\nend\n")
-        fw.read_until(b"get ")
-        data = fw.read_until(b" 1\n", after=b"get ")
-        name = data.split(b"get ")[1].split()[0].decode()
+        fw.take_task_and_report(b"result 0 0 0 1000 1\nend\n")
+        name = fw.requested_output()
         evil = bad_name.format(name=name)
         fw.sock.sendall(f"dir {name} 0\nfile {evil} 4\nevil".encode())
         fw.read_until(b"never", timeout=5)

@@ -664,14 +664,21 @@ class Session:
                                run.memory_inputs.get(argv[2]))
         if request is None:
             return False
+        run.result_name = argv[3]
+        return self._run_in_interpreter(run, request, now)
+
+    def _run_in_interpreter(self, run: TaskRun, request: bytes, now: float) -> bool:
+        """Hand ``request`` to an idle (or new) warm interpreter; False if that failed."""
         interp = self.idle_interpreters.pop() if self.idle_interpreters else WarmInterpreter()
         run.output_fd = output_file()
         run.result_fd = output_file()
-        run.result_name = argv[3]
         try:
             interp.start(run.spec.task_id, request, run.output_fd, run.result_fd)
         except OSError:
             interp.stop()
+            for fd in (run.output_fd, run.result_fd):
+                os.close(fd)
+            run.output_fd = run.result_fd = -1
             return False
         run.interp = interp
         run.pid = interp.pid
@@ -690,17 +697,13 @@ class Session:
         timeout = run.spec.wall_time if run.spec.wall_time > 0 else 3600.0
         request = make_coprocess_request(run.sandbox, run.coprocess.port, run.spec.command,
                                          run.spec.task_id, payload, timeout)
-        if request is None:
+        if request is None or not self._run_in_interpreter(run, request, now):
+            for key in ("cores", "memory", "disk", "gpus"):
+                self.used[key] -= getattr(run, key)
+            if self.w.coprocesses is not None:
+                self.w.coprocesses.release(run.spec.task_id)
+            run.coprocess = None
             self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
-            return
-        interp = self.idle_interpreters.pop() if self.idle_interpreters else WarmInterpreter()
-        run.output_fd = output_file()
-        run.result_fd = output_file()
-        interp.start(run.spec.task_id, request, run.output_fd, run.result_fd)
-        run.interp = interp
-        run.pid = interp.pid
-        run.start = now
-        self.selector.register(interp.sock, selectors.EVENT_READ, interp)
 
     def _interpreter_answered(self, interp: WarmInterpreter) -> None:
         task_id = interp.task_id
