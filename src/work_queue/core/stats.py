@@ -81,8 +81,11 @@ def snapshot(state: Any, now: float) -> Stats:
     workers = list(state.workers.values())
     connected = len(workers)
     busy = sum(1 for w in workers if w.tasks)
-    running = sum(1 for t in state.tasks.values() if t.state == ts.RUNNING)
-    waiting_retrieval = sum(1 for t in state.tasks.values() if t.state == ts.WAITING_RETRIEVAL)
+    # Only tasks on workers can be running or waiting for retrieval: count those, not the
+    # whole (possibly million-task) table.
+    on_workers = [t for w in workers for t in w.tasks.values()]
+    running = sum(1 for t in on_workers if t.state == ts.RUNNING)
+    waiting_retrieval = sum(1 for t in on_workers if t.state == ts.WAITING_RETRIEVAL)
     values.update(
         workers_connected=connected,
         workers_init=0,

@@ -185,6 +185,8 @@ class MemoryOutput:
             value: Any = self.file
         else:
             value = b"".join(self.parts)
+        if "memory_outputs" not in self.task.__dict__:
+            self.task.memory_outputs = {}
         self.task.memory_outputs[self.remote_name] = value
 
     def abort(self) -> None:

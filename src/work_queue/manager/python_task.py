@@ -122,7 +122,8 @@ class PythonTask(Task):
             except Exception as e:
                 value = e
         self._value, self._has_value = value, True
-        self.memory_outputs.pop("out.p", None)
+        if "memory_outputs" in self.__dict__:
+            self.memory_outputs.pop("out.p", None)
         return value
 
     @property

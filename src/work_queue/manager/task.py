@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import types
 
 from ..constants import (
     WORK_QUEUE_BUFFER,
@@ -51,43 +52,47 @@ class Task:
         if not isinstance(command, str):
             raise TypeError(f"Task command must be a string, not {type(command).__name__}")
         self._command = command
-        self._tag: str | None = None
-        self._category = "default"
-        self._coprocess: str | None = None
         self.features: set[str] = set()
         self.files: list[FileSpec] = []
-        self.env: dict[str, str | None] = {}
-        self.priority = 0.0
-        self.max_retries = 0
-        self.algorithm = WORK_QUEUE_SCHEDULE_UNSET
         self.resources_requested = Resources()
-        self.resources_min = Resources()
-        self.end_time = 0.0  # absolute, seconds since epoch
-        self.start_time_min = 0.0
-        self.min_running_time = 0.0
-        self.monitor_output_directory: str | None = None
-        #: A PythonTask: may run in a forked interpreter on workers that offer it.
-        self.is_python = False
-        self._reset_results()
+
+    # Defaults live on the class, so a task only stores what was set on it: a million queued
+    # tasks then fit in far less memory.  Assigning on an instance works as usual.
+    _tag: str | None = None
+    _category = "default"
+    _coprocess: str | None = None
+    env: dict[str, str | None] = types.MappingProxyType({})  # type: ignore[assignment]
+    priority = 0.0
+    max_retries = 0
+    algorithm = WORK_QUEUE_SCHEDULE_UNSET
+    resources_min = Resources()
+    end_time = 0.0  # absolute, seconds since epoch
+    start_time_min = 0.0
+    min_running_time = 0.0
+    monitor_output_directory: str | None = None
+    #: A PythonTask: may run in a warm interpreter on workers that offer it.
+    is_python = False
+    # results
+    id = 0
+    state = WORK_QUEUE_TASK_UNKNOWN
+    result = WORK_QUEUE_RESULT_UNKNOWN
+    return_status = -1
+    _output = b""
+    try_count = 0
+    worker_key = -1
+    hostname: str | None = None
+    host: str | None = None
+    memory_outputs: dict[str, object] = types.MappingProxyType({})  # type: ignore[assignment]
+    resources_allocated = Resources()
+    resources_measured = Resources()
+    limits_exceeded: Resources | None = None
+    exhausted_attempts = 0
+    time_when_submitted = 0.0
 
     def _reset_results(self) -> None:
-        self.id = 0
-        self.state = WORK_QUEUE_TASK_UNKNOWN
-        self.result = WORK_QUEUE_RESULT_UNKNOWN
-        self.return_status = -1
-        self._output: bytes = b""
-        self.try_count = 0
-        self.worker_key = -1
-        self.hostname: str | None = None
-        self.host: str | None = None
-        self.memory_outputs: dict[str, object] = {}
-        self.resources_allocated = Resources()
-        self.resources_measured = Resources()
-        self.limits_exceeded: Resources | None = None
-        self.exhausted_attempts = 0
-        self.time_when_submitted = 0.0
-        for name in _TIMING_FIELDS:
-            setattr(self, name, 0)
+        """Forget the results of a previous run (back to the class defaults)."""
+        for name in _RESULT_FIELDS:
+            self.__dict__.pop(name, None)
 
     # -- command, identity --------------------------------------------------------------------
 
@@ -96,9 +101,9 @@ class Task:
         other = copy.copy(self)
         other.features = set(self.features)
         other.files = list(self.files)
-        other.env = dict(self.env)
+        if "env" in self.__dict__:
+            other.env = dict(self.env)
         other.resources_requested = self.resources_requested.copy()
-        other.resources_min = self.resources_min.copy()
         other._reset_results()
         return other
 
@@ -148,6 +153,8 @@ class Task:
         """Set ``name`` in the task's environment (``None`` asks to unset it)."""
         if "=" in name or not name:
             raise ValueError(f"bad environment variable name {name!r}")
+        if "env" not in self.__dict__:
+            self.env = {}
         self.env[name] = None if value is None else str(value)
         return 1
 
@@ -352,7 +359,7 @@ class Task:
 
 
 #: Timing and byte counters of a finished task (microseconds / bytes), CCTools names.
-_TIMING_FIELDS = (
+_TIMING_FIELDS: tuple[str, ...] = (
     "submit_time", "finish_time", "app_delay", "send_input_start", "send_input_finish",
     "execute_cmd_start", "execute_cmd_finish", "receive_output_start", "receive_output_finish",
     "total_bytes_received", "total_bytes_sent", "total_transfer_time", "cmd_execution_time",
@@ -360,3 +367,12 @@ _TIMING_FIELDS = (
     "time_when_commit_end", "time_when_done",
 )
 
+
+for _name in _TIMING_FIELDS:
+    setattr(Task, _name, 0)
+
+#: What a run of the task sets, and a resubmission forgets.
+_RESULT_FIELDS = (*_TIMING_FIELDS, "id", "state", "result", "return_status", "_output",
+                  "try_count", "worker_key", "hostname", "host", "memory_outputs",
+                  "resources_allocated", "resources_measured", "limits_exceeded",
+                  "exhausted_attempts", "time_when_submitted", "_pending_gets")
