@@ -50,7 +50,7 @@ Event = Message | Chunk | _NeedData
 class MessageReader:
     """Turns a byte stream into messages using one direction's parse table."""
 
-    __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line")
+    __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line", "_direct")
 
     def __init__(self, parse: Callable[[bytes], Message], max_line: int = WORK_QUEUE_LINE_MAX):
         self._buffer = ReceiveBuffer()
@@ -58,21 +58,38 @@ class MessageReader:
         self._whole: Message | None = None
         self._stream_left = -1
         self._max_line = max_line
+        #: Received bytes that are all payload of the current streamed message, kept as they
+        #: came instead of being copied through the buffer (bulk transfers stay zero-copy).
+        self._direct: bytes | None = None
 
     def feed(self, data: bytes) -> None:
+        if (self._direct is None and 0 < len(data) <= self._stream_left
+                and not self._buffer and len(data) <= CHUNK_SIZE):
+            self._direct = data
+            return
+        if self._direct is not None:
+            self._buffer.feed(self._direct)
+            self._direct = None
         self._buffer.feed(data)
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + (len(self._direct) if self._direct is not None else 0)
 
     @property
     def in_payload(self) -> bool:
         """True while in the middle of a payload (a message boundary has not been reached)."""
-        return self._whole is not None or self._stream_left >= 0
+        return self._whole is not None or self._stream_left >= 0 or self._direct is not None
 
     def next_event(self) -> Event:
         buf = self._buffer
+        if self._direct is not None:
+            data, self._direct = self._direct, None
+            self._stream_left -= len(data)
+            if self._stream_left == 0:
+                self._stream_left = -1
+                return Chunk(data, True)
+            return Chunk(data, False)
         if self._stream_left >= 0:
             if self._stream_left == 0:
                 self._stream_left = -1
@@ -118,6 +135,9 @@ class MessageReader:
 
     def take_remaining(self) -> bytes:
         """Everything buffered and not yet decoded (e.g. to hand over after a handshake)."""
+        if self._direct is not None:
+            self._buffer.feed(self._direct)
+            self._direct = None
         return self._buffer.take_all()
 
 
