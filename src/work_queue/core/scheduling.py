@@ -7,6 +7,7 @@ Mirrors CCTools ``check_hand_against_task``, ``find_best_worker`` and the ready-
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from collections.abc import Iterable
@@ -63,6 +64,10 @@ class WorkerRecord:
     #: apart the same way).
     cop: WorkerRecord | None = None
 
+    #: (cores, memory, disk, gpus) of the largest worker slot, the part of an allocation box
+    #: that depends on the worker (kept by ManagerState.refresh).
+    shape: tuple[int, int, int, int] = (0, 0, 0, 0)
+
     def bucket(self, task: Any) -> WorkerRecord:
         """Where ``task`` is accounted: the coprocess record for coprocess tasks."""
         if getattr(task, "coprocess", None) and self.cop is not None:
@@ -118,10 +123,17 @@ def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_mult
     return not (features and not features <= worker.features)
 
 
+#: The ranking algorithms (TIME, FILES, WORST, RAND) compare at most this many eligible
+#: workers.  CCTools compares all of them, which makes filling N idle workers cost N^2; a
+#: sample this size chooses as well in practice and keeps each decision O(1).
+CANDIDATES = 64
+
+
 def choose_worker(candidates: Iterable[WorkerRecord], algorithm: int, task: Any,
                   rng: random.Random) -> WorkerRecord | None:
     """Pick one of the eligible workers according to the scheduling ``algorithm``."""
-    pool = list(candidates) if algorithm != WORK_QUEUE_SCHEDULE_FCFS else candidates
+    pool = (list(itertools.islice(candidates, CANDIDATES))
+            if algorithm != WORK_QUEUE_SCHEDULE_FCFS else candidates)
     if algorithm == WORK_QUEUE_SCHEDULE_FCFS:
         for w in pool:
             return w

@@ -551,7 +551,8 @@ class WorkQueue(AbstractionsMixin):
 
     def _dispatch_all(self, now: float) -> bool:
         progressed = False
-        for _ in range(1000):
+        # A bounded burst, so results keep flowing in while many workers are being filled.
+        for _ in range(100):
             d = self._state.next_dispatch(now)
             if d is None:
                 break
@@ -828,6 +829,7 @@ class WorkQueue(AbstractionsMixin):
             w.features.add(msg.name)
             if msg.name == extensions.PREFETCH:
                 w.prefetch = True
+                self._state.refresh(w)
             elif msg.name == extensions.PUSH_RESULTS:
                 conn.write(m.Feature(extensions.PUSH_RESULTS).encode())
         elif isinstance(msg, m.CacheUpdate):
@@ -892,7 +894,7 @@ class WorkQueue(AbstractionsMixin):
         if msg.name in ("cores", "memory", "disk", "gpus", "workers"):
             setattr(w.resources, msg.name, msg.total)
             w.resources.largest[msg.name] = msg.largest
-            self._state.dispatch_pending = True
+            self._state.resources_changed(w)
         elif msg.name.startswith("coprocess_"):
             if w.cop is None:
                 # shares the feature set, so coprocess tasks find their coprocess feature
@@ -901,7 +903,7 @@ class WorkQueue(AbstractionsMixin):
             if name in ("cores", "memory", "disk", "gpus"):
                 setattr(w.cop.resources, name, msg.total)
                 w.cop.resources.largest[name] = msg.largest
-            self._state.dispatch_pending = True
+            self._state.resources_changed(w)
 
     def _worker_ready(self, w: WorkerRecord) -> None:
         self._state.worker_ready(w)
