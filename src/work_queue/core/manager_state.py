@@ -312,11 +312,6 @@ class ManagerState:
     def empty(self) -> bool:
         return not self.tasks
 
-    def count_state(self, state: int) -> int:
-        if state == ts.READY:
-            return len(self.ready)
-        return sum(1 for t in self.tasks.values() if t.state == state)
-
     def hungry(self) -> bool:
         """CCTools: hungry while waiting tasks < max(hungry-minimum, factor * workers)."""
         threshold = max(self.hungry_minimum, self.hungry_minimum_factor * len(self.workers))

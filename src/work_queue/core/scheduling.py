@@ -83,9 +83,6 @@ class WorkerRecord:
             return None
         return (box.cores, box.memory, box.disk, box.gpus)
 
-    def free_cores(self) -> float:
-        return self.resources.cores - self.inuse_cores
-
     def add_box(self, box: Resources, sign: int = 1) -> None:
         self.inuse_cores += sign * max(box.cores, 0)
         self.inuse_memory += sign * max(box.memory, 0)

@@ -42,7 +42,6 @@ class WorkerConnection:
         self.results_requested = False
         #: Output file being written for the current ``file`` item, and its owner.
         self.sink: Any = None
-        self.sink_error: str | None = None
         #: Password exchange progress (None when no password, "done" once verified).
         self.auth_step: str | None = None
         self.auth_challenge = b""

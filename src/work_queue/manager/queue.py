@@ -34,7 +34,7 @@ from .. import constants as C
 from .. import tls
 from ..core import task_state as ts
 from ..core.manager_state import Dispatch, ManagerState
-from ..core.resources import Resources, WorkerResources
+from ..core.resources import Resources
 from ..core.scheduling import WorkerRecord
 from ..core.stats import Stats, snapshot
 from ..errors import RemoteProtocolError
@@ -145,7 +145,6 @@ class WorkQueue(AbstractionsMixin):
         self._closed = False
         self._last_periodic = now
         self._app_time_mark = now
-        self._min_task_id = 1
         self._catalog: tuple[str, int] | None = None
         self._preferred_connection = "by_ip"
         self._tasks_left = 0
@@ -1008,7 +1007,6 @@ class WorkQueue(AbstractionsMixin):
             return
         # FileItem: data chunks follow
         conn.sink = None
-        conn.sink_error = None
         if live and spec.memory:
             conn.sink = MemoryOutput(task, spec.remote_name, msg.length)  # type: ignore
         elif live:
@@ -1016,7 +1014,6 @@ class WorkQueue(AbstractionsMixin):
                 conn.sink = FileOutput(path)
             except OSError as e:
                 logger.warning("cannot write output %s: %s", path, e)
-                conn.sink_error = str(e)
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
         task.total_bytes_received += msg.length  # type: ignore[attr-defined]
         self._state.counters.bytes_received += msg.length  # type: ignore[attr-defined]
@@ -1083,8 +1080,3 @@ class WorkQueue(AbstractionsMixin):
     def _debug_msg(self, text: str) -> None:
         if self._debug:
             self._debug.write(text)
-
-    # -- internals used by status.py -------------------------------------------------------------
-
-    def _worker_resources(self) -> list[WorkerResources]:
-        return [w.resources for w in self._state.workers.values()]

@@ -350,10 +350,6 @@ class Task:
     def total_bytes_transferred(self) -> int:
         return self.total_bytes_sent + self.total_bytes_received
 
-    @property
-    def cmd_execution_time_seconds(self) -> float:
-        return self.cmd_execution_time / 1e6
-
     def __repr__(self) -> str:
         return f"<Task {self.id} {self._command[:40]!r} state={self.state}>"
 

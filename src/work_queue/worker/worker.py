@@ -217,7 +217,6 @@ class Session:
         self.selector = selectors.DefaultSelector()
         self.outcome: str | None = None
         self.used = {"cores": 0.0, "memory": 0.0, "disk": 0.0, "gpus": 0.0}
-        self.reported_running = 0
         #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
         #: directory costs as much as starting a short task).
         self.trash: list[str] = []
@@ -844,7 +843,6 @@ class Session:
             elif run.done and not run.reported:
                 self._send_result(run)
         n = self._running_count()
-        self.reported_running = n
         self.send(m.Info("tasks_running", str(n)).encode() + m.End().encode())
 
     def _kill(self, task_id: int) -> None:
