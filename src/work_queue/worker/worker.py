@@ -553,6 +553,11 @@ class Session:
             return
         self.waiting.append(spec.task_id)
 
+    def _account(self, run: TaskRun, sign: int) -> None:
+        """Add (+1) or remove (-1) a started task's resources from what is in use."""
+        for key in ("cores", "memory", "disk", "gpus"):
+            self.used[key] += sign * getattr(run, key)
+
     def _fits(self, run: TaskRun) -> bool:
         u, w = self.used, self.w
         return (u["cores"] + run.cores <= w.cores and u["memory"] + run.memory <= w.memory
@@ -637,8 +642,7 @@ class Session:
             env["GPUS"] = str(int(run.gpus))
         # Temporary files of the task stay in (and are deleted with) its sandbox.
         env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
-        for key in ("cores", "memory", "disk", "gpus"):
-            self.used[key] += getattr(run, key)
+        self._account(run, +1)
         if run.coprocess is not None:
             self._start_coprocess_call(run, now)
         elif not (warm and self._start_warm(run, env, now)):
@@ -697,8 +701,7 @@ class Session:
         request = make_coprocess_request(run.sandbox, run.coprocess.port, run.spec.command,
                                          run.spec.task_id, payload, timeout)
         if request is None or not self._run_in_interpreter(run, request, now):
-            for key in ("cores", "memory", "disk", "gpus"):
-                self.used[key] -= getattr(run, key)
+            self._account(run, -1)
             if self.w.coprocesses is not None:
                 self.w.coprocesses.release(run.spec.task_id)
             run.coprocess = None
@@ -743,8 +746,7 @@ class Session:
             self._task_done(run)
 
     def _task_done(self, run: TaskRun) -> None:
-        for key in ("cores", "memory", "disk", "gpus"):
-            self.used[key] -= getattr(run, key)
+        self._account(run, -1)
         # Move declared outputs from the sandbox into the cache.
         for cachename, remote, _flags in run.spec.outputs:
             if remote == run.result_name:
@@ -859,8 +861,7 @@ class Session:
                     pass
                 interp.stop()
                 run.done = True
-                for key in ("cores", "memory", "disk", "gpus"):
-                    self.used[key] -= getattr(run, key)
+                self._account(run, -1)
             elif run.running:
                 kill_process(run)
                 if run.pidfd >= 0:
@@ -869,8 +870,7 @@ class Session:
                     except (KeyError, ValueError):
                         pass
                 reap(run, time.time(), block=True)
-                for key in ("cores", "memory", "disk", "gpus"):
-                    self.used[key] -= getattr(run, key)
+                self._account(run, -1)
             if run.coprocess is not None and self.w.coprocesses is not None:
                 self.w.coprocesses.release(tid)
                 run.coprocess = None
