@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from ..protocol.names import escapes
 from .executor import link_or_copy, remove_tree
 
 
@@ -38,7 +39,7 @@ class Cache:
 
     def path(self, name: str) -> str:
         """Filesystem path of a cache name; refuses names that would leave the cache."""
-        if not name or name.startswith("/") or ".." in name.split("/"):
+        if escapes(name):
             raise ValueError(f"bad cache name {name!r}")
         return os.path.join(self.root, name)
 

@@ -44,6 +44,7 @@ from ..constants import (
 from ..errors import AuthenticationError, RemoteProtocolError
 from ..protocol import auth, extensions
 from ..protocol import messages as m
+from ..protocol.names import escapes
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from . import probe
 from .cache import Cache, LazyObject
@@ -985,7 +986,7 @@ def _warm_python() -> bool:
 
 
 def _check_remote(name: str) -> None:
-    if not name or name.startswith("/") or ".." in name.split("/"):
+    if escapes(name):
         raise RemoteProtocolError(f"refusing remote name {name!r} that escapes the sandbox")
 
 
