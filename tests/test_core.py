@@ -71,6 +71,8 @@ class FakeTask:
         self.algorithm = wq.WORK_QUEUE_SCHEDULE_UNSET
         self.features: set[str] = set()
         self.category = "default"
+        self.resource_request = 0
+        self.measured = None
         self.tag = tag
         self.result = wq.WORK_QUEUE_RESULT_UNKNOWN
         self.cmd_execution_time = 0
@@ -249,7 +251,7 @@ def test_prefetching_worker_may_hold_one_extra_task(state, clock):
 
 
 def test_category_max_resources_apply_unless_the_task_says_otherwise(state, clock):
-    state.category_max["small"] = Resources(cores=1, memory=100, disk=100)
+    state.categories.get_or_create("small").set_max(Resources(cores=1, memory=100, disk=100))
     plain, own = FakeTask(cores=-1), FakeTask(cores=2)
     plain.category = own.category = "small"
     w = add_worker(state, 1, cores=4)

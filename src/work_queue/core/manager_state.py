@@ -19,16 +19,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..constants import (
+    WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
     WORK_QUEUE_RESULT_MAX_RETRIES,
+    WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR,
+    WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
+    WORK_QUEUE_RESULT_SIGNAL,
     WORK_QUEUE_RESULT_SUCCESS,
+    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
     WORK_QUEUE_RESULT_TASK_TIMEOUT,
     WORK_QUEUE_SCHEDULE_TIME,
     WORK_QUEUE_SCHEDULE_UNSET,
 )
 from . import task_state as ts
+from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, Categories
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import ReadyQueue, WorkerRecord, choose_worker, worker_can_take
 from .stats import ManagerCounters
+
+#: Results whose measurements feed a category's statistics (CCTools).
+_MEASURED_RESULTS = frozenset((
+    WORK_QUEUE_RESULT_SUCCESS, WORK_QUEUE_RESULT_SIGNAL, WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
+    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME, WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
+    WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR))
 
 
 @dataclass(slots=True)
@@ -75,9 +87,13 @@ class ManagerState:
         self._boxes: dict[tuple[Any, ...], Resources] = {}
         #: Final state (DONE or CANCELED) of tasks that left the queue, one byte per task id.
         self._final_states = bytearray()
-        #: Per-category largest and smallest allocations (``specify_category_max_resources``).
-        self.category_max: dict[str, Resources] = {}
-        self.category_min: dict[str, Resources] = {}
+        #: Categories by name: limits, allocation mode, statistics (core/categories.py).
+        self.categories = Categories()
+        #: The largest value of each resource over connected workers (None: recompute).
+        self._largest: Resources | None = None
+        #: Categories whose first allocation changed (the manager logs and clears them).
+        self.category_updates: list[Any] = []
+        self.requeued_after_exhaustion = 0
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -87,7 +103,9 @@ class ManagerState:
         task.id = self.next_task_id
         self.next_task_id += 1
         task.try_count = 0
+        task.resource_request = ALLOCATION_FIRST
         task.time_when_submitted = now
+        self.categories.get_or_create(task.category).stats.tasks_submitted += 1
         self.tasks[task.id] = task
         self.ready.push(task)
         self.counters.tasks_submitted += 1
@@ -95,22 +113,32 @@ class ManagerState:
         return int(task.id)
 
     def limits_of(self, task: Any) -> Resources:
-        """Resources the task asked for; explicit values win over its category's maximum."""
-        category_max = self.category_max.get(task.category)
-        if category_max is None:
+        """The largest allocation of ``task``: its category's, with its own values winning."""
+        c = self.categories.get(task.category)
+        if c is None or c.plain:
             return task.resources_requested  # type: ignore[no-any-return]
-        limits = category_max.copy()
-        limits.override_with(task.resources_requested)
-        return limits
+        return c.task_max(task.resources_requested, task.resource_request)
 
-    def minimum_of(self, task: Any) -> Resources:
-        """The task's own minimum raised to its category's minimum."""
-        category_min = self.category_min.get(task.category)
-        if category_min is None:
-            return task.resources_min  # type: ignore[no-any-return]
-        minimum = category_min.copy()
-        minimum.merge_max(task.resources_min)
-        return minimum
+    def minimum_of(self, task: Any) -> Resources | None:
+        """The smallest allocation of ``task`` (measured sizes, the category minimum)."""
+        c = self.categories.get(task.category)
+        if c is None or c.plain:
+            return None
+        return c.task_min(task.resources_requested, task.resource_request,
+                          self.largest_worker())
+
+    def largest_worker(self) -> Resources:
+        """Field-wise largest worker (``current_max_worker``)."""
+        if self._largest is None:
+            r = Resources(cores=0, memory=0, disk=0, gpus=0)
+            for w in self.workers.values():
+                if w.ready:
+                    r.cores = max(r.cores, w.shape[0])
+                    r.memory = max(r.memory, w.shape[1])
+                    r.disk = max(r.disk, w.shape[2])
+                    r.gpus = max(r.gpus, w.shape[3])
+            self._largest = r
+        return self._largest
 
     def next_dispatch(self, now: float) -> Dispatch | None:
         """The next task to send and where, or None.  Tasks past their end time are failed."""
@@ -134,6 +162,9 @@ class ManagerState:
                     continue
                 if 0 < getattr(task, "start_time_min", 0) > now:
                     continue
+                c = self.categories.get(task.category)
+                if c is not None and -1 < c.max_concurrent <= c.running:
+                    continue
                 kind = self._signature(task)
                 if kind in failed:
                     continue
@@ -156,11 +187,13 @@ class ManagerState:
         r, lo = task.resources_requested, task.resources_min
         return (r.cores, r.memory, r.disk, r.gpus, r.wall_time, lo.cores, lo.memory, lo.disk,
                 lo.gpus, task.end_time, task.min_running_time, task.algorithm, task.category,
-                frozenset(task.features) if task.features else None)
+                task.resource_request, frozenset(task.features) if task.features else None)
 
     def box_for(self, task: Any, w: WorkerRecord) -> Resources:
         """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
         limits, minimum = self.limits_of(task), self.minimum_of(task)
+        if minimum is None:
+            minimum = task.resources_min
         key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
                minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
                w.shape, self.policy.proportional, self.policy.whole_tasks,
@@ -203,6 +236,9 @@ class ManagerState:
         worker.bucket(task).add_box(d.box)
         self.refresh(worker)
         self.counters.tasks_dispatched += 1
+        c = self.categories.get_or_create(task.category)
+        c.running += 1
+        c.stats.tasks_dispatched += 1
 
     def result_arrived(self, task: Any) -> None:
         """The worker said the task finished; outputs are still to be fetched."""
@@ -213,6 +249,7 @@ class ManagerState:
         if worker is not None and worker.tasks.pop(task.id, None) is not None:
             worker.bucket(task).add_box(task.resources_allocated, -1)
             self.refresh(worker)
+            self.categories[task.category].running -= 1
         task.worker_key = -1
         self.dispatch_pending = True
         return worker
@@ -226,6 +263,24 @@ class ManagerState:
             worker.total_task_time += task.cmd_execution_time / 1e6
             worker.total_transfer_time += task.total_transfer_time / 1e6
         self.counters.count_completion(task)
+        c = self.categories.get_or_create(task.category)
+        c.stats.count_completion(task)
+        if task.result == WORK_QUEUE_RESULT_SUCCESS:
+            c.good_count += 1
+            c.good_time += task.cmd_execution_time + task.total_transfer_time
+        measured = getattr(task, "measured", None)
+        if task.result in _MEASURED_RESULTS and measured is not None and c.accumulate(
+                measured, task.result != WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
+                self.largest_worker()):
+            self.category_updates.append(c)
+        if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
+            if measured is not None:
+                c.exhausted_seen.merge_max(measured)
+            if c.next_label(task.resources_requested, measured) != ALLOCATION_ERROR:
+                # Retry with the largest allocation (whole worker or category maximum).
+                task.resource_request = ALLOCATION_MAX
+                self._requeue_ready(task, now)
+                return
         self.returned.append(task.id)
 
     def fail(self, task: Any, result: int, now: float) -> None:
@@ -253,6 +308,17 @@ class ManagerState:
         task.state = ts.transition(task.id, task.state, "requeue")
         self.ready.push(task)
 
+    def _requeue_ready(self, task: Any, now: float) -> None:
+        """A retrieved task goes back to READY (resource exhaustion with room to grow)."""
+        self.requeued_after_exhaustion += 1
+        task.state = ts.transition(task.id, task.state, "retry")
+        if task.max_retries > 0 and task.try_count > task.max_retries:
+            task.state = ts.transition(task.id, task.state, "fail")
+            task.result = WORK_QUEUE_RESULT_MAX_RETRIES
+            self.returned.append(task.id)
+            return
+        self.ready.push(task)
+
     def cancel(self, task_id: int) -> tuple[Any, WorkerRecord | None] | None:
         """Remove a live task; returns it and the worker it was on (to send ``kill``)."""
         task = self.tasks.get(task_id)
@@ -271,6 +337,7 @@ class ManagerState:
         del self.tasks[task_id]
         self._remember(task_id, ts.CANCELED)
         self.counters.tasks_cancelled += 1
+        self.categories.get_or_create(task.category).stats.tasks_cancelled += 1
         return task, worker
 
     def pop_returned(self, tag: str | None = None) -> Any | None:
@@ -290,8 +357,11 @@ class ManagerState:
         task.state = ts.transition(task_id, task.state, "return")
         self._remember(task_id, ts.DONE)
         self.counters.tasks_done += 1
+        stats = self.categories.get_or_create(task.category).stats
+        stats.tasks_done += 1
         if task.result != WORK_QUEUE_RESULT_SUCCESS:
             self.counters.tasks_failed += 1
+            stats.tasks_failed += 1
         return task
 
     def _remember(self, task_id: int, state: int) -> None:
@@ -334,8 +404,8 @@ class ManagerState:
             r = record.resources
             record.shape = (r.largest_of("cores"), r.largest_of("memory"),
                             r.largest_of("disk"), r.largest_of("gpus"))
+        self._largest = None
         self.refresh(worker)
-        self.dispatch_pending = True
         self.dispatch_pending = True
 
     def refresh(self, worker: WorkerRecord) -> None:
@@ -351,6 +421,7 @@ class ManagerState:
         self.free.pop(key, None)
         if worker is None:
             return []
+        self._largest = None
         self.counters.workers_removed += 1
         tasks = list(worker.tasks.values())
         for task in tasks:

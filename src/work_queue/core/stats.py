@@ -131,3 +131,23 @@ def snapshot(state: Any, now: float) -> Stats:
         idle_percentage=0.0,
     )
     return Stats(values)
+
+
+def category_snapshot(state: Any, category: Any) -> Stats:
+    """Statistics of one category: its own counters plus its tasks' current states."""
+    from . import task_state as ts
+
+    values: dict[str, Any] = asdict(category.stats)
+    values["time_when_started"] = int(values["time_when_started"] * 1e6)
+    counts = {ts.READY: 0, ts.RUNNING: 0, ts.WAITING_RETRIEVAL: 0, ts.RETRIEVED: 0}
+    for t in state.tasks.values():
+        if t.category == category.name:
+            counts[t.state] = counts.get(t.state, 0) + 1
+    values.update(
+        category=category.name,
+        tasks_waiting=counts[ts.READY],
+        tasks_running=counts[ts.RUNNING],
+        tasks_on_workers=counts[ts.RUNNING] + counts[ts.WAITING_RETRIEVAL],
+        tasks_with_results=counts[ts.RETRIEVED],
+    )
+    return Stats(values)

@@ -6,6 +6,7 @@
       ^                   |                       |                             |
       +---- requeue ------+-----------------------+                          return
     READY/RUNNING/WAITING_RETRIEVAL --fail--> RETRIEVED (input missing, max retries, ...)
+    RETRIEVED --retry--> READY (exhausted its first allocation: retried at the maximum)
     any live state --cancel--> CANCELED            RETRIEVED --return--> DONE
 
 Every state change of a task goes through :func:`transition`, so nothing else can move a task
@@ -48,6 +49,7 @@ TRANSITIONS: dict[tuple[int, str], int] = {
     (RUNNING, "fail"): RETRIEVED,
     (WAITING_RETRIEVAL, "fail"): RETRIEVED,
     (RETRIEVED, "return"): DONE,
+    (RETRIEVED, "retry"): READY,
     (READY, "cancel"): CANCELED,
     (RUNNING, "cancel"): CANCELED,
     (WAITING_RETRIEVAL, "cancel"): CANCELED,

@@ -33,10 +33,11 @@ from typing import Any
 from .. import constants as C
 from .. import tls
 from ..core import task_state as ts
+from ..core.categories import MODES
 from ..core.manager_state import Dispatch, ManagerState
 from ..core.resources import Resources
 from ..core.scheduling import WorkerRecord
-from ..core.stats import Stats, snapshot
+from ..core.stats import Stats, category_snapshot, snapshot
 from ..errors import RemoteProtocolError
 from ..protocol import auth, extensions
 from ..protocol import messages as m
@@ -95,12 +96,26 @@ def _usec(t: float) -> int:
 
 def _resources_from(values: dict[str, float] | None) -> Resources:
     """``{"cores": 2, "memory": 1024}`` -> Resources; unknown names raise ValueError."""
+    if values is not None and not isinstance(values, dict):
+        raise TypeError(f"resources must be a dict like {{'cores': 1, 'memory': 512}}, "
+                        f"not {type(values).__name__}")
     r = Resources()
     for name, value in (values or {}).items():
         if name not in ("cores", "memory", "disk", "gpus", "wall_time"):
             raise ValueError(f"unknown resource {name!r} (use cores, memory, disk, gpus)")
+        if value is not None and not isinstance(value, (int, float)):
+            raise TypeError(f"resource {name!r} must be a number, not {type(value).__name__}")
+        if value is not None and value < 0 and value != -1:
+            raise ValueError(f"resource {name!r} cannot be negative ({value}); "
+                             "use -1 or leave it out for 'unspecified'")
         setattr(r, name, -1 if value is None or value < 0 else float(value))
     return r
+
+
+def _category_name(category: object) -> str:
+    if not isinstance(category, str) or not category:
+        raise ValueError(f"category must be a non-empty string, not {category!r}")
+    return category
 
 
 class WorkQueue(AbstractionsMixin):
@@ -278,13 +293,68 @@ class WorkQueue(AbstractionsMixin):
 
     def specify_category_max_resources(self, category: str, resources: dict[str, float]) -> None:
         """Resources for tasks of ``category``; a task's own ``specify_*`` values win."""
-        self._state.category_max[category] = _resources_from(resources)
+        self._state.categories.get_or_create(category).set_max(_resources_from(resources))
         self._state.dispatch_pending = True
 
     def specify_category_min_resources(self, category: str, resources: dict[str, float]) -> None:
         """Smallest allocation for tasks of ``category``."""
-        self._state.category_min[category] = _resources_from(resources)
+        self._state.categories.get_or_create(category).set_min(_resources_from(resources))
         self._state.dispatch_pending = True
+
+    def specify_category_mode(self, category: str | None, mode: int) -> int:
+        """Allocation mode of ``category`` (None: the default for categories made later).
+
+        FIXED (default): tasks get what they or their category ask for.  MAX, MIN_WASTE,
+        MAX_THROUGHPUT: sizes are learned from measured resources (needs monitoring).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown category mode {mode!r}; use WORK_QUEUE_ALLOCATION_MODE_"
+                             "FIXED, _MAX, _MIN_WASTE or _MAX_THROUGHPUT")
+        cats = self._state.categories
+        if category is None:
+            cats.default_mode = mode
+            return 1
+        c = cats.get_or_create(_category_name(category))
+        c.set_mode(mode)
+        self._log_category(c)
+        self._state.dispatch_pending = True
+        return 1
+
+    def specify_category_autolabel_resource(self, category: str, resource: str,
+                                            autolabel: bool) -> int:
+        """Turn automatic labelling of one resource (cores, memory, disk, gpus) on or off."""
+        if resource not in ("cores", "memory", "disk", "gpus"):
+            raise ValueError(f"unknown resource {resource!r} (use cores, memory, disk, gpus)")
+        c = self._state.categories.get_or_create(_category_name(category))
+        c.autolabel[resource] = bool(autolabel)
+        return 1
+
+    enable_category_resource = specify_category_autolabel_resource
+
+    def specify_category_first_allocation_guess(self, category: str,
+                                                resources: dict[str, float]) -> None:
+        """Start ``category`` in steady state with this first allocation."""
+        c = self._state.categories.get_or_create(_category_name(category))
+        c.set_first_guess(_resources_from(resources))
+        self._state.dispatch_pending = True
+
+    def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> None:
+        """At most ``max_concurrent`` tasks of ``category`` run at once (< 0: no limit)."""
+        c = self._state.categories.get_or_create(_category_name(category))
+        c.max_concurrent = max(-1, int(max_concurrent))
+        self._state.dispatch_pending = True
+
+    def stats_category(self, category: str) -> Stats:
+        """Statistics of the tasks of one category (same fields as ``stats``)."""
+        c = self._state.categories.get(_category_name(category))
+        if c is None:
+            raise KeyError(f"no category named {category!r}")
+        return category_snapshot(self._state, c)
+
+    def stats_by_category(self) -> dict[str, Stats]:
+        """``stats_category`` for every category."""
+        return {name: category_snapshot(self._state, c)
+                for name, c in self._state.categories.items()}
 
     def tune(self, name: str, value: float) -> int:
         """Set one of the ``tune`` parameters (spec 4.7).  Returns 0, or -1 if unknown."""
@@ -307,6 +377,8 @@ class WorkQueue(AbstractionsMixin):
             st.hungry_minimum_factor = value
         elif key == "wait-for-workers":
             st.wait_for_workers = int(value)
+        elif key == "category-steady-n-tasks":
+            st.categories.set_steady_n_tasks(max(1, int(value)))
         elif key == "attempt-schedule-depth":
             st.schedule_depth = max(1, int(value))
         elif key == "keepalive-interval":
@@ -1076,6 +1148,12 @@ class WorkQueue(AbstractionsMixin):
             body = json.dumps(status.build(self, msg.kind, now),  # type: ignore[attr-defined]
                               separators=(",", ":")).encode()
         self._last_word(conn, body, "STATUS_WORKER")
+
+    def _log_category(self, c: Any) -> None:
+        """CATEGORY lines of the transactions log (on a mode change or a new first allocation)."""
+        writer = getattr(self._txn, "category", None)
+        if writer is not None:
+            writer(c, self._now())
 
     def _debug_msg(self, text: str) -> None:
         if self._debug:

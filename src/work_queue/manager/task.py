@@ -88,6 +88,10 @@ class Task:
     limits_exceeded: Resources | None = None
     exhausted_attempts = 0
     time_when_submitted = 0.0
+    #: FIRST (0) or MAX (1): the allocation label the task is tried with (categories.py).
+    resource_request = 0
+    #: Measured resources of the last attempt (monitoring), or None.
+    measured = None
 
     def _reset_results(self) -> None:
         """Forget the results of a previous run (back to the class defaults)."""
@@ -371,4 +375,5 @@ for _name in _TIMING_FIELDS:
 _RESULT_FIELDS = (*_TIMING_FIELDS, "id", "state", "result", "return_status", "_output",
                   "try_count", "worker_key", "hostname", "host", "memory_outputs",
                   "resources_allocated", "resources_measured", "limits_exceeded",
-                  "exhausted_attempts", "time_when_submitted", "_pending_gets")
+                  "exhausted_attempts", "time_when_submitted", "_pending_gets", "measured",
+                  "resource_request")
