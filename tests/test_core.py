@@ -72,6 +72,7 @@ class FakeTask:
         self.features: set[str] = set()
         self.category = "default"
         self.resource_request = 0
+        self.fast_abort_count = 0
         self.measured = None
         self.tag = tag
         self.result = wq.WORK_QUEUE_RESULT_UNKNOWN

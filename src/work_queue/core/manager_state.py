@@ -259,6 +259,8 @@ class ManagerState:
         task.state = ts.transition(task.id, task.state, "retrieved")
         worker = self._release(task)
         if worker is not None:
+            if task.result == WORK_QUEUE_RESULT_SUCCESS:
+                worker.fast_abort_alarm = False  # evidence the worker is not slow
             worker.tasks_complete += 1
             worker.total_task_time += task.cmd_execution_time / 1e6
             worker.total_transfer_time += task.total_transfer_time / 1e6
@@ -378,6 +380,36 @@ class ManagerState:
         if 0 <= task_id < len(self._final_states):
             return self._final_states[task_id]
         return ts.UNKNOWN
+
+    def slow_tasks(self, now: float) -> list[tuple[Any, WorkerRecord]]:
+        """Running tasks that fast abort says to take back (``abort_slow_workers``).
+
+        A task is slow when it has run for ``multiplier`` (plus one per earlier fast abort of
+        the same task) times the average time of its category's successful tasks, once there
+        are at least 10 of them.
+        """
+        cats = self.categories
+        if not any(c.fast_abort > 0 for c in cats.values()):
+            return []
+        default = cats.get_or_create("default")
+        now_us = now * 1e6
+        slow = []
+        for w in self.workers.values():
+            for t in w.tasks.values():
+                if t.state != ts.RUNNING:
+                    continue
+                c = cats[t.category]
+                if c.fast_abort == 0:
+                    continue
+                average = c.average_good_time()
+                if average < 1:
+                    continue
+                multiplier = c.fast_abort if c.fast_abort > 0 else default.fast_abort
+                if multiplier <= 0:
+                    continue
+                if now_us - t.send_input_start >= average * (multiplier + t.fast_abort_count):
+                    slow.append((t, w))
+        return slow
 
     def empty(self) -> bool:
         return not self.tasks

@@ -55,6 +55,8 @@ class WorkerRecord:
     start_time: float = 0.0
     draining: bool = False
     factory_name: str = ""
+    #: One of its tasks was fast-aborted; a second one in a row blocks the worker's host.
+    fast_abort_alarm: bool = False
     tasks_running_reported: int = 0
 
     #: The worker announced the ``wq-py-prefetch`` feature (see worker_can_take).

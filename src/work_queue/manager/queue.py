@@ -90,6 +90,10 @@ TUNE_ALIASES = {
 _WORKER_STATUS_FORSAKEN = C.WORK_QUEUE_RESULT_FORSAKEN
 
 
+#: How long fast abort blocks a host whose worker was slow twice in a row (CCTools).
+FAST_ABORT_BLOCK_SECONDS = 900
+
+
 def _usec(t: float) -> int:
     return int(t * 1e6)
 
@@ -159,6 +163,7 @@ class WorkQueue(AbstractionsMixin):
         self._next_key = 1
         self._closed = False
         self._last_periodic = now
+        self._last_fast_abort = now
         self._app_time_mark = now
         self._catalog: tuple[str, int] | None = None
         self._preferred_connection = "by_ip"
@@ -338,6 +343,23 @@ class WorkQueue(AbstractionsMixin):
         c.set_first_guess(_resources_from(resources))
         self._state.dispatch_pending = True
 
+    def activate_fast_abort(self, multiplier: float) -> int:
+        """Take back tasks running ``multiplier`` times longer than average (< 1: off)."""
+        return self.activate_fast_abort_category("default", multiplier)
+
+    def activate_fast_abort_category(self, category: str, multiplier: float) -> int:
+        """Fast abort for one category: >= 1 on, 0 off, < 0 use the default category's."""
+        c = self._state.categories.get_or_create(_category_name(category))
+        multiplier = float(multiplier)
+        if multiplier >= 1:
+            c.fast_abort = multiplier
+            return 0
+        if multiplier == 0:
+            c.fast_abort = 0
+            return 1
+        c.fast_abort = -1
+        return 0
+
     def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> None:
         """At most ``max_concurrent`` tasks of ``category`` run at once (< 0: no limit)."""
         c = self._state.categories.get_or_create(_category_name(category))
@@ -377,6 +399,8 @@ class WorkQueue(AbstractionsMixin):
             st.hungry_minimum_factor = value
         elif key == "wait-for-workers":
             st.wait_for_workers = int(value)
+        elif key == "fast-abort-multiplier":
+            self.activate_fast_abort(value)
         elif key == "category-steady-n-tasks":
             st.categories.set_steady_n_tasks(max(1, int(value)))
         elif key == "attempt-schedule-depth":
@@ -607,6 +631,9 @@ class WorkQueue(AbstractionsMixin):
             progressed = True
         self._flush_all()
         now = self._now()
+        if now - self._last_fast_abort >= 0.1:
+            self._last_fast_abort = now
+            self._abort_slow_tasks(now)
         if now - self._last_periodic >= 1.0:
             self._periodic(now)
         return progressed
@@ -735,8 +762,37 @@ class WorkQueue(AbstractionsMixin):
             elif now - conn.last_check >= self._keepalive_timeout and \
                     now - conn.last_message >= self._keepalive_timeout:
                 self._drop(conn, "FAILURE")
+        self._shut_down_drained_workers()
         if self._stats_log:
             self._stats_log.write(self._stats_now(), now)
+
+    def _abort_slow_tasks(self, now: float) -> None:
+        """Fast abort: requeue slow tasks; a worker slow twice in a row is blocked for 900 s."""
+        for task, w in self._state.slow_tasks(now):
+            if task.state != ts.RUNNING or task.worker_key != w.key:
+                continue
+            self._debug_msg(f"task {task.id} is taking too long on {w.hostname}; "
+                            "taking it back (fast abort)")
+            self._kill_on_worker(task, w, outputs_too=True)
+            self._state.requeue(task, now)
+            if self._txn and task.state == ts.READY:
+                self._txn.task_waiting(task, now)
+            task.fast_abort_count += 1
+            if task.fast_abort_count > 1:
+                continue  # a task cannot mark two different workers as suspect
+            if w.fast_abort_alarm and w.key in self._conns:
+                self._debug_msg(f"worker {w.hostname} ({w.address}) is slow: blocking its "
+                                f"host for {FAST_ABORT_BLOCK_SECONDS} s")
+                self._state.block_host(w.hostname, now + FAST_ABORT_BLOCK_SECONDS)
+                self._state.counters.workers_fast_aborted += 1
+                self._drop(self._conns[w.key], "FAST_ABORT", count_lost=False)
+            w.fast_abort_alarm = True
+
+    def _shut_down_drained_workers(self) -> None:
+        """A draining worker that has finished its tasks is told to exit."""
+        for w in list(self._state.workers.values()):
+            if w.draining and not w.tasks and w.key in self._conns:
+                self._last_word(self._conns[w.key], m.Exit().encode(), "EXPLICIT")
 
     # -- sending tasks ----------------------------------------------------------------------------
 

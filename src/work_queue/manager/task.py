@@ -90,6 +90,8 @@ class Task:
     time_when_submitted = 0.0
     #: FIRST (0) or MAX (1): the allocation label the task is tried with (categories.py).
     resource_request = 0
+    #: How many times fast abort took this task back from a slow worker.
+    fast_abort_count = 0
     #: Measured resources of the last attempt (monitoring), or None.
     measured = None
 
