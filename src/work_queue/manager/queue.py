@@ -42,7 +42,7 @@ from ..errors import RemoteProtocolError
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
-from . import logs, status
+from . import logs, monitoring, status
 from .abstractions import AbstractionsMixin
 from .connection import (
     FileOutput,
@@ -164,6 +164,7 @@ class WorkQueue(AbstractionsMixin):
         self._closed = False
         self._last_periodic = now
         self._last_fast_abort = now
+        self._monitor: monitoring.MonitorConfig | None = None
         self._app_time_mark = now
         self._catalog: tuple[str, int] | None = None
         self._preferred_connection = "by_ip"
@@ -213,6 +214,8 @@ class WorkQueue(AbstractionsMixin):
             self._txn.close()
         if self._debug:
             self._debug.close()
+        if self._monitor is not None:
+            self._monitor.close()
 
     # -- properties -----------------------------------------------------------------------------
 
@@ -342,6 +345,33 @@ class WorkQueue(AbstractionsMixin):
         c = self._state.categories.get_or_create(_category_name(category))
         c.set_first_guess(_resources_from(resources))
         self._state.dispatch_pending = True
+
+    def enable_monitoring(self, dirname: str | None = None, watchdog: bool = True) -> bool:
+        """Measure every task's resources into ``t.resources_measured``.
+
+        With ``watchdog`` a task that goes over its allocation is killed and returned with
+        RESOURCE_EXHAUSTION (or retried bigger, see categories).  With ``dirname`` each
+        task's CCTools summary is kept there, and all of them appended to
+        ``wq-<pid>.summaries``.
+        """
+        return self._enable_monitoring(dirname, watchdog, full=False)
+
+    def enable_monitoring_full(self, dirname: str | None = None, watchdog: bool = True) -> bool:
+        """Like ``enable_monitoring``, with time series kept in ``dirname``."""
+        return self._enable_monitoring(dirname, watchdog, full=True)
+
+    def _enable_monitoring(self, dirname: str | None, watchdog: bool, full: bool) -> bool:
+        if self._monitor is not None:
+            self._monitor.close()
+        config = monitoring.MonitorConfig(directory=dirname, watchdog=bool(watchdog),
+                                          full=full,
+                                          executable=monitoring.locate_resource_monitor())
+        if dirname:
+            os.makedirs(dirname, exist_ok=True)
+            config.summaries = open(  # noqa: SIM115 - kept open while monitoring
+                os.path.join(dirname, f"wq-{os.getpid()}.summaries"), "a", encoding="utf-8")
+        self._monitor = config
+        return True
 
     def activate_fast_abort(self, multiplier: float) -> int:
         """Take back tasks running ``multiplier`` times longer than average (< 1: off)."""
@@ -803,8 +833,9 @@ class WorkQueue(AbstractionsMixin):
         t0 = time.perf_counter()
         task.send_input_start = _usec(now)
         sent = 0
+        extra = self._monitor_files(task, worker)
         try:
-            for spec in task.files:
+            for spec in (*task.files, *extra) if extra else task.files:
                 if not spec.is_input or spec.empty_dir:
                     continue
                 if spec.cached and spec.cachename in worker.cached:
@@ -825,7 +856,7 @@ class WorkQueue(AbstractionsMixin):
             logger.warning("sending inputs of task %d to %s failed: %s", task.id, conn.address, e)
             self._drop(conn, "FAILURE")
             return
-        conn.write(self._task_block(task, d, fork=task.is_python
+        conn.write(self._task_block(task, d, fork=task.is_python and self._monitor is None
                                     and extensions.PYTHON_WARM in worker.features))
         self._state.commit_dispatch(d, now)
         end = self._now()
@@ -841,9 +872,34 @@ class WorkQueue(AbstractionsMixin):
         if self._txn:
             self._txn.task_running(task, conn.address, d.box, end)
 
+    def _monitor_files(self, task: Task, worker: WorkerRecord) -> tuple[Any, ...]:
+        """The monitor's files for this attempt of ``task`` (none when not monitoring)."""
+        config = self._monitor
+        if config is None or task.coprocess:
+            task._monitor_files = ()
+            return ()
+        summary = task.__dict__.get("_monitor_summary")
+        if summary is None or summary.remote_name != monitoring.SUMMARY_NAME:
+            summary = task._monitor_summary = monitoring.summary_spec(config, task)
+        if extensions.MONITOR in worker.features:
+            files: tuple[Any, ...] = (summary,)
+        else:
+            exe = config.executable_spec()
+            files = (exe, summary) if exe is not None else (summary,)
+        task._monitor_files = files
+        return files
+
     def _task_block(self, task: Task, d: Dispatch, fork: bool = False) -> bytes:
-        cmd = task.command.encode()
+        monitored = bool(task._monitor_files)
+        native = monitored and extensions.MONITOR in d.worker.features
+        command = task.command
+        if monitored and not native:
+            command = self._monitor.wrap(task, d.box)  # type: ignore[union-attr]
+        cmd = command.encode()
         parts = [f"task {task.id}\ncmd {len(cmd)}\n".encode(), cmd]
+        if native:
+            request = self._monitor.native_request(task, d.box)  # type: ignore[union-attr]
+            parts += [m.Monitor(len(request)).encode(), request]
         coprocess = extensions.PYTHON_WARM if fork else task.coprocess
         if coprocess:
             cop = coprocess.encode()
@@ -851,10 +907,10 @@ class WorkQueue(AbstractionsMixin):
         box = d.box
         parts.append(f"category {task.category}\ncores {box.cores:.3f}\ngpus {box.gpus:.0f}\n"
                      f"memory {box.memory:.0f}\ndisk {box.disk:.0f}\n".encode())
-        if task.end_time > 0:
+        if task.end_time > 0 and not monitored:
             parts.append(f"end_time {task.end_time:.6f}\n".encode())
         wall = task.resources_requested.wall_time
-        if wall > 0:
+        if wall > 0 and not monitored:
             # Seconds, as the manual says.  A CCTools 7.x worker reads this as microseconds
             # (rounding up to 1 s); see docs/compatibility.md.
             parts.append(f"wall_time {wall:.6f}\n".encode())
@@ -865,11 +921,12 @@ class WorkQueue(AbstractionsMixin):
         for spec in task.files:
             if spec.is_input and spec.empty_dir:
                 parts.append(f"dir {spec.remote_name}\n".encode())
-        for spec in task.files:
+        files = (*task.files, *task._monitor_files) if monitored else task.files
+        for spec in files:
             if spec.is_input and not spec.empty_dir:
                 parts.append(m.TaskFile("infile", spec.cachename, spec.remote_name,
                                         spec.flags).encode())
-        for spec in task.files:
+        for spec in files:
             if not spec.is_input:
                 parts.append(m.TaskFile("outfile", spec.cachename, spec.remote_name,
                                         spec.flags).encode())
@@ -1076,6 +1133,11 @@ class WorkQueue(AbstractionsMixin):
             conn.write(m.Get(spec.cachename).encode())
             conn.expect.append(("get", task, spec))
             task._pending_gets += 1
+        for spec in task._monitor_files:
+            if not spec.is_input:
+                conn.write(m.Get(spec.cachename).encode())
+                conn.expect.append(("get", task, spec))
+                task._pending_gets += 1
         if not task._pending_gets:
             self._task_retrieved(conn, task, now)
 
@@ -1175,9 +1237,19 @@ class WorkQueue(AbstractionsMixin):
         task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
             (task.send_input_finish - task.send_input_start)
         self._kill_on_worker(task, w, outputs_too=True)
+        if task._monitor_files and self._monitor is not None:
+            spec = task._monitor_files[-1]
+            monitoring.apply_summary(task, monitoring.read_summary(self._monitor, task, spec),
+                                     self._monitor)
+            if task.result == C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
+                self._debug_msg(f"task {task.id} exhausted resources on {w.hostname}: "
+                                f"{task.limits_exceeded}")
         self._state.retrieved(task, now)
         if self._txn:
             self._txn.task_retrieved(task, now)
+        for c in self._state.category_updates:
+            self._log_category(c)
+        self._state.category_updates.clear()
 
     def _kill_on_worker(self, task: Task, w: WorkerRecord | None, outputs_too: bool) -> None:
         if w is None:

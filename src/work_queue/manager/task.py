@@ -90,6 +90,8 @@ class Task:
     time_when_submitted = 0.0
     #: FIRST (0) or MAX (1): the allocation label the task is tried with (categories.py).
     resource_request = 0
+    #: Files the resource monitor adds to the current attempt (manager/monitoring.py).
+    _monitor_files: tuple = ()
     #: How many times fast abort took this task back from a slow worker.
     fast_abort_count = 0
     #: Measured resources of the last attempt (monitoring), or None.
@@ -378,4 +380,5 @@ _RESULT_FIELDS = (*_TIMING_FIELDS, "id", "state", "result", "return_status", "_o
                   "try_count", "worker_key", "hostname", "host", "memory_outputs",
                   "resources_allocated", "resources_measured", "limits_exceeded",
                   "exhausted_attempts", "time_when_submitted", "_pending_gets", "measured",
+                  "_monitor_files", "_monitor_summary", "fast_abort_count",
                   "resource_request")

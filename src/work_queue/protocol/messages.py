@@ -422,6 +422,22 @@ class Coprocess(Message):
 
 
 @dataclass(slots=True)
+class Monitor(Message):
+    """``monitor <len>`` + JSON (extension ``wq-py-monitor``): measure the task, with limits."""
+
+    VERB: ClassVar[bytes] = b"monitor"
+    length: int
+    payload: bytes = b""
+
+    @property
+    def payload_length(self) -> int:
+        return self.length
+
+    def encode(self) -> bytes:
+        return f"monitor {self.length}\n".encode()
+
+
+@dataclass(slots=True)
 class Env(Message):
     """``env <len>`` + ``NAME=VALUE\\n``; the length excludes the newline, which is sent."""
 
@@ -714,6 +730,8 @@ def parse_from_manager(line: bytes) -> Message:
                        int(parts[4], 8))
         if verb == b"coprocess" and n == 2:
             return Coprocess(_int(parts[1], line))
+        if verb == b"monitor" and n == 2:
+            return Monitor(_int(parts[1], line))
         if verb == b"check" and n == 1:
             return Check()
         if verb == b"release" and n == 1:

@@ -1,0 +1,118 @@
+"""Resource summaries: what a task used, as CCTools' ``rmsummary`` records it.
+
+``t.resources_measured`` and ``t.limits_exceeded`` are :class:`ResourceSummary` objects whose
+fields read as attributes (``t.resources_measured.memory``), in the units of CCTools' summary
+files: seconds for times, MB for memory, disk and bytes, cores and gpus as counts.  An unset
+field is -1.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: (name, unit, decimals) in CCTools' order (``dttools/src/rmsummary.c``).
+RESOURCE_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("start", "s", 6), ("end", "s", 6), ("wall_time", "s", 6), ("cpu_time", "s", 6),
+    ("memory", "MB", 0), ("virtual_memory", "MB", 0), ("swap_memory", "MB", 0),
+    ("disk", "MB", 0), ("bytes_read", "MB", 0), ("bytes_written", "MB", 0),
+    ("bytes_received", "MB", 0), ("bytes_sent", "MB", 0), ("bandwidth", "Mbps", 3),
+    ("gpus", "gpus", 0), ("cores", "cores", 3), ("cores_avg", "cores", 3),
+    ("machine_cpus", "cores", 3), ("machine_load", "procs", 0),
+    ("context_switches", "switches", 0), ("max_concurrent_processes", "procs", 0),
+    ("total_processes", "procs", 0), ("total_files", "files", 0), ("fs_nodes", "nodes", 0),
+    ("workers", "workers", 0),
+)
+RESOURCE_NAMES = tuple(name for name, _, _ in RESOURCE_FIELDS)
+_DECIMALS = {name: d for name, _, d in RESOURCE_FIELDS}
+_UNITS = {name: u for name, u, _ in RESOURCE_FIELDS}
+#: Summary files give start/end in microseconds; the summary object keeps seconds.
+_US_TO_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "B": 1.0 / (1 << 20), "kB": 1.0 / 1024,
+            "KB": 1.0 / 1024, "MB": 1.0, "GB": 1024.0}
+
+
+def _number(value: Any, name: str) -> float:
+    """A summary value: a number, or ``[number, "unit"]`` converted to our units."""
+    if isinstance(value, list | tuple) and value:
+        number, unit = float(value[0]), str(value[1]) if len(value) > 1 else ""
+        if name in ("start", "end", "wall_time", "cpu_time") and unit in _US_TO_S:
+            return number * _US_TO_S[unit]
+        if _UNITS.get(name) == "MB" and unit in _US_TO_S:
+            return number * _US_TO_S[unit]
+        return number
+    return float(value)
+
+
+class ResourceSummary:
+    """One task's measured (or limit) resources, fields as attributes; -1 when unset."""
+
+    __slots__ = (*RESOURCE_NAMES, "category", "command", "taskid", "exit_type",
+                 "exit_status", "signal", "limits_exceeded", "peak_times")
+
+    def __init__(self, **values: Any) -> None:
+        for name in RESOURCE_NAMES:
+            setattr(self, name, -1)
+        self.category = ""
+        self.command = ""
+        self.taskid = -1
+        self.exit_type = ""
+        self.exit_status = -1
+        self.signal = 0
+        self.limits_exceeded: ResourceSummary | None = None
+        self.peak_times: dict[str, float] = {}
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResourceSummary:
+        """From a CCTools summary (``{"memory": [12, "MB"], "exit_status": 0, ...}``)."""
+        s = cls()
+        for key, value in data.items():
+            if key in _DECIMALS:
+                try:
+                    setattr(s, key, _number(value, key))
+                except (TypeError, ValueError):
+                    continue
+            elif key in ("category", "command", "exit_type"):
+                setattr(s, key, str(value))
+            elif key in ("exit_status", "signal", "taskid", "task_id"):
+                try:
+                    setattr(s, "taskid" if key == "task_id" else key, int(_number(value, key)))
+                except (TypeError, ValueError):
+                    continue
+            elif key == "limits_exceeded" and isinstance(value, dict):
+                s.limits_exceeded = cls.from_json(value)
+            elif key == "peak_times" and isinstance(value, dict):
+                s.peak_times = {k: _number(v, "wall_time") for k, v in value.items()}
+        return s
+
+    @classmethod
+    def from_text(cls, text: str) -> ResourceSummary:
+        """Parse a summary file's text; raises ValueError if it is not a JSON object."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a resource summary must be a JSON object")
+        return cls.from_json(data)
+
+    def as_dict(self) -> dict[str, float]:
+        """The set (>= 0) resource values, by name, in CCTools' order."""
+        return {name: getattr(self, name) for name in RESOURCE_NAMES if getattr(self, name) >= 0}
+
+    def broken(self) -> list[str]:
+        """Names of the limits this summary says were exceeded."""
+        return list(self.limits_exceeded.as_dict()) if self.limits_exceeded else []
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def __repr__(self) -> str:
+        return f"ResourceSummary({self.as_dict()})"
+
+
+def format_value(name: str, value: float) -> str:
+    """A value printed with CCTools' decimals for that resource (``1.0`` cores -> ``1``)."""
+    decimals = _DECIMALS.get(name, 0)
+    if decimals == 0:
+        return str(int(round(value)))
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return text or "0"

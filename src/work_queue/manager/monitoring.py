@@ -1,0 +1,180 @@
+"""Resource monitoring of tasks (``enable_monitoring``), the manager's side.
+
+Each monitored task gets the output ``cctools-monitor.summary``, which the manager fetches
+with the task's other outputs and parses into ``t.resources_measured``.  Who measures
+depends on the worker:
+
+* our worker announces the ``wq-py-monitor`` feature and measures the task itself, from its
+  event loop (no extra process per task): the manager sends a ``monitor`` line with the
+  limits;
+* any other worker (CCTools') gets the command wrapped exactly as CCTools wraps it,
+  ``./cctools-monitor --no-pprint ... --sh 'cmd'``, with a ``resource_monitor`` executable
+  found on this machine sent as the cached input ``cctools-monitor``.
+
+Either way the task's exit code is the monitor's (0 ok, 1 task error, 2 a limit was broken,
+3 wall time expired, 4 monitor error) and the real exit status is read from the summary,
+as in CCTools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .. import constants as C
+from ..core.resources import Resources
+from ..core.rmsummary import RESOURCE_NAMES, ResourceSummary, format_value
+from .files import FileSpec, make_file_spec
+
+REMOTE_NAME = "cctools-monitor"
+SUMMARY_NAME = REMOTE_NAME + ".summary"
+
+#: resource_monitor exit codes (``enum rmonitor_errors``).
+RM_SUCCESS, RM_TASK_ERROR, RM_OVERFLOW, RM_TIME_EXPIRE, RM_MONITOR_ERROR = range(5)
+
+
+def locate_resource_monitor() -> str | None:
+    """The ``resource_monitor`` executable CCTools workers are sent (PATH, or
+    ``CCTOOLS_RESOURCE_MONITOR``)."""
+    path = os.environ.get("CCTOOLS_RESOURCE_MONITOR")
+    if path and os.access(path, os.X_OK):
+        return path
+    return shutil.which("resource_monitor")
+
+
+@dataclass
+class MonitorConfig:
+    """What ``enable_monitoring`` / ``enable_monitoring_full`` asked for."""
+
+    directory: str | None = None
+    watchdog: bool = True
+    full: bool = False
+    interval: float = 0
+    executable: str | None = None
+    summaries: TextIO | None = None
+
+    def summary_path(self, task: Any) -> str | None:
+        """Where the task's summary is kept (None: in memory only)."""
+        directory = task.monitor_output_directory or self.directory
+        if not directory:
+            return None
+        return os.path.join(directory, f"wq-{os.getpid()}-task-{task.id}.summary")
+
+    def limits(self, box: Resources) -> dict[str, float]:
+        """The limits the monitor enforces: the task's allocation box."""
+        out: dict[str, float] = {}
+        for name in ("wall_time", "end", "memory", "disk", "gpus", "cores"):
+            value = getattr(box, name)
+            if value > -1 and not (name in ("gpus", "end", "wall_time") and value == 0):
+                out[name] = value
+        return out
+
+    def native_request(self, task: Any, box: Resources) -> bytes:
+        """The ``monitor`` line's JSON for our worker."""
+        return json.dumps({"limits": self.limits(box), "measure_only": not self.watchdog,
+                           "interval": self.interval, "series": self.full,
+                           "task_id": task.id, "category": task.category},
+                          separators=(",", ":")).encode()
+
+    def wrap(self, task: Any, box: Resources) -> str:
+        """The command as CCTools wraps it for its ``resource_monitor``."""
+        parts = [f"./{REMOTE_NAME} --no-pprint --with-output-files={REMOTE_NAME}"]
+        if self.full:
+            parts.append(f"-dall -o {REMOTE_NAME}.debug --with-time-series")
+        limits = self.limits(box)
+        for name in RESOURCE_NAMES:
+            if name in limits:
+                parts.append(f"-L '{name}: {format_value(name, limits[name])}'")
+        parts.append(f"-V 'task_id: {task.id}'")
+        if task.category:
+            parts.append(f"-V 'category: {task.category}'")
+        if not self.watchdog:
+            parts.append("--measure-only")
+        if self.interval > 0:
+            parts.append(f"--interval {int(self.interval)}")
+        parts.append("--sh " + shlex.quote(task.command))
+        return " ".join(parts)
+
+    def executable_spec(self) -> FileSpec | None:
+        if self.executable is None:
+            return None
+        return _executable_spec(self.executable)
+
+    def close(self) -> None:
+        if self.summaries is not None:
+            self.summaries.close()
+            self.summaries = None
+
+
+_EXE_SPECS: dict[str, FileSpec] = {}
+
+
+def _executable_spec(path: str) -> FileSpec:
+    spec = _EXE_SPECS.get(path)
+    if spec is None:
+        spec = _EXE_SPECS[path] = make_file_spec(C.WORK_QUEUE_FILE, C.WORK_QUEUE_INPUT, path,
+                                                 REMOTE_NAME, C.WORK_QUEUE_CACHE)
+    return spec
+
+
+def summary_spec(config: MonitorConfig, task: Any) -> FileSpec:
+    """The output that brings the summary back (a file, or kept in memory)."""
+    path = config.summary_path(task)
+    spec = make_file_spec(C.WORK_QUEUE_FILE, C.WORK_QUEUE_OUTPUT, path or SUMMARY_NAME,
+                          SUMMARY_NAME, C.WORK_QUEUE_NOCACHE)
+    spec.memory = path is None
+    return spec
+
+
+def read_summary(config: MonitorConfig, task: Any, spec: FileSpec) -> str | None:
+    """The summary text fetched for ``task``, or None if none arrived."""
+    if spec.memory:
+        value = task.memory_outputs.get(SUMMARY_NAME)
+        if value is None:
+            return None
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        value.seek(0)
+        return value.read().decode("utf-8", "replace")  # type: ignore[no-any-return]
+    try:
+        with open(spec.source, encoding="utf-8", errors="replace") as f:  # type: ignore
+            return f.read()
+    except OSError:
+        return None
+
+
+def apply_summary(task: Any, text: str | None, config: MonitorConfig) -> None:
+    """Fill the task's measured resources from its summary (CCTools
+    ``read_measured_resources``) and turn the monitor's exit code into a result."""
+    monitor_code = task.return_status
+    summary: ResourceSummary | None = None
+    if text:
+        try:
+            summary = ResourceSummary.from_text(text)
+        except ValueError:
+            summary = None
+    if summary is None:
+        task.measured = None
+        task.resources_measured = ResourceSummary()
+        if task.result == C.WORK_QUEUE_RESULT_SUCCESS:
+            task.result = C.WORK_QUEUE_RESULT_RMONITOR_ERROR
+        return
+    task.return_status = summary.exit_status
+    if summary.cores > 0:
+        # cleanup noise, so small fluctuations do not look like new maxima
+        summary.cores = min(summary.cores, -(-(summary.cores - 0.1) // 1))
+    task.measured = summary
+    task.resources_measured = summary
+    task.limits_exceeded = summary.limits_exceeded
+    if task.result == C.WORK_QUEUE_RESULT_SUCCESS:
+        if monitor_code == RM_OVERFLOW:
+            task.result = C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
+        elif monitor_code == RM_TIME_EXPIRE:
+            task.result = C.WORK_QUEUE_RESULT_TASK_TIMEOUT
+    if config.summaries is not None:
+        config.summaries.write(text.rstrip("\n") + "\n\n")  # type: ignore[union-attr]
+        config.summaries.flush()
