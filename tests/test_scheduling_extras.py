@@ -102,3 +102,23 @@ def test_stats_category_counts_after_a_run(queue, workers):
     assert odd.tasks_submitted == even.tasks_submitted == 3
     assert odd.tasks_done + even.tasks_done == 6
     assert set(queue.stats_by_category()) >= {"odd", "even"}
+
+
+def test_a_task_no_worker_can_fit_is_reported(queue, workers, caplog):
+    queue.unfit_warning_interval = 0.5
+    workers.start(queue.port, cores=1, memory=500, disk=500)
+    big = wq.Task("true")
+    big.specify_memory(64000)
+    big.specify_category("huge")
+    queue.submit(big)
+    small = wq.Task("true")
+    queue.submit(small)
+    with caplog.at_level("WARNING", logger="work_queue.manager.queue"):
+        assert queue.wait(10) is small
+        deadline = time.time() + 5
+        while "need more than any connected worker" not in caplog.text:
+            assert time.time() < deadline, "no warning about the task that cannot fit"
+            queue.wait(0.2)
+    (rec,) = [r for r in queue.status("wable_status") if r["category"] == "huge"]
+    assert rec["tasks_waiting"] == 1 and rec["tasks_unfit"] == 1
+    assert queue.cancel_by_taskid(big.id) is big

@@ -381,6 +381,35 @@ class ManagerState:
             return self._final_states[task_id]
         return ts.UNKNOWN
 
+    def fits_some_worker(self, task: Any) -> bool:
+        """Whether any connected worker is large enough for the task's declared needs."""
+        limits = self.limits_of(task)
+        need = (limits.cores, limits.memory, limits.disk, limits.gpus)
+        for w in self.workers.values():
+            if w.ready and all(n <= have for n, have in zip(need, w.shape, strict=True)):
+                return True
+            if w.cop is not None and getattr(task, "coprocess", None) and all(
+                    n <= have for n, have in zip(need, w.cop.shape, strict=True)):
+                return True
+        return False
+
+    def unfit_tasks(self) -> dict[str, int]:
+        """Waiting tasks that no connected worker can ever run, counted by category."""
+        if not any(w.ready for w in self.workers.values()):
+            return {}
+        verdicts: dict[tuple[Any, ...], bool] = {}
+        out: dict[str, int] = {}
+        for task in self.ready.tasks():
+            r = task.resources_requested
+            key = (task.category, task.resource_request, r.cores, r.memory, r.disk, r.gpus,
+                   bool(getattr(task, "coprocess", None)))
+            fits = verdicts.get(key)
+            if fits is None:
+                fits = verdicts[key] = self.fits_some_worker(task)
+            if not fits:
+                out[task.category] = out.get(task.category, 0) + 1
+        return out
+
     def slow_tasks(self, now: float) -> list[tuple[Any, WorkerRecord]]:
         """Running tasks that fast abort says to take back (``abort_slow_workers``).
 

@@ -165,6 +165,9 @@ class WorkQueue(AbstractionsMixin):
         self._last_periodic = now
         self._last_fast_abort = now
         self._monitor: monitoring.MonitorConfig | None = None
+        #: Seconds between warnings about tasks no connected worker can fit (CCTools: 180).
+        self.unfit_warning_interval = 180.0
+        self._last_unfit_warning = now
         self._app_time_mark = now
         self._catalog: tuple[str, int] | None = None
         self._preferred_connection = "by_ip"
@@ -793,6 +796,9 @@ class WorkQueue(AbstractionsMixin):
                     now - conn.last_message >= self._keepalive_timeout:
                 self._drop(conn, "FAILURE")
         self._shut_down_drained_workers()
+        if now - self._last_unfit_warning >= self.unfit_warning_interval:
+            self._last_unfit_warning = now
+            self._warn_unfit_tasks()
         if self._stats_log:
             self._stats_log.write(self._stats_now(), now)
 
@@ -817,6 +823,17 @@ class WorkQueue(AbstractionsMixin):
                 self._state.counters.workers_fast_aborted += 1
                 self._drop(self._conns[w.key], "FAST_ABORT", count_lost=False)
             w.fast_abort_alarm = True
+
+    def _warn_unfit_tasks(self) -> None:
+        """Say which waiting tasks are larger than every connected worker (every 3 min)."""
+        for category, n in sorted(self._state.unfit_tasks().items()):
+            largest = self._state.largest_worker()
+            text = (f"{n} waiting task(s) of category '{category}' need more than any "
+                    f"connected worker offers (largest worker: {largest.cores:g} cores, "
+                    f"{largest.memory:g} MB memory, {largest.disk:g} MB disk, "
+                    f"{largest.gpus:g} gpus); they will wait until a larger worker connects")
+            logger.warning(text)
+            self._debug_msg(text)
 
     def _shut_down_drained_workers(self) -> None:
         """A draining worker that has finished its tasks is told to exit."""

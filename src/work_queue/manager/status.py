@@ -10,6 +10,10 @@ from typing import Any
 from .. import __version__
 from ..constants import TASK_STATE_STRINGS, WORK_QUEUE_PROTOCOL_VERSION
 from ..core import task_state as ts
+from ..core.categories import ALLOCATION_FIRST, ALLOCATION_MAX
+from ..core.resources import WorkerResources, allocation_box
+from ..core.rmsummary import format_value
+from ..core.stats import category_snapshot
 
 HTTP_ALIASES = {"queue": "queue_status", "tasks": "task_status", "workers": "worker_status",
                 "categories": "wable_status", "resources": "resources_status"}
@@ -74,19 +78,73 @@ def queue_record(q: Any, now: float) -> dict[str, Any]:
 
 
 def category_records(q: Any) -> list[dict[str, Any]]:
-    cats: dict[str, dict[str, Any]] = {}
-    for t in q._state.tasks.values():
-        c = cats.setdefault(t.category, {"category": t.category, "tasks_waiting": 0,
-                                         "tasks_running": 0, "tasks_on_workers": 0,
-                                         "tasks_dispatched": 0, "tasks_done": 0,
-                                         "tasks_failed": 0, "tasks_cancelled": 0,
-                                         "workers_able": len(q._state.workers)})
-        if t.state == ts.READY:
-            c["tasks_waiting"] += 1
-        elif t.state in (ts.RUNNING, ts.WAITING_RETRIEVAL):
-            c["tasks_on_workers"] += 1
-            c["tasks_running"] += t.state == ts.RUNNING
-    return list(cats.values())
+    """``wable_status``: per category, its tasks, the workers able to run them and the
+    sizes it learned (``work_queue_status -A``; CCTools ``category_to_jx``)."""
+    st = q._state
+    unfit = st.unfit_tasks()
+    out = []
+    for name, c in st.categories.items():
+        s = category_snapshot(st, c)
+        if s.tasks_waiting + s.tasks_on_workers + s.tasks_done < 1:
+            continue
+        rec: dict[str, Any] = {"category": name}
+        for key in ("tasks_waiting", "tasks_running", "tasks_on_workers", "tasks_dispatched",
+                    "tasks_done", "tasks_failed", "tasks_cancelled"):
+            rec[key] = getattr(s, key)
+        rec["workers_able"] = _workers_able(st, c)
+        for field in ("cores", "memory", "disk", "gpus"):
+            rec["max_" + field] = _max_text(c, field)
+        largest = st.largest_worker()
+        for label, request in (("first_allocation", ALLOCATION_FIRST),
+                               ("max_allocation", ALLOCATION_MAX)):
+            limits = c.task_max(None, request)
+            box = allocation_box(limits, c.task_min(None, request, largest),
+                                 _as_worker(largest), st.policy)
+            rec[label] = {"cores": float(box.cores), "memory": int(box.memory),
+                          "disk": int(box.disk), "gpus": int(box.gpus)}
+        if q._monitor is not None:
+            rec["max_seen"] = {"cores": float(max(c.max_seen.cores, -1)),
+                               "memory": int(c.max_seen.memory), "disk": int(c.max_seen.disk),
+                               "gpus": int(c.max_seen.gpus)}
+        counts = [0, 0]
+        for t in st.tasks.values():
+            if t.category == name and t.resource_request in (0, 1):
+                counts[t.resource_request] += 1
+        rec["first_allocation_count"], rec["max_allocation_count"] = counts
+        rec["tasks_unfit"] = unfit.get(name, 0)
+        out.append(rec)
+    return out
+
+
+def _as_worker(r: Any) -> WorkerResources:
+    values = {k: int(max(getattr(r, k), 0)) for k in ("cores", "memory", "disk", "gpus")}
+    return WorkerResources(workers=1, largest=dict(values), **values)
+
+
+def _workers_able(st: Any, c: Any) -> int:
+    """Workers large enough for the category's declared maximum (``check_worker_fit``)."""
+    need = c.max_allocation
+    n = 0
+    for w in st.workers.values():
+        if w.ready and all(getattr(need, k) <= have for k, have in
+                           zip(("cores", "memory", "disk", "gpus"), w.shape, strict=True)):
+            n += 1
+    return n
+
+
+def _max_text(c: Any, field: str) -> str:
+    """``"<n>"`` explicit maximum, ``">n"`` exhausted and still exploring, ``"~n"`` largest
+    seen, ``"na"`` nothing known (``category_jx_insert_max``)."""
+    explicit = getattr(c.max_allocation, field)
+    seen = getattr(c.max_seen, field)
+    exhausted = getattr(c.exhausted_seen, field)
+    if explicit > -1:
+        return format_value(field, explicit)
+    if not c.steady_state and exhausted > -1:
+        return ">" + format_value(field, seen - 1)
+    if seen > -1:
+        return "~" + format_value(field, seen)
+    return "na"
 
 
 def task_records(q: Any, now: float) -> list[dict[str, Any]]:
