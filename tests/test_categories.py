@@ -175,3 +175,18 @@ def test_category_statistics_count_their_own_tasks(state, clock):
     b = category_snapshot(state, state.categories["b"])
     assert (a.tasks_submitted, a.tasks_done, a.tasks_waiting) == (2, 2, 0)
     assert (b.tasks_submitted, b.tasks_done, b.tasks_waiting) == (1, 0, 1)
+
+
+def test_ramp_down_gives_a_task_the_free_worker(state, clock):
+    state.ramp_down = True
+    add_worker(state, 1, cores=4)
+    add_worker(state, 2, cores=4)
+    t = FakeTask(cores=1)
+    state.submit(t, clock.now)
+    (d,) = dispatch_all(state, clock.now)
+    assert (d.box.cores, d.box.memory) == (4, 4000)  # more workers than tasks: all of it
+    state.ramp_down = False
+    t2 = FakeTask(cores=1)
+    state.submit(t2, clock.now)
+    (d2,) = dispatch_all(state, clock.now)
+    assert (d2.box.cores, d2.box.memory) == (1, 1000)

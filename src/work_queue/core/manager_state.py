@@ -94,6 +94,8 @@ class ManagerState:
         #: Categories whose first allocation changed (the manager logs and clears them).
         self.category_updates: list[Any] = []
         self.requeued_after_exhaustion = 0
+        #: tune ramp-down-heuristic with watchdog monitoring (see box_for).
+        self.ramp_down = False
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -203,6 +205,14 @@ class ManagerState:
             if len(self._boxes) > 10000:
                 self._boxes.clear()
             box = self._boxes[key] = allocation_box(limits, minimum, w.resources, self.policy)
+        if self.ramp_down and len(self.workers) > len(self.ready) and (
+                box.cores, box.memory, box.disk) != w.shape[:3]:
+            # Ramp down (more workers than tasks): give the task all the worker's free space.
+            box = box.copy()
+            box.cores = 0 if box.gpus > 0 else w.shape[0] - w.inuse_cores
+            box.memory = w.shape[1] - w.inuse_memory
+            box.disk = w.shape[2] - w.inuse_disk
+            box.merge_max(minimum)
         return box
 
     def _place(self, task: Any, workers: list[WorkerRecord], now: float) -> Dispatch | None:

@@ -374,7 +374,12 @@ class WorkQueue(AbstractionsMixin):
             config.summaries = open(  # noqa: SIM115 - kept open while monitoring
                 os.path.join(dirname, f"wq-{os.getpid()}.summaries"), "a", encoding="utf-8")
         self._monitor = config
+        self._update_ramp_down()
         return True
+
+    def _update_ramp_down(self) -> None:
+        self._state.ramp_down = bool(self._tune["ramp-down-heuristic"]) and \
+            self._monitor is not None and self._monitor.watchdog
 
     def activate_fast_abort(self, multiplier: float) -> int:
         """Take back tasks running ``multiplier`` times longer than average (< 1: off)."""
@@ -432,6 +437,8 @@ class WorkQueue(AbstractionsMixin):
             st.hungry_minimum_factor = value
         elif key == "wait-for-workers":
             st.wait_for_workers = int(value)
+        elif key == "ramp-down-heuristic":
+            self._update_ramp_down()
         elif key == "fast-abort-multiplier":
             self.activate_fast_abort(value)
         elif key == "category-steady-n-tasks":
