@@ -909,7 +909,8 @@ class WorkQueue(AbstractionsMixin):
             files: tuple[Any, ...] = (summary,)
         else:
             exe = config.executable_spec()
-            files = (exe, summary) if exe is not None else (summary,)
+            # Without a resource_monitor to send, CCTools workers run the task unmonitored.
+            files = (exe, summary) if exe is not None else ()
         task._monitor_files = files
         return files
 

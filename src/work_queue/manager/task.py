@@ -31,6 +31,7 @@ from ..constants import (
     work_queue_result_str,
 )
 from ..core.resources import Resources
+from ..core.rmsummary import ResourceSummary
 from .files import FileSpec, make_file_spec
 
 
@@ -84,7 +85,7 @@ class Task:
     host: str | None = None
     memory_outputs: dict[str, object] = types.MappingProxyType({})  # type: ignore[assignment]
     resources_allocated = Resources()
-    resources_measured = Resources()
+    resources_measured = ResourceSummary()
     limits_exceeded: Resources | None = None
     exhausted_attempts = 0
     time_when_submitted = 0.0
