@@ -42,6 +42,8 @@ class TaskSpec:
     #: (cachename, remote_name, flags)
     inputs: list[tuple[str, str, int]] = field(default_factory=list)
     outputs: list[tuple[str, str, int]] = field(default_factory=list)
+    #: the manager's ``monitor`` request (extension wq-py-monitor): limits and options
+    monitor: dict[str, Any] | None = None
 
 
 @dataclass
@@ -77,6 +79,13 @@ class TaskRun:
     forced_status: int | None = None
     #: remote_name -> bytes already reported, for WATCH outputs
     watched: dict[str, int] = field(default_factory=dict)
+    #: resource measurement of a monitored task (a work_queue.monitor TreeMonitor)
+    monitor: Any = None
+    #: the limit the monitor found broken (the task was killed for it), if any
+    broken_limit: str | None = None
+    #: resource usage and raw wait status of the reaped process
+    rusage: Any = None
+    wait_status: int = 0
 
     @property
     def running(self) -> bool:
@@ -237,11 +246,12 @@ def reap(run: TaskRun, now: float, block: bool = False) -> bool:
     if run.pid <= 0 or run.done:
         return run.done
     try:
-        pid, status = os.waitpid(run.pid, 0 if block else os.WNOHANG)
+        pid, status, run.rusage = os.wait4(run.pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
         pid, status = run.pid, 255 << 8
     if pid == 0:
         return False
+    run.wait_status = status
     code = os.waitstatus_to_exitcode(status)
     run.done = True
     run.finish = now

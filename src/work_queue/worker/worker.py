@@ -19,6 +19,7 @@ that manager); the worker then reconnects, unless ``--single-shot`` or an idle t
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -37,6 +38,8 @@ from ..constants import (
     WORK_QUEUE_PROTOCOL_VERSION,
     WORK_QUEUE_RESULT_FORSAKEN,
     WORK_QUEUE_RESULT_INPUT_MISSING,
+    WORK_QUEUE_RESULT_SIGNAL,
+    WORK_QUEUE_RESULT_SUCCESS,
     WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
     WORK_QUEUE_RESULT_TASK_TIMEOUT,
     WORK_QUEUE_WATCH,
@@ -66,6 +69,7 @@ from .pyexec import (
     make_coprocess_request,
     make_request,
 )
+from .task_monitor import RM_MONITOR_ERROR, TaskMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -391,6 +395,8 @@ class Session:
                     timeout = min(timeout, run.spec.end_time - now)
                 if run.watched:
                     timeout = min(timeout, self.cfg.watch_interval)
+                if run.monitor is not None:
+                    timeout = min(timeout, run.monitor.next_time() - now)
         if not self.tasks:
             timeout = min(timeout, self.last_activity + self.cfg.idle_timeout - now + 0.01)
         if self.w.end_time:
@@ -499,6 +505,14 @@ class Session:
             spec.empty_dirs.append(msg.raw or msg.name)
         elif isinstance(msg, m.Coprocess):
             spec.coprocess = msg.payload.decode()
+        elif isinstance(msg, m.Monitor):
+            try:
+                request = json.loads(msg.payload)
+            except ValueError:
+                request = None
+            if not isinstance(request, dict):
+                raise RemoteProtocolError(f"malformed monitor request in task {spec.task_id}")
+            spec.monitor = request
         else:
             raise RemoteProtocolError(f"unexpected line in task {spec.task_id}: {msg!r}")
 
@@ -651,6 +665,12 @@ class Session:
                 with open(os.path.join(run.sandbox, remote), "wb") as f:
                     f.write(data)
             start_process(run, env, now)
+            if spec.monitor is not None and run.pid > 0:
+                try:
+                    run.monitor = TaskMonitor(spec.monitor, run.pid, run.sandbox,
+                                              spec.command, now)
+                except (OSError, ValueError, TypeError) as e:
+                    logger.warning("task %d: cannot monitor it: %s", spec.task_id, e)
         if self.debug:
             logger.debug("started task %d (pid %d): %s", spec.task_id, run.pid, spec.command)
         for _cache, remote, flags in spec.outputs:
@@ -748,6 +768,8 @@ class Session:
 
     def _task_done(self, run: TaskRun) -> None:
         self._account(run, -1)
+        if run.monitor is not None:
+            self._finish_monitor(run)
         # Move declared outputs from the sandbox into the cache.
         for cachename, remote, _flags in run.spec.outputs:
             if remote == run.result_name:
@@ -772,6 +794,20 @@ class Session:
                         logger.warning("cannot keep output %s: %s", remote, e)
         self._announce()
 
+    def _finish_monitor(self, run: TaskRun) -> None:
+        """Write the task's summary; the exit code becomes resource_monitor's."""
+        signal_number = run.exit_code if run.status == WORK_QUEUE_RESULT_SIGNAL else 0
+        exit_code = 0 if signal_number else run.exit_code
+        try:
+            code = run.monitor.finish(run.finish or time.time(), run.rusage, exit_code,
+                                      signal_number)
+        except Exception as e:  # a failed measurement must not lose the task
+            logger.warning("task %d: monitoring failed: %s", run.spec.task_id, e)
+            code = RM_MONITOR_ERROR
+        run.monitor = None
+        if run.forced_status is None:
+            run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
+
     def _check_tasks(self, now: float) -> None:
         for run in list(self.tasks.values()):
             if not run.running:
@@ -780,6 +816,13 @@ class Session:
                 self._task_done(run)
                 continue
             spec = run.spec
+            if run.monitor is not None and run.monitor.due(now):
+                broken = run.monitor.sample(now)
+                if broken:
+                    logger.info("task %d broke its %s limit; killing it", spec.task_id, broken)
+                    run.broken_limit = broken
+                    kill_process(run)
+                    continue
             if spec.wall_time > 0 and now >= run.start + spec.wall_time:
                 run.forced_status = WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME
                 kill_process(run)
