@@ -79,22 +79,26 @@ class WorkerConnection:
                     self.sock.setblocking(False)
 
     def send_file(self, fileobj: Any, offset: int, count: int) -> None:
-        """Send ``count`` bytes of ``fileobj`` from ``offset`` (after pending control lines)."""
-        self.flush()
+        """Send ``count`` bytes of ``fileobj`` from ``offset`` (after pending control lines).
+
+        Small files join the output buffer, so a task with small inputs leaves in one send;
+        large ones go out with ``sendfile``.
+        """
         if count <= 0:
             return
+        if count < 65536:
+            fileobj.seek(offset)
+            data = fileobj.read(count)
+            if len(data) != count:
+                raise OSError(f"short read of {getattr(fileobj, 'name', '?')}")
+            self.out += data
+            return
+        self.flush()
         self.sock.settimeout(max(self.io_timeout, 60.0))
         try:
-            if count < 65536:
-                fileobj.seek(offset)
-                data = fileobj.read(count)
-                if len(data) != count:
-                    raise OSError(f"short read of {getattr(fileobj, 'name', '?')}")
-                self.sock.sendall(data)
-            else:
-                sent = self.sock.sendfile(fileobj, offset, count)
-                if sent != count:
-                    raise OSError(f"sent {sent} of {count} bytes")
+            sent = self.sock.sendfile(fileobj, offset, count)
+            if sent != count:
+                raise OSError(f"sent {sent} of {count} bytes")
         finally:
             self.sock.setblocking(False)
 
