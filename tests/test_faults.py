@@ -254,3 +254,43 @@ def test_outputs_outside_the_request_drop_the_worker(queue, workers, in_tmp, bad
     (done,) = wait_all(queue)
     assert done is t and open("out/file.txt").read() == "ok\n"
     fake.sock.close()
+
+
+def _unshare_works() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unshare -rm and tmpfs mounts")
+def test_task_that_fills_the_worker_disk(queue, tmp_path):
+    """The worker's file system (a 20 MB tmpfs) fills up: the task says DISK_ALLOC_FULL, its
+    sandbox is cleaned up, and the worker goes on serving."""
+    import subprocess
+
+    from tests.conftest import WORKER_CMD
+
+    space = tmp_path / "small-disk"
+    space.mkdir()
+    script = (f"mount -t tmpfs -o size=20m tmpfs {space} && exec "
+              + " ".join(WORKER_CMD) + f" --cores 1 --memory 500 --disk 15 -t 30 -s {space}"
+              + f" localhost {queue.port}")
+    proc = subprocess.Popen(["unshare", "-rm", "sh", "-c", script],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        hog = wq.Task("dd if=/dev/zero of=fill bs=1M count=64")
+        queue.submit(hog)
+        (done,) = wait_all(queue, timeout=30)
+        assert done.result == wq.WORK_QUEUE_RESULT_DISK_ALLOC_FULL, (done.result, done.output)
+        after = wq.Task("echo still here")
+        queue.submit(after)
+        (ok,) = wait_all(queue, timeout=30)
+        assert ok.result == wq.WORK_QUEUE_RESULT_SUCCESS and ok.output.strip() == "still here"
+    finally:
+        proc.kill()
+        proc.wait()

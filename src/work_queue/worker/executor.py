@@ -274,6 +274,39 @@ def reap(run: TaskRun, now: float, block: bool = False) -> bool:
     return True
 
 
+def tree_size_mb(path: str) -> float:
+    """Disk space (allocated blocks) used by a directory tree, in MB; links not followed."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return total / (1 << 20)
+
+
+def disk_full(sandbox: str, allocated_mb: float) -> bool:
+    """Whether a task that failed did so for lack of disk: its file system is full, or its
+    sandbox reached its disk allocation."""
+    try:
+        st = os.statvfs(sandbox)
+        if st.f_bavail * st.f_frsize < (1 << 20):
+            return True
+    except OSError:
+        return False
+    return allocated_mb > 0 and tree_size_mb(sandbox) >= allocated_mb
+
+
 def remove_tree(path: str) -> None:
     """Delete a file, link or directory tree; missing paths are fine."""
     if not path:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from .. import __version__, tls
 from ..constants import (
     WORK_QUEUE_PROTOCOL_VERSION,
+    WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
     WORK_QUEUE_RESULT_FORSAKEN,
     WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_RESULT_SIGNAL,
@@ -55,6 +56,7 @@ from .coprocess import CoprocessPool
 from .executor import (
     TaskRun,
     TaskSpec,
+    disk_full,
     finish_warm_run,
     kill_process,
     output_file,
@@ -768,6 +770,11 @@ class Session:
 
     def _task_done(self, run: TaskRun) -> None:
         self._account(run, -1)
+        if run.status == WORK_QUEUE_RESULT_SUCCESS and run.exit_code != 0 and run.sandbox \
+                and disk_full(run.sandbox, run.disk):
+            # CCTools says DISK_ALLOC_FULL when a task outgrows its disk allocation; we also
+            # say it when the task failed because the worker's file system filled up.
+            run.status = WORK_QUEUE_RESULT_DISK_ALLOC_FULL
         if run.monitor is not None:
             self._finish_monitor(run)
         # Move declared outputs from the sandbox into the cache.
@@ -805,7 +812,8 @@ class Session:
             logger.warning("task %d: monitoring failed: %s", run.spec.task_id, e)
             code = RM_MONITOR_ERROR
         run.monitor = None
-        if run.forced_status is None:
+        if run.forced_status is None and run.status in (WORK_QUEUE_RESULT_SUCCESS,
+                                                        WORK_QUEUE_RESULT_SIGNAL):
             run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
 
     def _check_tasks(self, now: float) -> None:
