@@ -27,6 +27,7 @@ from .errors import (
     RemoteProtocolError,
     WorkQueueError,
 )
+from .manager.factory import Factory
 from .manager.python_task import PythonTask, PythonTaskNoResult, pythontask_available
 from .manager.queue import WorkQueue
 from .manager.remote_task import RemoteTask
@@ -55,6 +56,7 @@ __all__ = [
     "Task",
     "PythonTask",
     "RemoteTask",
+    "Factory",
     "PythonTaskNoResult",
     "pythontask_available",
     "Resources",
