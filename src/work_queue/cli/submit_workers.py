@@ -286,7 +286,7 @@ def run(system: str, argv: list[str]) -> int:
     sys.stdout.flush()
     status = 0
     for cmd, stdin in sub.commands:
-        proc = subprocess.run(cmd, cwd=r.submit_dir, input=stdin, text=True)
+        proc = subprocess.run(cmd, cwd=r.submit_dir, input=stdin or "", text=True)
         if proc.returncode != 0:
             print(f"{prog}: {cmd[0]} failed with exit status {proc.returncode}",
                   file=sys.stderr)

@@ -129,7 +129,7 @@ class BatchQueue:
         env.update(self.env)
         env.update(desc.env)
         try:
-            proc = subprocess.run(desc.argv, cwd=self.scratch_dir, env=env, input=desc.stdin,
+            proc = subprocess.run(desc.argv, cwd=self.scratch_dir, env=env, input=desc.stdin or "",
                                   capture_output=True, text=True, timeout=120)
         except FileNotFoundError:
             raise BatchError(f"{desc.argv[0]} not found in PATH (needed for batch type "
@@ -182,7 +182,7 @@ class BatchQueue:
         argv = self._remove_argv(job)
         try:
             proc = subprocess.run(argv, cwd=self.scratch_dir, capture_output=True, text=True,
-                                  timeout=60)
+                                  stdin=subprocess.DEVNULL, timeout=60)
             if proc.returncode != 0:
                 logger.warning("%s failed: %s", shlex.join(argv),
                                (proc.stderr or proc.stdout).strip())
