@@ -58,8 +58,9 @@ class WorkerConnection:
 
     def write(self, data: bytes) -> None:
         if self.debug is not None:
-            text = data[:200].decode("utf-8", "replace").rstrip("\n").replace("\n", "\\n")
-            self.debug(f"tx to {self.address}: {text}")
+            from .logs import wire_text
+
+            self.debug(wire_text("tx to", self, data))
         self.out += data
 
     def flush(self) -> None:

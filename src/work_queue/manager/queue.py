@@ -153,7 +153,8 @@ class WorkQueue(AbstractionsMixin):
         self._keepalive_timeout = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT)
         self._short_timeout = 5.0
         self._debug = logs.DebugLog(debug_log) if debug_log else None
-        self._txn = logs.TransactionLog(transactions_log) if transactions_log else None
+        self._txn = logs.TransactionLog(transactions_log, self._state) if transactions_log \
+            else None
         self._stats_log = logs.StatsLog(stats_log) if stats_log else None
         self._listener = bind_listener(port)
         self._port = self._listener.getsockname()[1]
@@ -291,7 +292,7 @@ class WorkQueue(AbstractionsMixin):
         self._stats_log.write(self._stats_now(), self._now(), force=True)
 
     def specify_transactions_log(self, logfile: str) -> None:
-        self._txn = logs.TransactionLog(logfile)
+        self._txn = logs.TransactionLog(logfile, self._state)
         self._txn.manager("START", self._now())
 
     def specify_max_resources(self, resources: dict[str, float]) -> None:
@@ -860,11 +861,17 @@ class WorkQueue(AbstractionsMixin):
         extra = self._monitor_files(task, worker)
         try:
             for spec in (*task.files, *extra) if extra else task.files:
-                if not spec.is_input or spec.empty_dir:
+                if not spec.is_input:
                     continue
-                if spec.cached and spec.cachename in worker.cached:
+                if spec.empty_dir or (spec.cached and spec.cachename in worker.cached):
+                    if self._txn:  # CCTools logs cached and empty-directory inputs too
+                        self._txn.input_sent(task, spec, 0, 0.0, now)
                     continue
+                t_file = self._now() if self._txn else 0.0
                 n = send_input(conn, spec, worker.os, worker.arch)
+                if self._txn:
+                    t_end = self._now()
+                    self._txn.input_sent(task, spec, n, t_end - t_file, t_end)
                 sent += n
                 if spec.cached:
                     worker.cached[spec.cachename] = n
@@ -974,7 +981,7 @@ class WorkQueue(AbstractionsMixin):
                 self._on_chunk(conn, ev)
             else:
                 if self._debug:
-                    self._debug.write(f"rx from {conn.address}: {ev}")
+                    self._debug.write(logs.wire_text("rx from", conn, ev))
                 self._on_message(conn, ev, now)  # type: ignore[arg-type]
 
     def _authenticate(self, conn: WorkerConnection) -> bool:
@@ -1192,6 +1199,8 @@ class WorkQueue(AbstractionsMixin):
             conn.results_requested = False
             return
         _, task, spec = what
+        if self._txn:
+            self._txn.output_done(task, spec, now)
         task._pending_gets -= 1
         if task._pending_gets == 0 and task.state == ts.WAITING_RETRIEVAL:
             self._task_retrieved(conn, task, now)
@@ -1231,6 +1240,8 @@ class WorkQueue(AbstractionsMixin):
                 logger.warning("cannot write output %s: %s", path, e)
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
         task.total_bytes_received += msg.length  # type: ignore[attr-defined]
+        if self._txn:
+            self._txn.output_bytes(task, msg.length)  # type: ignore[attr-defined]
         self._state.counters.bytes_received += msg.length  # type: ignore[attr-defined]
 
     def _on_chunk(self, conn: WorkerConnection, chunk: Chunk) -> None:
@@ -1270,11 +1281,13 @@ class WorkQueue(AbstractionsMixin):
                 self._debug_msg(f"task {task.id} exhausted resources on {w.hostname}: "
                                 f"{task.limits_exceeded}")
         self._state.retrieved(task, now)
-        if self._txn:
-            self._txn.task_retrieved(task, now)
         for c in self._state.category_updates:
             self._log_category(c)
         self._state.category_updates.clear()
+        if self._txn:
+            self._txn.task_retrieved(task, now)
+            if task.state == ts.READY:  # exhausted its first allocation: retried at MAX
+                self._txn.task_waiting(task, now)
 
     def _kill_on_worker(self, task: Task, w: WorkerRecord | None, outputs_too: bool) -> None:
         if w is None:
