@@ -54,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ssl", action="store_true", help="workers (and queries) use TLS")
     g.add_argument("--factory-name", help="name reported to the catalog and given to workers")
     g.add_argument("-v", "--version", action="store_true", help="show the version and exit")
-    g.add_argument("--factory-period", type=parse_time, default=FACTORY_PERIOD,
-                   help="seconds between cycles (default 30; this implementation only)")
+    g.add_argument("--factory-period", type=parse_time,
+                   default=os.environ.get("WORK_QUEUE_FACTORY_PERIOD", FACTORY_PERIOD),
+                   help="seconds between cycles (default 30, or $WORK_QUEUE_FACTORY_PERIOD; "
+                   "this implementation only)")
     c = p.add_argument_group("concurrency control options")
     c.add_argument("-w", "--min-workers", type=_int, help="minimum workers (default 5)")
     c.add_argument("-W", "--max-workers", type=_int, help="maximum workers (default 100)")
@@ -167,23 +169,22 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"could not evaluate key:value pair: {item}")
         env[name] = value
 
-    scratch = args.scratch_dir or f"wq-factory-{os.getuid()}"
-    try:
-        os.makedirs(scratch, exist_ok=True)
-    except OSError as e:
-        return _fail(f"couldn't create {scratch}: {e.strerror}")
-    scratch = os.path.realpath(scratch)
-    if args.batch_type == "condor" and scratch.startswith("/afs") and not args.disable_afs_check:
-        return _fail(f"The scratch directory is '{scratch}'. This won't work because Condor "
-                     "is not able to write to files in AFS. Please use --scratch-dir to choose "
-                     "a different scratch directory.")
-
+    scratch = os.path.abspath(args.scratch_dir or f"wq-factory-{os.getuid()}")
     queue = queue_class(scratch, batch_options=args.batch_options, autosize=bool(cfg.autosize),
                         condor_requirements=cfg.condor_requirements, env=env)
     try:
         queue.check_commands()
     except BatchError as e:
         return _fail(str(e))
+    try:
+        os.makedirs(scratch, exist_ok=True)
+    except OSError as e:
+        return _fail(f"couldn't create {scratch}: {e.strerror}")
+    if args.batch_type == "condor" and os.path.realpath(scratch).startswith("/afs") \
+            and not args.disable_afs_check:
+        return _fail(f"The scratch directory is '{scratch}'. This won't work because Condor "
+                     "is not able to write to files in AFS. Please use --scratch-dir to choose "
+                     "a different scratch directory.")
 
     worker = WorkerOptions(ssl=args.ssl, features=list(args.feature))
     try:
