@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -106,3 +112,99 @@ def slurm_jobs(name: str | None = None) -> list[str]:
 def scancel(ids: list[str]) -> None:
     if ids and shutil.which("scancel"):
         subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
+
+
+STATS = re.compile(r"\|submitted: (\d+) \|needed: (\d+) \|waiting connection: (\d+) "
+                   r"\|requested: (\d+)")
+
+
+class FactoryProc:
+    """A ``work_queue_factory`` process whose output is collected as it comes."""
+
+    def __init__(self, args: list[str], cwd: str | Path, env: dict[str, str] | None = None,
+                 period: float = 0.3) -> None:
+        env = dict(env or env_with_path())
+        env.setdefault("WORK_QUEUE_FACTORY_PERIOD", str(period))
+        # WQ_TEST_FACTORY: another factory command to test (e.g. CCTools' work_queue_factory)
+        exe = (os.environ["WQ_TEST_FACTORY"].split() if os.environ.get("WQ_TEST_FACTORY")
+               else [os.path.join(VENV_BIN, "work_queue_factory")])
+        self.proc = subprocess.Popen([*exe, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+        self.worker_pids: set[int] = set()
+
+    @staticmethod
+    def _pump(stream: Any, sink: list[str]) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def stats(self) -> list[tuple[int, int, int, int]]:
+        """(submitted, needed, waiting connection, requested) of each cycle so far."""
+        return [tuple(map(int, m.groups())) for line in list(self.out)  # type: ignore[misc]
+                if (m := STATS.search(line))]
+
+    def workers(self) -> list[psutil.Process]:
+        """This factory's local worker processes (remembered, to check they are gone later)."""
+        try:
+            kids = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        found = []
+        for p in kids:
+            try:
+                if p.name() not in ("sh", "dash", "bash") and any(
+                        os.path.basename(part) == "work_queue_worker" for part in p.cmdline()):
+                    found.append(p)
+            except psutil.Error:
+                pass
+        self.worker_pids.update(p.pid for p in found)
+        return found
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in self.worker_pids:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+
+    def alive_workers(self) -> list[int]:
+        out = []
+        for pid in self.worker_pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    out.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+
+def serve_until(q: Any, cond: Any, timeout: float, tasks: list[Any] | None = None) -> bool:
+    """Let the manager serve (``q.wait``) until ``cond()`` holds; collect finished tasks."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t = q.wait(0.1)
+        if t is not None and tasks is not None:
+            tasks.append(t)
+        if cond():
+            return True
+    return False
+
+
+def needs_catalog_client() -> None:
+    """The factory reads managers with ``work_queue.catalog.client``; skip until it exists."""
+    pytest.importorskip("work_queue.catalog.client",
+                        reason="work_queue.catalog.client (query_manager) is not in this tree yet")
