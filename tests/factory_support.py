@@ -206,5 +206,7 @@ def serve_until(q: Any, cond: Any, timeout: float, tasks: list[Any] | None = Non
 
 def needs_catalog_client() -> None:
     """The factory reads managers with ``work_queue.catalog.client``; skip until it exists."""
+    if os.environ.get("WQ_TEST_FACTORY"):
+        return   # testing another factory command
     pytest.importorskip("work_queue.catalog.client",
                         reason="work_queue.catalog.client (query_manager) is not in this tree yet")

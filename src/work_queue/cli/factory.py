@@ -122,9 +122,28 @@ def config_from_args(args: argparse.Namespace) -> FactoryConfig:
     return cfg
 
 
+def _join_option_values(argv: list[str]) -> list[str]:
+    """``-B "--partition x"``: options whose values start with a dash, as getopt takes them."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _DASHED_VALUES and i + 1 < len(argv):
+            out.append(f"{_DASHED_VALUES[a]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+_DASHED_VALUES = {"-B": "--batch-options", "--batch-options": "--batch-options",
+                  "-E": "--extra-options", "--extra-options": "--extra-options",
+                  "--wrapper": "--wrapper", "--condor-requirements": "--condor-requirements"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_option_values(sys.argv[1:] if argv is None else argv))
     if args.version:
         print(f"{PROG} version {__version__} (pure Python; protocol 11)")
         return 0
