@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import signal as _signal
 import time
 from typing import Any
@@ -188,7 +189,7 @@ class _Proc:
     """What was last read of one process of the tree."""
 
     __slots__ = ("pid", "starttime", "cpu", "hwm", "vmpeak", "swap", "rchar", "wbytes", "ctx",
-                 "threads", "alive")
+                 "threads", "alive", "zombie")
 
     def __init__(self, pid: int, starttime: bytes) -> None:
         self.pid = pid
@@ -197,6 +198,7 @@ class _Proc:
         self.rchar = self.wbytes = self.ctx = 0
         self.threads = 1
         self.alive = True
+        self.zombie = False
 
 
 def tree_usage(path: str) -> tuple[int, int]:
@@ -269,6 +271,9 @@ class TreeMonitor:
         self._next_disk = self.start + disk_interval  # the first samples stay cheap
         self._disk_cost = 0.0
         self._finished: dict[str, Any] | None = None
+        self._reaped = False
+        #: The values of the last sample (current, not peaks), for time series.
+        self.current: dict[str, float] = {}
 
     # -- sampling ------------------------------------------------------------------------------
 
@@ -278,7 +283,7 @@ class TreeMonitor:
             now = time.time()
         self.samples += 1
         wall = max(0.0, now - self.start)
-        now_values = self._walk()
+        now_values = self._walk(root=not self._reaped)
         if self.measure_dirs and now >= self._next_disk:
             self._measure_disk(now_values, now)
         now_values["wall_time"] = wall
@@ -289,8 +294,34 @@ class TreeMonitor:
         if wall > 0:
             now_values["cores"] = self._peak_cores(wall, cpu)
             now_values["cores_avg"] = cpu / wall
+        self.current = now_values
         self._merge(now_values, wall)
         return self._check(RESOURCE_NAMES)
+
+    def reaped(self) -> None:
+        """The root was waited for: its pid may name another process from now on; any
+        descendants left are still followed (``alive``)."""
+        self._reaped = True
+        root = self._procs.get(self.root_pid)
+        if root is not None and root.alive:
+            self._gone(root)
+        for p in self._procs.values():  # which descendants are still there (cheap)
+            if p.alive:
+                stat = _read(f"/proc/{p.pid}/stat")
+                fields = stat[stat.rfind(b")") + 2:].split() if stat else []
+                if len(fields) < 20 or fields[19] != p.starttime or fields[0] == b"Z":
+                    self._gone(p)
+
+    @property
+    def root_running(self) -> bool:
+        """Whether the root was alive at the last sample (False once gone or ``reaped``)."""
+        root = self._procs.get(self.root_pid)
+        return not self._reaped and (root is None or (root.alive and not root.zombie))
+
+    def alive(self) -> bool:
+        """Whether a process of the tree was alive at the last sample (the root counts until
+        ``reaped``)."""
+        return (not self._reaped) or any(p.alive for p in self._procs.values())
 
     def next_sample(self, now: float, interval: float) -> float:
         """When to sample next: ``interval`` from now, sooner for a ``wall_time`` limit."""
@@ -337,6 +368,7 @@ class TreeMonitor:
             elif not p.alive:
                 continue
             live += 1
+            p.zombie = fields[0] == b"Z"
             p.cpu = ticks
             p.threads = threads
             status = _read(f"/proc/{pid}/status")
@@ -354,7 +386,7 @@ class TreeMonitor:
             hwm += p.hwm
             vmpeak += p.vmpeak
             swap += p.swap
-            if fields[0] != b"Z":
+            if not p.zombie:
                 todo.extend(self._children(pid, threads))
         rchar, wbytes, ctx = self._gone_io
         for p in procs.values():
@@ -477,9 +509,7 @@ class TreeMonitor:
             now = time.time()
         wall = max(0.0, now - self.start)
         values: dict[str, float] = {"start": self.start, "end": now, "wall_time": wall}
-        root = self._procs.get(self.root_pid)
-        if root is not None and root.alive:
-            self._gone(root)  # reaped: its pid may already name another process
+        self.reaped()
         # descendants the root did not wait for, still running: one last look
         if any(p.alive for p in self._procs.values()):
             live = self._walk(root=False)
@@ -494,7 +524,11 @@ class TreeMonitor:
         if rusage is not None:
             cpu = float(rusage.ru_utime) + float(rusage.ru_stime)
             values["cpu_time"] = max(values.get("cpu_time", 0.0), cpu)
-            values["memory"] = max(values.get("memory", 0.0), _kb_to_mb(rusage.ru_maxrss))
+            # A child's ru_maxrss starts from its parent's RSS when it was forked (or
+            # vforked by posix_spawn), so it only tells something above our own peak.
+            maxrss = int(rusage.ru_maxrss)
+            if maxrss > _self_maxrss():
+                values["memory"] = max(values.get("memory", 0.0), _kb_to_mb(maxrss))
             values["bytes_written"] = max(values.get("bytes_written", 0.0),
                                           rusage.ru_oublock * 512 / MB)
             values["bytes_read"] = max(values.get("bytes_read", 0.0),
@@ -546,6 +580,13 @@ class TreeMonitor:
     def resources(self) -> dict[str, float]:
         """The peaks measured so far (resource -> value, CCTools units)."""
         return dict(self.peaks)
+
+
+def _self_maxrss() -> int:
+    try:
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    except OSError:
+        return 1 << 62
 
 
 def _kb_to_mb(kb: int) -> float:

@@ -121,11 +121,12 @@ def _resources_tree(values: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
-def _summary_tree(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+def _summary_tree(summary: dict[str, Any],
+                  verbatim: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
     """The ordered pairs CCTools prints for a summary dict (see the module docstring)."""
     known = set(RESOURCE_NAMES) | set(STRING_FIELDS) | set(INT_FIELDS) | {
         "limits_exceeded", "peak_times", "snapshots", "task_id"}
-    pairs: list[tuple[str, Any]] = []
+    pairs: list[tuple[str, Any]] = list(verbatim or [])
     # verbatim fields first, in the order given (``rmsummary_print`` prepends them)
     for key, value in summary.items():
         if key not in known or key == "task_id":
@@ -224,11 +225,15 @@ def _pretty(node: Any, level: int, out: list[str]) -> None:
         out.append(_compact(node))
 
 
-def dumps(summary: dict[str, Any], pprint: bool = False) -> str:
-    """The summary as CCTools' ``rmsummary_print`` writes it (no trailing newline)."""
+def dumps(summary: dict[str, Any], pprint: bool = False,
+          verbatim: list[tuple[str, Any]] | dict[str, Any] | None = None) -> str:
+    """The summary as CCTools' ``rmsummary_print`` writes it (no trailing newline);
+    ``verbatim`` fields (``-V``) come first, in order."""
     if not isinstance(summary, dict):
         raise TypeError(f"a summary is a dict, not {type(summary).__name__}")
-    tree = _summary_tree(summary)
+    if isinstance(verbatim, dict):
+        verbatim = list(verbatim.items())
+    tree = _summary_tree(summary, verbatim)
     if not pprint:
         return _compact(tree) if tree else "{}"
     out: list[str] = []
@@ -236,10 +241,11 @@ def dumps(summary: dict[str, Any], pprint: bool = False) -> str:
     return "".join(out)
 
 
-def write_summary(path: str, summary: dict[str, Any], pprint: bool = False) -> None:
+def write_summary(path: str, summary: dict[str, Any], pprint: bool = False,
+                  verbatim: list[tuple[str, Any]] | dict[str, Any] | None = None) -> None:
     """Write ``summary`` to ``path`` (replacing it), as ``resource_monitor`` does."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(dumps(summary, pprint=pprint))
+        f.write(dumps(summary, pprint=pprint, verbatim=verbatim))
 
 
 def append_summary(path: str, text_or_summary: str | dict[str, Any] | None,

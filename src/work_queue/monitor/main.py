@@ -1,0 +1,587 @@
+"""The ``resource_monitor`` command, with CCTools' options, outputs and exit codes.
+
+    resource_monitor [options] -- command [args...]
+    resource_monitor [options] --sh 'command line'
+
+Runs the command, samples its process tree (:class:`.measure.TreeMonitor`), kills the tree
+when a ``-L``/``-l`` limit is broken (unless ``--measure-only``) and writes
+``<template>.summary`` (``-O``, default ``resource-pid-<pid>``), plus ``<template>.series``
+with ``--with-time-series``.  Exit codes (``enum rmonitor_errors``): 0 the command succeeded,
+1 it failed (its status is the summary's ``exit_status``), 2 a limit was broken, 3 the
+``wall_time``/``end`` limit expired... (``wall_time`` only, as CCTools), 4 the monitor failed.
+
+It is also what the manager wraps commands in for CCTools workers::
+
+    ./cctools-monitor --no-pprint --with-output-files=cctools-monitor -L 'cores: 1' \\
+        -V 'task_id: 7' --measure-only --sh 'cmd'
+
+Accepted for compatibility and ignored: ``-f``, ``--follow-chdir``, ``--with-inotify``,
+``--snapshot-events``, ``--accurate-short-processes``, ``--catalog*``.  Extension:
+``--peak-cores-window SECONDS`` (CCTools' fixed 180 s window for peak ``cores``) and
+fractional ``-i`` intervals.
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any, TextIO
+
+from . import summary as summary_mod
+from .measure import (
+    RM_MONITOR_ERROR,
+    RM_TASK_ERROR,
+    TreeMonitor,
+    exit_code,
+    parse_limits,
+    parse_limits_file,
+)
+from .summary import format_value
+
+PROGRAM = "resource_monitor"
+VERSION = "7.17.1"
+#: ``monitor_version`` in summaries: CCTools prints ``major.minor.micro.<commit:8>``.
+MONITOR_VERSION = f"{VERSION}.wqpy"
+DEFAULT_INTERVAL = 5.0
+#: The first samples come quickly (short tasks), then every ``interval`` seconds.
+FIRST_DELAY = 0.05
+FORWARDED_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTERM", "SIGABRT", "SIGALRM", "SIGHUP", "SIGUSR1",
+                     "SIGUSR2")
+
+SHORT = "c:d:fhi:L:l:o:O:vV:"
+LONG = [
+    "debug=", "debug-file=", "help", "version", "interval=", "limits=", "limits-file=", "sh=",
+    "pid=", "measure-only", "verbatim-to-summary=", "follow-chdir", "measure-dir=", "no-pprint",
+    "accurate-short-processes", "with-output-files=", "with-time-series", "with-inotify",
+    "without-disk-footprint", "snapshot-file=", "snapshot-events=", "catalog-task-name=",
+    "catalog=", "catalog-project=", "catalog-interval=", "update-summary",
+    "child-in-foreground", "peak-cores-window=",
+]
+
+HELP = """
+Use: {prog} [options] -- command-line-and-options
+
+-d,--debug=<subsystem>         Enable debugging for this subsystem.
+-o,--debug-file=<file>         Send debugging to this file. (can also be :stderr, or :stdout)
+-h,--help                      Show this message.
+-v,--version                   Show version string.
+
+-i,--interval=<n>              Maximum interval between observations, in seconds. (default=5)
+--pid=<pid>                    Track <pid> instead of executing a command line.
+--accurate-short-processes     (accepted, no effect)
+-c,--sh=<str>                  Read command line from <str>, and execute as '/bin/sh -c <str>'
+
+-l,--limits-file=<maxfile>     Use maxfile with list of var: value pairs for resource limits.
+-L,--limits=<string>           Use string of the form "var: value, var: value" to specify.
+                               resource limits. Can be specified multiple times.
+--measure-only                 Do not enforce resource limits, only measure resources.
+
+-O,--with-output-files=<file>  Specify filename template for log files (default=resource-pid-<pid>)
+--with-time-series             Write resource time series to <template>.series
+--with-inotify                 (accepted, no effect)
+-V,--verbatim-to-summary=<str> Include this string verbatim in a line in the summary.
+                               (Could be specified multiple times.)
+
+--measure-dir=<dir>            Follow the size of <dir>. By default the directory at the start of
+                               execution is followed. Can be specified multiple times.
+--without-disk-footprint       Do not measure working directory footprint.
+--update-summary               Update resource summary file every measurement interval.
+--no-pprint                    Do not pretty-print summaries.
+--peak-cores-window=<secs>     Window for the peak cores measurement. (default=180)
+
+Resources: {resources}.
+"""
+
+
+class UsageError(Exception):
+    """Bad command line: exit 1 (``show_help`` in CCTools)."""
+
+
+class FatalError(Exception):
+    """The monitor cannot work: exit 4 (``RM_MONITOR_ERROR``)."""
+
+
+class _Debug:
+    """``-d <flags> -o <file>``: CCTools-style debug lines, or nothing."""
+
+    def __init__(self) -> None:
+        self.stream: TextIO | None = None
+        self.path: str | None = None
+
+    def enable(self) -> None:
+        if self.stream is None:
+            if self.path in (None, ":stderr"):
+                self.stream = sys.stderr
+            elif self.path == ":stdout":
+                self.stream = sys.stdout
+            else:
+                self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115
+
+    def __call__(self, message: str) -> None:
+        if self.stream is not None:
+            now = time.time()
+            stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(now))
+            self.stream.write(f"{stamp}.{int(now % 1 * 100):02d} {PROGRAM}[{os.getpid()}] "
+                              f"rmonitor: {message}\n")
+
+
+class Options:
+    """The parsed command line."""
+
+    def __init__(self) -> None:
+        self.interval = DEFAULT_INTERVAL
+        self.limits: dict[str, float] = {}
+        self.sh: str | None = None
+        self.pid = 0
+        self.measure_only = False
+        self.verbatim: list[tuple[str, str]] = []
+        self.measure_dirs: list[str] = []
+        self.disk = True
+        self.pprint = True
+        self.template: str | None = None
+        self.series = False
+        self.update_summary = False
+        self.cores_window = 180.0
+        self.command: list[str] = []
+        self.debug = _Debug()
+        self.debug_on = False
+
+
+def _verbatim(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition(":")
+    if not sep:
+        raise FatalError(f"missing ':' in '{text}'")
+    return field.strip(), value.strip()
+
+
+def parse_args(argv: list[str]) -> Options | None:
+    """Options from ``argv`` (without the program name); None after -h/-v."""
+    o = Options()
+    try:
+        opts, rest = getopt.getopt(argv, SHORT, LONG)
+    except getopt.GetoptError as e:
+        raise UsageError(str(e)) from None
+    for opt, arg in opts:
+        if opt in ("-h", "--help"):
+            print(HELP.format(prog=PROGRAM, resources=", ".join(summary_mod.RESOURCE_NAMES)))
+            return None
+        if opt in ("-v", "--version"):
+            print(f"{PROGRAM} version {VERSION} FINAL (work-queue-py, protocol 11)")
+            return None
+        if opt in ("-d", "--debug"):
+            o.debug_on = True
+        elif opt in ("-o", "--debug-file"):
+            o.debug.path = arg
+        elif opt in ("-c", "--sh"):
+            o.sh = arg
+        elif opt in ("-i", "--interval"):
+            try:
+                o.interval = float(arg)
+            except ValueError:
+                raise FatalError(f"bad interval '{arg}' (seconds)") from None
+            if not o.interval > 0:
+                raise FatalError("interval cannot be set to less than one second.")
+        elif opt in ("-l", "--limits-file"):
+            try:
+                o.limits.update(parse_limits_file(arg))
+            except OSError as e:
+                raise FatalError(f"cannot read limits file '{arg}': {e.strerror}") from None
+            except ValueError as e:
+                raise FatalError(str(e)) from None
+        elif opt in ("-L", "--limits"):
+            try:
+                o.limits.update(parse_limits(arg))
+            except ValueError as e:
+                raise FatalError(str(e)) from None
+        elif opt in ("-V", "--verbatim-to-summary"):
+            o.verbatim.append(_verbatim(arg))
+        elif opt in ("-O", "--with-output-files"):
+            o.template = arg
+        elif opt == "--with-time-series":
+            o.series = True
+        elif opt == "--without-disk-footprint":
+            o.disk = False
+        elif opt == "--measure-dir":
+            path = os.path.abspath(arg)
+            if not os.path.isdir(path):
+                raise FatalError(f"Directory '{arg}' does not exist.")
+            o.measure_dirs.append(path)
+        elif opt == "--no-pprint":
+            o.pprint = False
+        elif opt == "--measure-only":
+            o.measure_only = True
+        elif opt == "--update-summary":
+            o.update_summary = True
+        elif opt == "--pid":
+            try:
+                o.pid = int(arg)
+            except ValueError:
+                o.pid = 0
+            if o.pid < 1:
+                raise FatalError("Option --pid should be positive integer.")
+        elif opt == "--peak-cores-window":
+            try:
+                o.cores_window = float(arg)
+            except ValueError:
+                o.cores_window = 0
+            if not o.cores_window > 0:
+                raise FatalError(f"bad --peak-cores-window '{arg}' (seconds > 0)")
+        elif opt == "--snapshot-file":
+            raise FatalError("This option has been replaced with --snapshot-events.")
+        # -f, --follow-chdir, --with-inotify, --snapshot-events, --accurate-short-processes,
+        # --catalog*: accepted, no effect
+    o.command = rest
+    if o.pid:
+        if rest or o.sh is not None:
+            raise FatalError("A command line cannot be used with --pid.")
+    elif (rest and o.sh is not None) or (not rest and o.sh is None):
+        raise UsageError("give a command after '--', or --sh 'command line'")
+    if o.debug_on:
+        o.debug.enable()
+    return o
+
+
+# ----------------------------------------------------------------------------------------------
+# executable_type (``rmonitor_determine_exec_type``)
+
+
+def _which(name: str) -> str | None:
+    if "/" in name:
+        return name if os.path.isfile(name) else None
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep):
+        path = os.path.join(d or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def executable_type(executable: str) -> str:
+    """``dynamic``, ``static``, ``unknown`` or the ``#!`` line, as CCTools reports it."""
+    path = _which(executable)
+    if path is None:
+        raise FatalError(f"Error reading {executable}.")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4095)
+    except OSError:
+        raise FatalError(f"Error reading {executable}.") from None
+    if not head:
+        return "unknown"
+    if head.startswith(b"#!"):
+        return head.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return _elf_type(path, head)
+
+
+def _elf_type(path: str, head: bytes) -> str:
+    if head[:4] != b"\x7fELF" or len(head) < 64:
+        return "unknown"
+    bits64, little = head[4] == 2, head[5] == 1
+    end = "<" if little else ">"
+    try:
+        if bits64:
+            phoff, = struct.unpack_from(end + "Q", head, 32)
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
+        else:
+            phoff, = struct.unpack_from(end + "I", head, 28)
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
+        with open(path, "rb") as f:
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+        for i in range(phnum):
+            p_type, = struct.unpack_from(end + "I", table, i * phentsize)
+            if p_type == 3:  # PT_INTERP
+                return "dynamic"
+    except (struct.error, OSError):
+        return "unknown"
+    return "static"
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+
+
+def _open_output(path: str) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise FatalError(f"could not create directory {directory} : {e.strerror}") from None
+
+
+SERIES_HEADER = (
+    "# Units:\n"
+    "# wall_clock and cpu_time in seconds\n"
+    "# virtual, resident and swap memory in megabytes.\n"
+    "# disk in megabytes.\n"
+    "# bandwidth in Mbps.\n"
+    "# cpu_time, bytes_read, bytes_written, bytes_sent, and bytes_received show cummulative "
+    "values.\n"
+    "# wall_clock, max_concurrent_processes, virtual, resident, swap, files, and disk show "
+    "values at the sample point.\n"
+    "#wall_clock cpu_time cores max_concurrent_processes virtual_memory memory swap_memory "
+    "bytes_read bytes_written bytes_received bytes_sent bandwidth machine_load")
+SERIES_COLUMNS = ("max_concurrent_processes", "virtual_memory", "memory", "swap_memory",
+                  "bytes_read", "bytes_written", "bytes_received", "bytes_sent", "bandwidth",
+                  "machine_load")
+
+
+def series_row(tree: TreeMonitor, disk: bool) -> str:
+    """One ``.series`` line (``rmonitor_log_row``) from the last sample."""
+    cur, peaks = tree.current, tree.peaks
+    wall = cur.get("wall_time", 0.0)
+    cores = cur.get("cores", 0.0) if wall > tree.cores_window else cur.get("cores_avg", 0.0)
+    cols = [format_value("start", tree.start + wall), format_value("cpu_time",
+                                                                   cur.get("cpu_time", 0.0)),
+            format_value("cores", cores)]
+    cols += [format_value(n, cur.get(n, peaks.get(n, 0.0))) for n in SERIES_COLUMNS]
+    if disk:
+        cols += [format_value(n, cur.get(n, peaks.get(n, 0.0))) for n in ("total_files", "disk")]
+    return " ".join(cols) + "\n"
+
+
+def _spawn(argv: list[str]) -> int:
+    """Start the command in our process group (so whoever kills our group kills it too)."""
+    return os.posix_spawnp(argv[0], argv, os.environ)
+
+
+class _Waiter:
+    """Wait for a process to end, with a timeout: a pidfd when the kernel has them."""
+
+    def __init__(self, pid: int, child: bool) -> None:
+        self.pid, self.child = pid, child
+        self.fd = -1
+        try:
+            self.fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.fd = -1
+
+    def wait(self, timeout: float) -> bool:
+        """True if the process may have ended (then reap or look)."""
+        timeout = max(0.0, timeout)
+        if self.fd >= 0:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            return bool(ready)
+        # no pidfd: a child is polled with wait4 every 10 ms, another process at each sample
+        time.sleep(min(timeout, 0.01) if self.child else timeout)
+        return self.child
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def monitor(o: Options) -> int:
+    """Run and measure; returns the exit code."""
+    debug = o.debug
+    template = o.template or f"resource-pid-{os.getpid()}"
+    summary_path = template + ".summary"
+    _open_output(summary_path)
+    verbatim = list(o.verbatim)
+    verbatim.append(("host", socket.gethostname()))
+    verbatim.append(("monitor_version", MONITOR_VERSION))
+    if o.pid:
+        command_line = "# following pid with --pid"
+        argv: list[str] = []
+        try:
+            os.kill(o.pid, 0)
+        except ProcessLookupError:
+            raise FatalError(f"Process with pid {o.pid} could not be found.") from None
+        except PermissionError:
+            pass
+    elif o.sh is not None:
+        argv = ["/bin/sh", "-c", o.sh]
+        command_line = o.sh
+    else:
+        argv = list(o.command)
+        command_line = " ".join(argv)
+    if argv:
+        if os.environ.get("CCTOOLS_RESOURCE_MONITOR_INFO"):
+            # an upstream monitor measures us already (CCTools does the same)
+            os.execvp("/bin/sh", ["sh", "-c", command_line])
+        verbatim.append(("executable_type", executable_type(argv[0])))
+    debug(f"command line: {command_line}")
+    for name, value in o.limits.items():
+        debug(f"max resource {name:<18}   : {format_value(name, value)} "
+              f"{summary_mod.UNITS[name]}")
+
+    series: TextIO | None = None
+    if o.series:
+        _open_output(template + ".series")
+        try:
+            series = open(template + ".series", "w")  # noqa: SIM115
+        except OSError as e:
+            raise FatalError(f"could not open log file {template}.series : {e.strerror}") \
+                from None
+        series.write(SERIES_HEADER + (" %25s %25s" % ("total_files", "disk") if o.disk else "")
+                     + "\n")
+
+    dirs = o.measure_dirs or ([os.getcwd()] if o.disk else [])
+    start = time.time()
+    spawn_error = 0
+    pid = o.pid
+    if argv:
+        try:
+            pid = _spawn(argv)
+        except OSError as e:
+            spawn_error = e.errno or 1
+            debug(f"error executing {argv[0]}: {e.strerror}")
+    forwarded: dict[int, Any] = {}
+    if pid and not o.pid:
+        def forward(signum: int, frame: Any) -> None:
+            debug(f"forwarding signal {signal.Signals(signum).name}({signum})")
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+
+        for name in FORWARDED_SIGNALS:
+            num = getattr(signal, name)
+            forwarded[num] = signal.signal(num, forward)
+
+    rusage: Any = None
+    wait_status: int | None = None
+    try:
+        if spawn_error:
+            summary = _spawn_failed(start, spawn_error)
+        else:
+            tree = TreeMonitor(pid, None, o.limits, start=start, measure_only=o.measure_only,
+                               disk_interval=min(1.0, o.interval), cores_window=o.cores_window,
+                               measure_dirs=dirs, measure_disk=bool(dirs))
+            rusage, wait_status = _loop(o, tree, pid, series, summary_path, verbatim,
+                                        command_line)
+            code, sig = 0, 0
+            if wait_status is not None:
+                if os.WIFSIGNALED(wait_status):
+                    sig = os.WTERMSIG(wait_status)
+                elif os.WIFEXITED(wait_status):
+                    code = os.WEXITSTATUS(wait_status)
+            summary = tree.finish(time.time(), rusage=rusage, exit_status=code, signal=sig)
+            if rusage is None:  # --pid: the tree was never waited for
+                summary["max_concurrent_processes"] = max(
+                    1.0, summary["max_concurrent_processes"])
+    finally:
+        for num, old in forwarded.items():
+            signal.signal(num, old)
+        if series is not None:
+            series.close()
+    summary = {"command": command_line, **summary}
+    try:
+        summary_mod.write_summary(summary_path, summary, pprint=o.pprint, verbatim=verbatim)
+    except OSError as e:
+        raise FatalError(f"could not open log file {summary_path} : {e.strerror}") from None
+    return exit_code(summary)
+
+
+def _spawn_failed(start: float, errno: int) -> dict[str, Any]:
+    """The summary of a command that could not start: as CCTools' child exiting with errno."""
+    now = time.time()
+    out: dict[str, Any] = {"exit_type": "normal", "exit_status": errno, "limits_exceeded": None}
+    for name in summary_mod.RESOURCE_NAMES:
+        out[name] = 0.0
+    out.update(start=start, end=now, wall_time=now - start, machine_cpus=float(os.cpu_count()
+                                                                              or 1))
+    out["peak_times"] = {"start": 0.0, "end": now - start}
+    return out
+
+
+def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summary_path: str,
+          verbatim: list[tuple[str, str]], command_line: str) -> tuple[Any, int | None]:
+    """Sample until the tree is gone; kill it when a limit breaks.  Returns the root's
+    (rusage, wait status), or (None, None) for a ``--pid`` process."""
+    debug = o.debug
+    child = not o.pid
+    waiter = _Waiter(pid, child)
+    delay = 0.0
+    next_time = tree.start
+    next_summary = tree.start + o.interval
+    rusage: Any = None
+    status: int | None = None
+    root_done = False
+    try:
+        while True:
+            now = time.time()
+            if now >= next_time:
+                broken = tree.sample(now)
+                if series is not None:
+                    series.write(series_row(tree, o.disk))
+                    series.flush()
+                if o.update_summary and now >= next_summary:
+                    next_summary = now + o.interval
+                    running = {"command": command_line, **tree.peaks, "exit_type": "running",
+                               "peak_times": tree.peak_times,
+                               "limits_exceeded": tree.limits_exceeded or None}
+                    summary_mod.write_summary(summary_path, running, pprint=o.pprint,
+                                              verbatim=verbatim)
+                if broken and not o.measure_only:
+                    debug(f"Resource limit for {broken} has been exceeded: "
+                          f"{format_value(broken, tree.peaks.get(broken, 0))} > "
+                          f"{format_value(broken, tree.limits[broken])}")
+                    tree.kill(signal.SIGKILL)
+                    if child and not root_done:
+                        _, status, rusage = _wait4(pid, 0)
+                    return rusage, status
+                delay = min(o.interval, max(FIRST_DELAY, delay * 2))
+                next_time = tree.next_sample(now, delay)
+                if root_done or (not child and not tree.root_running):
+                    if not child and not root_done:
+                        root_done = True
+                        tree.reaped()
+                    if not tree.alive():
+                        return rusage, status
+            if root_done:
+                time.sleep(max(0.0, next_time - time.time()))
+                continue
+            fired = waiter.wait(next_time - time.time())
+            if fired and child:
+                got, st, ru = _wait4(pid, os.WNOHANG)
+                if got:
+                    status, rusage, root_done = st, ru, True
+                    tree.reaped()
+                    debug(f"process {pid} finished")
+                    if not tree.alive():
+                        return rusage, status
+                    # descendants left behind: follow them until they end, as CCTools does
+                    delay, next_time = 0.0, time.time() + FIRST_DELAY
+            elif fired:
+                waiter.close()  # --pid: it ended (or is a zombie); look now
+                next_time = time.time()
+    finally:
+        waiter.close()
+
+
+def _wait4(pid: int, options: int) -> tuple[int, int, Any]:
+    while True:
+        try:
+            return os.wait4(pid, options)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return pid, 0, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``resource_monitor``."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        o = parse_args(args)
+        if o is None:
+            return 0
+        return monitor(o)
+    except UsageError as e:
+        print(f"{PROGRAM}: {e} (use -h for help)", file=sys.stderr)
+        return RM_TASK_ERROR
+    except FatalError as e:
+        print(f"{PROGRAM}: {e}", file=sys.stderr)
+        return RM_MONITOR_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
