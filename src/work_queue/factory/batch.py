@@ -205,6 +205,7 @@ class LocalQueue(BatchQueue):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._groups: set[int] = set()   # process groups of removed jobs, until empty
 
     def describe(self, spec: JobSpec) -> JobDescription:
         return JobDescription(argv=["/bin/sh", "-c", spec.command])
@@ -241,6 +242,7 @@ class LocalQueue(BatchQueue):
             return
         try:
             os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGQUIT)
+            self._groups.add(proc.pid)
         except ProcessLookupError:
             pass
         job = self.jobs.get(job_id)
@@ -248,8 +250,27 @@ class LocalQueue(BatchQueue):
             job.removed = True
 
     def running(self) -> int:
+        """Jobs with any process left (the shell or what it started, all in one group)."""
         self._update()
-        return len(self._procs)
+        alive = set(self._procs)
+        for pgid in list(self._groups):
+            try:
+                os.killpg(pgid, 0)
+                alive.add(str(pgid))
+            except ProcessLookupError:
+                self._groups.discard(pgid)
+            except PermissionError:
+                alive.add(str(pgid))
+        return len(alive)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process group this queue started that still has processes."""
+        for pgid in {*self._groups, *(p.pid for p in self._procs.values())}:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._update()
 
     def close(self) -> None:
         for proc in self._procs.values():

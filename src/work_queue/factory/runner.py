@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ..errors import WorkQueueError
 from .batch import BatchError, BatchQueue, JobSpec, LocalQueue
 from .config import ConfigError, ConfigWatcher, FactoryConfig
 from .scaling import Plan, plan, workers_connected, workers_needed
@@ -175,7 +176,7 @@ class Factory:
     def read_managers(self) -> list[dict[str, Any]]:
         try:
             return self._query(self.source, self.config)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, WorkQueueError) as e:
             where = (f"{self.source.host} port {self.source.port}" if not self.source.using_catalog
                      else f"the catalog for '{self.config.manager_name}'")
             self._say(f"couldn't read the status of {where}: {e}", error=True)
@@ -288,10 +289,11 @@ class Factory:
             deadline = time.monotonic() + self.kill_timeout
             while self.queue.running() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            for job_id in list(self.queue.jobs):
-                self.queue.remove(job_id, kill=True)
-            while self.queue.running():
-                time.sleep(0.05)
+            if self.queue.running():
+                self.queue.kill_all()
+                deadline = time.monotonic() + 5   # zombies may linger where nobody reaps them
+                while self.queue.running() and time.monotonic() < deadline:
+                    time.sleep(0.05)
         self.collect()
         self.queue.close()
         self._say("all workers removed.")
@@ -397,11 +399,6 @@ def query_managers(source: ManagerSource, config: FactoryConfig) -> list[dict[st
 
 def default_catalog() -> str:
     """The catalog servers workers are told about (``-C``), as ``host:port[,host:port]``."""
-    try:
-        from ..catalog.client import default_catalogs
-    except ImportError:  # the catalog client is not installed in this tree yet
-        host = os.environ.get("CATALOG_HOST", "catalog.cse.nd.edu")
-        port = os.environ.get("CATALOG_PORT", "9097")
-        return host if ":" in host else f"{host}:{port}"
-    items = default_catalogs()
-    return ",".join(i if isinstance(i, str) else f"{i[0]}:{i[1]}" for i in items)
+    from ..catalog.client import default_catalogs, format_catalogs
+
+    return format_catalogs(default_catalogs())
