@@ -25,75 +25,54 @@ class TaskMonitor:
 
     def __init__(self, request: dict[str, Any], pid: int, sandbox: str, command: str,
                  now: float) -> None:
-        from ..monitor.measure import TreeMonitor
+        from ..monitor.measure import TreeMonitor, validate_limits
 
         limits = request.get("limits") or {}
-        self.limits = {str(k): float(v) for k, v in limits.items()
-                       if isinstance(v, int | float) and v >= 0}
+        if not isinstance(limits, dict):
+            raise ValueError("monitor limits must be an object")
+        self.limits = validate_limits(limits)
         self.measure_only = bool(request.get("measure_only"))
         interval = request.get("interval") or 0
         self.interval = float(interval) if isinstance(interval, int | float) and interval > 0 \
             else DEFAULT_INTERVAL
         self.task_id = request.get("task_id")
-        self.category = request.get("category") or "default"
+        self.category = str(request.get("category") or "default")
         self.command = command
         self.sandbox = sandbox
-        self.tree = TreeMonitor(pid, sandbox, self.limits, start=now)
-        self.start = now
-        self.next_sample = now + FIRST_SAMPLE_AFTER
-        wall = self.limits.get("wall_time", 0)
-        if wall > 0:
-            self.next_sample = min(self.next_sample, now + wall)
-        self.broken: str | None = None
+        self.tree = TreeMonitor(pid, sandbox, self.limits, start=now,
+                                measure_only=self.measure_only)
+        self.next_sample = self.tree.next_sample(now, FIRST_SAMPLE_AFTER)
 
     def due(self, now: float) -> bool:
         return now >= self.next_sample
 
     def next_time(self) -> float:
         """When the event loop should wake up for the next sample."""
-        wall = self.limits.get("wall_time", 0)
-        if wall > 0:
-            return min(self.next_sample, self.start + wall)
         return self.next_sample
 
     def sample(self, now: float) -> str | None:
         """Measure now; the name of a broken limit that should stop the task, if any."""
-        self.next_sample = now + self.interval
-        wall = self.limits.get("wall_time", 0)
-        broken = "wall_time" if wall > 0 and now - self.start >= wall else self.tree.sample(now)
-        if broken and self.broken is None:
-            self.broken = broken
+        broken = self.tree.sample(now)
+        self.next_sample = self.tree.next_sample(now, self.interval)
         return None if self.measure_only else broken
 
+    def kill(self) -> None:
+        """Stop every process of the task, also those that left its process group."""
+        self.tree.kill()
+
     def finish(self, now: float, rusage: Any, exit_code: int, signal: int) -> int:
-        """Write the summary into the sandbox; returns the monitor's exit code."""
+        """Write the summary into the sandbox; returns resource_monitor's exit code."""
         from ..monitor import summary as summary_mod
+        from ..monitor.measure import exit_code as monitor_exit_code
 
         summary = self.tree.finish(now, rusage=rusage, exit_status=exit_code, signal=signal)
-        summary.setdefault("command", self.command)
+        summary["command"] = self.command
         if self.task_id is not None:
             summary["task_id"] = str(self.task_id)
         summary["category"] = self.category
-        broken = self.broken or _broken_in(summary)
-        if broken and not summary.get("limits_exceeded"):
-            summary["limits_exceeded"] = {broken: self.limits.get(broken, -1)}
-        if broken:
-            summary["exit_type"] = "limits"
-        text = summary_mod.dumps(summary)
         try:
             with open(os.path.join(self.sandbox, SUMMARY_NAME), "w") as f:
-                f.write(text)
+                f.write(summary_mod.dumps(summary))
         except OSError:
             return RM_MONITOR_ERROR
-        if broken == "wall_time":
-            return RM_TIME_EXPIRE
-        if broken:
-            return RM_OVERFLOW
-        return RM_TASK_ERROR if exit_code != 0 or signal else RM_SUCCESS
-
-
-def _broken_in(summary: dict[str, Any]) -> str | None:
-    exceeded = summary.get("limits_exceeded")
-    if isinstance(exceeded, dict) and exceeded:
-        return str(next(iter(exceeded)))
-    return None
+        return monitor_exit_code(summary)

@@ -829,6 +829,7 @@ class Session:
                 if broken:
                     logger.info("task %d broke its %s limit; killing it", spec.task_id, broken)
                     run.broken_limit = broken
+                    run.monitor.kill()
                     kill_process(run)
                     continue
             if spec.wall_time > 0 and now >= run.start + spec.wall_time:
