@@ -381,7 +381,7 @@ class TreeMonitor:
             io = _read(f"/proc/{pid}/io")
             if io is not None:
                 p.rchar = _field(io, b"rchar:")
-                p.wbytes = _field(io, b"\nwrite_bytes:")
+                p.wbytes = max(_field(io, b"wchar:"), _field(io, b"\nwrite_bytes:"))
             cpu += ticks
             hwm += p.hwm
             vmpeak += p.vmpeak
