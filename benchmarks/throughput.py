@@ -6,10 +6,12 @@ variant with one unique 1 KB input and output file per task.  Run several queue 
 whether the manager's cost per task grows with the number of queued tasks.
 
     python benchmarks/throughput.py [--tasks 1000 10000] [--workers 2] [--variant true files]
-                                    [--window 50]
+                                    [--window 50] [--repeat 2]
 
-With ``--worker-cmd`` another worker executable can be measured (for example a CCTools
-``work_queue_worker``): ``--worker-cmd /path/to/work_queue_worker``.
+With ``CCTOOLS_HOME=/path/to/cctools`` the same workload also runs on the CCTools manager with
+CCTools workers (the baseline: the ``x CCTools`` column is tasks/s over its tasks/s in the same
+run) and on our manager with CCTools workers; ``--all-pairs`` adds CCTools' manager with ours.
+Before the clock starts each run waits for its workers and runs one task per worker.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import argparse
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+import cctools_driver as cct
 
 import work_queue as wq
 
@@ -45,24 +49,23 @@ def make_task(i: int, variant: str) -> wq.Task:
     return t
 
 
-def run(n_tasks: int, n_workers: int, variant: str, worker_cmd: list[str],
-        window: int = 0) -> dict[str, float]:
+def run_ours(n_tasks: int, n_workers: int, variant: str, worker_argv: list[str],
+             window: int = 0) -> dict[str, float]:
+    """Our manager; workers started from ``worker_argv``."""
     workdir = tempfile.mkdtemp(prefix="wq-bench-")
     old = os.getcwd()
     os.chdir(workdir)
     try:
         q = wq.WorkQueue(port=0)
-        workers = [subprocess.Popen(worker_cmd + ["--cores", "1", "--memory", "1000",
-                                                  "--disk", "1000", "-t", "60",
-                                                  "--single-shot", "localhost", str(q.port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for _ in range(n_workers)]
-        # Let the workers connect before the clock starts.
+        workers = cct.start_workers(worker_argv, q.port, n_workers)
         deadline = time.time() + 30
         while q.stats.workers_connected < n_workers and time.time() < deadline:
             q.wait(0.05)
+        for _ in range(n_workers):  # warm-up, as the CCTools driver does
+            q.submit(wq.Task("true"))
+        for _ in range(n_workers):
+            q.wait(30)
         cpu0, t0 = cpu_seconds(), time.perf_counter()
-        submitted = 0
         first = n_tasks if window <= 0 else min(window, n_tasks)
         for i in range(first):
             q.submit(make_task(i, variant))
@@ -81,17 +84,20 @@ def run(n_tasks: int, n_workers: int, variant: str, worker_cmd: list[str],
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds() - cpu0
         q.close()
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-        return {"tasks": done, "failed": failed, "seconds": elapsed,
-                "tasks_per_s": done / elapsed, "cpu_ms_per_task": 1000 * cpu / max(done, 1),
-                "submit_cpu_ms_per_task": 1000 * submit_cpu / max(done, 1)}
+        cct.stop_workers(workers)
+        return {"tasks": done, "failed": failed, "seconds": elapsed, "cpu_s": cpu,
+                "submit_cpu_s": submit_cpu}
     finally:
         os.chdir(old)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_cctools(home: Path, n_tasks: int, n_workers: int, variant: str,
+                worker_argv: list[str], window: int = 0) -> dict[str, float]:
+    """The CCTools manager (the C driver in cctools_driver.py); workers from ``worker_argv``."""
+    r = cct.run_driver(home, variant, n_tasks, window, n_workers,
+                       start=lambda port: cct.start_workers(worker_argv, port, n_workers))
+    return {k: float(v) for k, v in r.items() if isinstance(v, float)}
 
 
 def main() -> int:
@@ -101,19 +107,42 @@ def main() -> int:
     p.add_argument("--variant", nargs="+", default=["true", "files"], choices=["true", "files"])
     p.add_argument("--window", type=int, default=0,
                    help="keep at most this many tasks outstanding (default: submit all at once)")
-    p.add_argument("--worker-cmd", default=None,
-                   help="worker executable (default: this package's work_queue_worker)")
+    p.add_argument("--repeat", type=int, default=1, help="run every configuration this often")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="with CCTOOLS_HOME, also run CCTools' manager with our workers")
     args = p.parse_args()
-    worker_cmd = [args.worker_cmd] if args.worker_cmd else \
-        [sys.executable, "-m", "work_queue.cli.worker"]
-    print(f"{'variant':8} {'tasks':>7} {'workers':>7} {'seconds':>8} {'tasks/s':>9} "
-          f"{'mgr CPU ms/task':>16} {'of which submit':>16} {'failed':>6}")
+    home = cct.cctools_home()
+    pairs: list[tuple[str, str]] = [("ours", "ours")]
+    if home is not None:
+        pairs = [("CCTools", "CCTools"), ("ours", "ours"), ("ours", "CCTools")]
+        if args.all_pairs:
+            pairs.append(("CCTools", "ours"))
+    print(f"{'variant':8} {'tasks':>7} {'window':>6} {'manager/workers':>16} {'seconds':>8} "
+          f"{'tasks/s':>8} {'x CCTools':>9} {'mgr CPU ms/task':>16} {'of which submit':>16} "
+          f"{'failed':>6}", flush=True)
     for variant in args.variant:
         for n in args.tasks:
-            r = run(n, args.workers, variant, worker_cmd, args.window)
-            print(f"{variant:8} {r['tasks']:7d} {args.workers:7d} {r['seconds']:8.2f} "
-                  f"{r['tasks_per_s']:9.0f} {r['cpu_ms_per_task']:16.3f} "
-                  f"{r['submit_cpu_ms_per_task']:16.3f} {r['failed']:6d}", flush=True)
+            for _ in range(args.repeat):
+                baseline = None
+                for manager, workers in pairs:
+                    argv = cct.worker_argv(home if workers == "CCTools" else None)
+                    if manager == "ours":
+                        r = run_ours(n, args.workers, variant, argv, args.window)
+                    else:
+                        assert home is not None
+                        r = run_cctools(home, n, args.workers, variant, argv, args.window)
+                    rate = r["tasks"] / r["seconds"]
+                    if (manager, workers) == ("CCTools", "CCTools"):
+                        baseline = rate
+                    ratio = f"{rate / baseline:9.2f}" if baseline else f"{'-':>9}"
+                    done = max(r["tasks"], 1)
+                    print(f"{variant:8} {int(r['tasks']):7d} {args.window or '-':>6} "
+                          f"{manager + '/' + workers:>16} {r['seconds']:8.2f} {rate:8.0f} "
+                          f"{ratio} {1000 * r['cpu_s'] / done:16.3f} "
+                          f"{1000 * r['submit_cpu_s'] / done:16.3f} {int(r['failed']):6d}",
+                          flush=True)
+    if home is None:
+        cct.skip_note()
     return 0
 
 
