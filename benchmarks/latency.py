@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Round-trip latency: one ``true`` task at a time, from submit() to wait() returning it.
 
-    python benchmarks/latency.py [--tasks 500] [--worker-cmd PATH]
+    python benchmarks/latency.py [--tasks 500] [--repeat 2]
 
-Prints the median, 90th and 99th percentile in milliseconds.  With ``--worker-cmd`` the same is
-measured with another worker executable (for example a CCTools work_queue_worker).
+Prints the median, 90th and 99th percentile in milliseconds (after 20 warm-up tasks).  With
+``CCTOOLS_HOME=/path/to/cctools`` the same is measured with the CCTools manager and a CCTools
+worker (the baseline; ``x CCTools`` is its median over ours) and with our manager and a CCTools
+worker; ``--all-pairs`` adds CCTools' manager with our worker.
 """
 
 from __future__ import annotations
@@ -13,45 +15,83 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
+import cctools_driver as cct
+
 import work_queue as wq
+
+
+def run_ours(n_tasks: int, worker_argv: list[str], command: str = "true") -> list[float]:
+    """Milliseconds per round trip on our manager with one worker from ``worker_argv``."""
+    workdir = tempfile.mkdtemp(prefix="wq-latency-")
+    old = os.getcwd()
+    os.chdir(workdir)
+    try:
+        q = wq.WorkQueue(port=0)
+        workers = cct.start_workers(worker_argv, q.port, 1)
+        while q.stats.workers_connected < 1:
+            q.wait(0.05)
+        samples = []
+        for i in range(n_tasks + 20):
+            t0 = time.perf_counter()
+            q.submit(wq.Task(command))
+            t = q.wait(10)
+            if t is None or t.return_status != 0:
+                raise RuntimeError(f"task {i} failed or did not come back")
+            if i >= 20:  # warm-up
+                samples.append((time.perf_counter() - t0) * 1000)
+        q.close()
+        cct.stop_workers(workers)
+        return samples
+    finally:
+        os.chdir(old)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def summary(samples: list[float]) -> tuple[float, float, float]:
+    s = sorted(samples)
+    pct = [s[min(len(s) - 1, int(len(s) * k / 100))] for k in (90, 99)]
+    return statistics.median(s), pct[0], pct[1]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=500)
-    p.add_argument("--worker-cmd", default=None)
-    p.add_argument("--command", default="true")
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--command", default="true", help="task command for our manager's runs")
+    p.add_argument("--all-pairs", action="store_true")
     args = p.parse_args()
-    worker = [args.worker_cmd] if args.worker_cmd else [sys.executable, "-m",
-                                                        "work_queue.cli.worker"]
-    workdir = tempfile.mkdtemp(prefix="wq-latency-")
-    os.chdir(workdir)
-    q = wq.WorkQueue(port=0)
-    w = subprocess.Popen(worker + ["--cores", "1", "--memory", "1000", "--disk", "1000", "-t",
-                                   "60", "--single-shot", "localhost", str(q.port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while q.stats.workers_connected < 1:
-        q.wait(0.05)
-    samples = []
-    for i in range(args.tasks + 20):
-        t0 = time.perf_counter()
-        q.submit(wq.Task(args.command))
-        t = q.wait(10)
-        assert t is not None and t.return_status == 0
-        if i >= 20:  # warm-up
-            samples.append((time.perf_counter() - t0) * 1000)
-    q.close()
-    w.wait(timeout=30)
-    shutil.rmtree(workdir, ignore_errors=True)
-    samples.sort()
-    pct = {k: samples[min(len(samples) - 1, int(len(samples) * k / 100))] for k in (90, 99)}
-    print(f"{args.tasks} tasks of {args.command!r}, one at a time: median "
-          f"{statistics.median(samples):.2f} ms, p90 {pct[90]:.2f} ms, p99 {pct[99]:.2f} ms")
+    home = cct.cctools_home()
+    pairs = [("ours", "ours")]
+    if home is not None:
+        pairs = [("CCTools", "CCTools"), ("ours", "ours"), ("ours", "CCTools")]
+        if args.all_pairs:
+            pairs.append(("CCTools", "ours"))
+    print(f"{args.tasks} tasks of {args.command!r}, one at a time (milliseconds)")
+    print(f"{'manager/workers':>16} {'median':>7} {'p90':>7} {'p99':>7} {'x CCTools':>9}",
+          flush=True)
+    for _ in range(args.repeat):
+        baseline = None
+        for manager, workers in pairs:
+            argv = cct.worker_argv(home if workers == "CCTools" else None)
+            if manager == "ours":
+                samples = run_ours(args.tasks, argv, args.command)
+            else:
+                assert home is not None
+                r = cct.run_driver(home, "latency", args.tasks, 0, 1,
+                                   start=lambda port, a=argv: cct.start_workers(a, port, 1))
+                samples = r["samples"]  # type: ignore[assignment]
+            med, p90, p99 = summary(samples)
+            if (manager, workers) == ("CCTools", "CCTools"):
+                baseline = med
+            ratio = f"{baseline / med:9.2f}" if baseline else f"{'-':>9}"
+            print(f"{manager + '/' + workers:>16} {med:7.2f} {p90:7.2f} {p99:7.2f} {ratio}",
+                  flush=True)
+    if home is None:
+        cct.skip_note()
     return 0
 
 
