@@ -42,7 +42,7 @@ from ..errors import RemoteProtocolError
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
-from . import logs, monitoring, status
+from . import catalog, logs, monitoring, status
 from .abstractions import AbstractionsMixin
 from .connection import (
     FileOutput,
@@ -180,6 +180,10 @@ class WorkQueue(AbstractionsMixin):
         if self._stats_log:
             self._stats_log.write(self._stats_now(), now, force=True)
         logger.debug("listening on port %d", self._port)
+        # issue 5: catalog advertising, and status answers while the application is busy
+        self._advertiser = catalog.Advertiser(self)
+        self._status_responder = status.StatusResponder(self)
+        self._status_responder.start()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -200,6 +204,10 @@ class WorkQueue(AbstractionsMixin):
         if self._closed:
             return
         self._closed = True
+        # issue 5: a last catalog update; the status thread stops before the listener closes
+        if hasattr(self, "_status_responder"):
+            self._status_responder.stop()
+            self._advertiser.final(self._now())
         goodbye = m.Exit().encode() if self._shutdown else m.Release().encode()
         for conn in list(self._conns.values()):
             self._last_word(conn, goodbye if conn.worker is not None else b"", "EXPLICIT")
@@ -493,11 +501,15 @@ class WorkQueue(AbstractionsMixin):
             deadline = float("inf")
         else:
             deadline = now + float(timeout)
+        self._status_responder.lock.acquire()  # issue 5: the status thread stands aside
+        self._advertiser.maybe_update(now)
         try:
             while True:
                 task = self._state.pop_returned(tag)
                 if task is not None:
                     return self._finish(task)
+                if not self._status_responder.handoff.empty():
+                    self._adopt_handoffs()
                 now = self._now()
                 remaining = deadline - now
                 self._pass(now, max(0.0, min(remaining, 1.0)))
@@ -508,6 +520,7 @@ class WorkQueue(AbstractionsMixin):
                 if deadline == float("inf") and self._state.empty():
                     return None  # nothing could ever come back: do not hang forever
         finally:
+            self._status_responder.lock.release()
             self._app_time_mark = self._now()
 
     def _finish(self, task: Task) -> Task:
@@ -612,7 +625,9 @@ class WorkQueue(AbstractionsMixin):
         self._flush_all()
 
     def specify_catalog_server(self, hostname: str, port: int = 9097) -> None:
-        """Where to advertise the project name (advertising itself is not implemented yet)."""
+        """Where to advertise the project name (default: ``CATALOG_HOST``/``CATALOG_PORT``,
+        else localhost:9097).  A named manager advertises at its first ``wait``, every 60 s,
+        and when it closes."""
         self._catalog = (hostname, int(port))
 
     def specify_manager_preferred_connection(self, mode: str) -> None:
@@ -732,6 +747,31 @@ class WorkQueue(AbstractionsMixin):
             self._conns[key] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
+    def _adopt_handoffs(self) -> None:
+        """Connections the status thread accepted while the application was busy and that
+        turned out to be workers (issue 5): they join the loop with the bytes read so far."""
+        handoff = self._status_responder.handoff
+        while not handoff.empty():
+            sock, addr, data, authed = handoff.get()
+            now = self._now()
+            key = self._next_key
+            self._next_key += 1
+            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout)
+            if self._debug:
+                conn.debug = self._debug.write
+                self._debug.write(f"new connection from {conn.address}")
+            conn.auth_step = "done" if authed else None
+            self._conns[key] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+            if data:
+                conn.bytes_received += len(data)
+                conn.reader.feed(data)
+                try:
+                    self._process(conn, now)
+                except (RemoteProtocolError, OSError, ValueError) as e:
+                    logger.warning("dropping worker %s: %s", conn.address, e)
+                    self._drop(conn, "FAILURE")
+
     def _shed_idle_connection(self) -> None:
         """Out of file descriptors: close the oldest connection that never handshook."""
         pending = [c for c in self._conns.values() if c.worker is None]
@@ -779,6 +819,7 @@ class WorkQueue(AbstractionsMixin):
 
     def _periodic(self, now: float) -> None:
         self._last_periodic = now
+        self._advertiser.maybe_update(now)  # issue 5
         stall = float(self._tune["min-transfer-timeout"])
         for conn in list(self._conns.values()):
             if conn.worker is None or not conn.worker.ready:

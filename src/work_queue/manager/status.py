@@ -49,7 +49,8 @@ def queue_record(q: Any, now: float) -> dict[str, Any]:
         "priority": q._priority,
         "manager_preferred_connection": q._preferred_connection,
         "protocol": WORK_QUEUE_PROTOCOL_VERSION,
-        "ssl": False,
+        "ssl": q.using_ssl,
+        "network_interfaces": _interfaces(),
         "workers": len(st.workers),
     }
     for key in ("workers_connected", "workers_init", "workers_idle", "workers_busy",
@@ -223,3 +224,196 @@ def http_reply(q: Any, path: str, now: float) -> bytes:
     head = ("HTTP/1.1 200 OK\nConnection: close\nAccess-Control-Allow-Origin: *\n"
             f"Content-type: {ctype}\n\n").encode()
     return head + body
+
+
+# -- catalog and busy-time status answers (issue 5) ----------------------------------------------
+
+_INTERFACES: list[Any] = []
+
+
+def _interfaces() -> list[dict[str, str]]:
+    """This host's addresses for the catalog record (looked up once)."""
+    if not _INTERFACES:
+        from .catalog import network_interfaces
+
+        _INTERFACES.append(network_interfaces())
+    return list(_INTERFACES[0])
+
+
+def answer(q: Any, first_line: bytes, now: float) -> bytes | None:
+    """The reply to a status client's first line, or None if it is not a status request.
+    Safe to call from another thread than the manager's: a record list that changes while it
+    is being read is read again."""
+    text = first_line.decode("utf-8", "replace").strip()
+    words = text.split()
+    is_http = len(words) >= 2 and words[0] == "GET"
+    if not is_http and text not in ("queue_status", "task_status", "worker_status",
+                                    "wable_status", "resources_status"):
+        return None
+    for _ in range(50):
+        try:
+            if is_http:
+                return http_reply(q, words[1], now)
+            return json.dumps(build(q, text, now), separators=(",", ":")).encode()
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue
+    return b"[]"
+
+
+class StatusResponder:
+    """Answers status queries on the manager's port while the application is busy between
+    ``wait()`` calls (CCTools answers only inside ``wait``).
+
+    The manager holds ``lock`` while it runs its loop.  When it does not, this thread accepts
+    the connections waiting on the listening socket, does TLS and the password exchange like
+    the manager would, and reads the first line: a status request is answered here; anything
+    else (a worker) is handed to the manager through ``handoff``, with the bytes read so far.
+    """
+
+    MAX_CLIENTS = 32
+
+    def __init__(self, q: Any) -> None:
+        import queue as queue_module
+        import threading
+        import weakref
+
+        # A weak reference: an unclosed, forgotten queue is still collected (and closed).
+        self._q = weakref.ref(q)
+        self.listener = q._listener
+        self.lock = threading.Lock()
+        self.handoff: queue_module.SimpleQueue[tuple[Any, Any, bytes, bool]] = \
+            queue_module.SimpleQueue()
+        self._stop = threading.Event()
+        self._clients = threading.BoundedSemaphore(self.MAX_CLIENTS)
+        self._thread = threading.Thread(target=self._run, name="wq-status", daemon=True)
+        import socket
+
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (before the listening socket closes); drop unclaimed handoffs."""
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread.is_alive():
+            self._thread.join(2)
+        for s in (self._wake_r, self._wake_w):
+            s.close()
+        while not self.handoff.empty():
+            try:
+                self.handoff.get_nowait()[0].close()
+            except Exception:
+                pass
+
+    def _run(self) -> None:
+        import select
+
+        listener = self.listener
+        while not self._stop.is_set():
+            try:
+                readable, _, _ = select.select([listener, self._wake_r], [], [], 5.0)
+            except (OSError, ValueError):
+                return  # the listener was closed
+            if listener not in readable:
+                continue
+            if not self.lock.acquire(blocking=False):
+                self._stop.wait(0.05)  # the manager is in wait(): it accepts
+                continue
+            accepted = []
+            try:
+                if self._stop.is_set():
+                    return
+                for _ in range(16):
+                    try:
+                        accepted.append(listener.accept())
+                    except OSError:  # BlockingIOError when none is left
+                        break
+            finally:
+                self.lock.release()
+            for sock, addr in accepted:
+                if not self._clients.acquire(blocking=False):
+                    sock.close()
+                    continue
+                import threading
+
+                threading.Thread(target=self._serve, args=(sock, addr), daemon=True,
+                                 name="wq-status-client").start()
+
+    def _serve(self, sock: Any, addr: Any) -> None:
+        import time
+
+        from ..protocol import auth
+        from .connection import set_keepalive
+
+        q = self._q()
+        handed = False
+        try:
+            if q is None:
+                return
+            set_keepalive(sock)
+            sock.setblocking(True)
+            sock.settimeout(q._short_timeout)
+            if q._tls is not None:
+                sock = q._tls.wrap_socket(sock, server_side=True)
+            buf = bytearray()
+
+            def line() -> bytes | None:
+                while b"\n" not in buf:
+                    if len(buf) > 4096:
+                        return None
+                    data = sock.recv(4096)
+                    if not data:
+                        return None
+                    buf.extend(data)
+                i = buf.index(b"\n")
+                out = bytes(buf[:i]).replace(b"\r", b"")
+                del buf[:i + 1]
+                return out
+
+            authed = False
+            if q._password is not None:
+                password = q._password
+                if line() != auth.AUTH_LINE:
+                    return
+                challenge = auth.make_challenge()
+                sock.sendall(auth.AUTH_LINE + b"\n" + challenge + b"\n")
+                theirs = line()
+                if theirs is None:
+                    return
+                sock.sendall(auth.response_for(password, theirs) + b"\n")
+                ok = line() == auth.response_for(password, challenge)
+                sock.sendall(b"ok\n" if ok else b"failure\n")
+                if line() != b"ok" or not ok:
+                    return
+                authed = True
+            try:
+                first = line()
+            except TimeoutError:
+                first = None
+            if first is not None:
+                reply = answer(q, first, time.time())
+                if reply is not None:
+                    sock.sendall(reply)
+                    return
+                buf[:0] = first + b"\n"
+            while getattr(sock, "pending", None) and sock.pending():
+                buf.extend(sock.recv(sock.pending()))  # decrypted bytes select cannot see
+            if self._stop.is_set():
+                return
+            sock.setblocking(False)
+            self.handoff.put((sock, addr, bytes(buf), authed))
+            handed = True
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._clients.release()
+            if not handed:
+                try:
+                    sock.close()
+                except OSError:
+                    pass

@@ -1,0 +1,133 @@
+"""A named manager advertises itself to catalog servers (spec 2), as CCTools does.
+
+The first update goes out at the first ``wait()``, then one every 60 s while the manager
+works (``WORK_QUEUE_UPDATE_INTERVAL`` seconds if set), and a last one when it closes.  The
+record is built in the manager's thread; sending happens in a background thread (TCP to the
+catalog's port + 1 by default, UDP with ``CATALOG_UPDATE_PROTOCOL=udp``), so an unreachable
+catalog never slows the manager down.  Where to: ``specify_catalog_server(host, port)``, else
+``CATALOG_HOST``/``CATALOG_PORT``, else ``localhost:9097`` -- never a third-party server
+unless asked to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from ..catalog import client
+
+logger = logging.getLogger(__name__)
+
+UPDATE_INTERVAL = 60.0
+
+#: Fields of the lean record, sent when the full one is too large for a UDP datagram.
+LEAN_FIELDS = ("version", "type", "port", "ssl", "owner", "project", "starttime",
+               "manager_preferred_connection", "protocol", "network_interfaces",
+               "tasks_waiting", "tasks_running", "tasks_complete", "tasks_on_workers",
+               "tasks_left", "capacity_tasks", "capacity_cores", "capacity_memory",
+               "capacity_disk", "capacity_gpus", "capacity_weighted", "manager_load",
+               "tasks_total_cores", "tasks_total_memory", "tasks_total_disk",
+               "tasks_total_gpus", "workers", "workers_connected", "workers_blocked",
+               "my_manager")
+
+
+def update_interval() -> float:
+    text = os.environ.get("WORK_QUEUE_UPDATE_INTERVAL", "")
+    try:
+        return max(0.1, float(text)) if text.strip() else UPDATE_INTERVAL
+    except ValueError:
+        return UPDATE_INTERVAL
+
+
+def network_interfaces() -> list[dict[str, str]]:
+    """This host's IPv4 addresses except loopback (CCTools ``interfaces_of_host``)."""
+    out: list[dict[str, str]] = []
+    try:
+        import psutil
+
+        for name, addrs in psutil.net_if_addrs().items():
+            if name.startswith("lo"):
+                continue
+            for a in addrs:
+                if a.family == socket.AF_INET and a.address:
+                    out.append({"interface": name, "address": a.address, "family": "AF_INET"})
+    except (ImportError, OSError):
+        pass
+    return out
+
+
+def lean_record(full: dict[str, Any]) -> dict[str, Any]:
+    lean = {k: full[k] for k in LEAN_FIELDS if k in full}
+    if "manager_load" in lean:
+        lean["manager_load"] = float(lean["manager_load"])
+    return lean
+
+
+class Advertiser:
+    """Sends a manager's record to its catalogs now and then."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.interval = update_interval()
+        self.last: float | None = None
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    def catalogs(self) -> list[tuple[str, int]]:
+        chosen = getattr(self.queue, "_catalog", None)
+        return [chosen] if chosen else client.default_catalogs()
+
+    def maybe_update(self, now: float, force: bool = False) -> bool:
+        """Advertise if the queue has a name and the interval has passed (or ``force``)."""
+        q = self.queue
+        if not q.name:
+            return False
+        if not force and self.last is not None and now - self.last < self.interval:
+            return False
+        if self._thread is not None and self._thread.is_alive() and not force:
+            return False  # the previous update is still on its way
+        self.last = now
+        from . import status
+
+        try:
+            record = status.queue_record(q, now)
+        except Exception as e:  # a status bug must not break the application
+            logger.warning("could not build the catalog record: %s", e)
+            return False
+        catalogs = self.catalogs()
+        self._thread = threading.Thread(target=self._send, args=(catalogs, record),
+                                        name="wq-catalog-update", daemon=True)
+        self._thread.start()
+        return True
+
+    def _send(self, catalogs: list[tuple[str, int]], record: dict[str, Any]) -> None:
+        protocol = (os.environ.get("CATALOG_UPDATE_PROTOCOL") or "tcp").lower()
+        try:
+            limit = int(os.environ.get("CATALOG_UPDATE_LIMIT", client.UPDATE_LIMIT))
+        except ValueError:
+            limit = client.UPDATE_LIMIT
+        payload: dict[str, Any] = record
+        if protocol == "udp":
+            text = client.encode_update(record)
+            if len(text) >= limit and len(client.encode_update(text, compress=True)) > limit:
+                payload = lean_record(record)
+        try:
+            n = client.send_update(catalogs, payload, protocol=protocol
+                                   if protocol in ("tcp", "udp") else "tcp")
+        except (OSError, ValueError) as e:
+            logger.debug("catalog update failed: %s", e)
+            return
+        self.sent += n
+        if not n:
+            logger.debug("no catalog took the update (%s)", client.format_catalogs(catalogs))
+
+    def final(self, now: float, wait: float = 2.0) -> None:
+        """The last update, when the manager closes (waits a little for it to leave)."""
+        if self.queue.name:
+            if self._thread is not None:
+                self._thread.join(wait)
+            if self.maybe_update(now, force=True) and self._thread is not None:
+                self._thread.join(wait)
