@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 LINE = re.compile(r"(\d+) (\d+) (.*)")
+EVENT_WORDS = ("MANAGER ", "WORKER ", "CATEGORY ", "TASK ", "TRANSFER ")
 TASK = re.compile(r"TASK (\d+) (\S+)(?: (.*))?")
 WORKER = re.compile(r"WORKER (\S+) (\S+)  (CONNECTION|DISCONNECTION)(?: (\S+))?")
 WORKER_RESOURCES = re.compile(r"WORKER (\S+) RESOURCES (\{.*\})")
@@ -134,7 +135,7 @@ def parse(lines: Iterable[str]) -> Run:
         if not line.strip() or line.startswith("#"):
             continue
         m = LINE.fullmatch(line)
-        if not m:
+        if not m or not m.group(3).startswith(EVENT_WORDS):
             skipped += 1
             continue
         seen_any = True
