@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import resource
 import signal as _signal
 import time
@@ -171,6 +172,11 @@ def _read(path: str) -> bytes | None:
         os.close(fd)
 
 
+_STATUS = re.compile(rb"VmPeak:\s*(\d+).*?VmHWM:\s*(\d+).*?VmSwap:\s*(\d+)", re.S).search
+_SWITCHES = re.compile(rb"\nvoluntary_ctxt_switches:\s*(\d+)\s*"
+                       rb"nonvoluntary_ctxt_switches:\s*(\d+)").search
+
+
 def _field(text: bytes, key: bytes) -> int:
     """The number after ``key`` in a ``/proc`` ``key: value`` file (0 if absent)."""
     i = text.find(key)
@@ -252,6 +258,7 @@ class TreeMonitor:
             raise ValueError(f"cores_window should be positive, not {cores_window!r}")
         self.root_pid = root_pid
         self.limits = validate_limits(limits)
+        self._limit_order = tuple(n for n in RESOURCE_NAMES if n in self.limits)
         self.start = time.time() if start is None else float(start)
         self.measure_only = measure_only
         self.disk_interval = disk_interval
@@ -296,7 +303,7 @@ class TreeMonitor:
             now_values["cores_avg"] = cpu / wall
         self.current = now_values
         self._merge(now_values, wall)
-        return self._check(RESOURCE_NAMES)
+        return self._check(self._limit_order)
 
     def reaped(self) -> None:
         """The root was waited for: its pid may name another process from now on; any
@@ -371,13 +378,18 @@ class TreeMonitor:
             p.zombie = fields[0] == b"Z"
             p.cpu = ticks
             p.threads = threads
-            status = _read(f"/proc/{pid}/status")
+            status = None if p.zombie else _read(f"/proc/{pid}/status")  # no Vm lines
             if status is not None:
-                p.hwm = _field(status, b"VmHWM:")
-                p.vmpeak = _field(status, b"VmPeak:")
-                p.swap = _field(status, b"VmSwap:")
-                p.ctx = (_field(status, b"\nvoluntary_ctxt_switches:")
-                         + _field(status, b"nonvoluntary_ctxt_switches:"))
+                m = _STATUS(status)
+                if m is not None:
+                    p.vmpeak, p.hwm, p.swap = int(m[1]), int(m[2]), int(m[3])
+                else:  # zombies and kernel threads have no Vm lines
+                    p.vmpeak, p.hwm, p.swap = (_field(status, b"VmPeak:"),
+                                               _field(status, b"VmHWM:"),
+                                               _field(status, b"VmSwap:"))
+                m = _SWITCHES(status)
+                if m is not None:
+                    p.ctx = int(m[1]) + int(m[2])
             io = _read(f"/proc/{pid}/io")
             if io is not None:
                 p.rchar = _field(io, b"rchar:")
@@ -553,7 +565,7 @@ class TreeMonitor:
         peaks["machine_cpus"] = _CPUS
         gpus = self.limits.get("gpus", -1)
         peaks["gpus"] = gpus if gpus > 0 else 0.0  # CCTools: the gpus measured are the limit
-        self._check(_FINAL_CHECK)
+        self._check(tuple(n for n in self._limit_order if n in _FINAL_CHECK))
 
         out: dict[str, Any] = {}
         if signal:

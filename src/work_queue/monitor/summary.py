@@ -20,8 +20,9 @@ Standard library only: the monitor is shipped alone to remote workers (see ``sta
 
 from __future__ import annotations
 
+import functools
 import json
-import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,8 +79,11 @@ def _g16(x: float) -> str:
     return "-0" if text == "-0" else text
 
 
+@functools.lru_cache(maxsize=512)
 def _escape(text: str) -> str:
     """``jx_escape_string``: \\" \\\\ \\b \\f \\n \\r \\t, other control characters as \\u00XX."""
+    if _PLAIN(text):
+        return '"' + text + '"'
     out = ['"']
     for ch in text:
         if ch == '"':
@@ -97,6 +101,7 @@ def _escape(text: str) -> str:
 
 
 _CONTROL = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_PLAIN = re.compile(r'[^\x00-\x1f"\\\x7f]*').fullmatch
 
 
 class _Raw:
@@ -108,24 +113,51 @@ class _Raw:
         self.text = text
 
 
-def _resources_tree(values: dict[str, Any]) -> list[tuple[str, Any]]:
-    """``rmsummary_to_json(s, only_resources=1)``: defined (>= 0) resources in order."""
+class _Res:
+    """``[value, "unit"]`` with the value already formatted."""
+
+    __slots__ = ("number", "unit")
+
+    def __init__(self, number: str, unit: str) -> None:
+        self.number, self.unit = number, unit
+
+
+_FORMATS = tuple((name, unit, decimals, 10.0**decimals) for name, unit, decimals in RESOURCE_FIELDS)
+
+
+def _resources_tree(values: dict[str, Any], fields: tuple = _FORMATS,
+                    unit: str | None = None) -> list[tuple[str, Any]]:
+    """``rmsummary_to_json(s, only_resources=1)``: defined (>= 0) resources in order
+    (``fields`` and ``unit`` given: peak times, 3 decimals, in seconds)."""
     out: list[tuple[str, Any]] = []
-    for name, unit, _ in RESOURCE_FIELDS:
-        value = values.get(name)
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+    get = values.get
+    for name, field_unit, decimals, factor in fields:
+        value = get(name)
+        if value is None:
             continue
-        if value < 0 or math.isnan(value):
-            continue
-        out.append((name, [_Raw(format_number(name, value)), unit]))
+        cls = value.__class__
+        if cls is not float and cls is not int:
+            if cls is bool or not isinstance(value, int | float):
+                continue
+            value = float(value)
+        if value >= 0:  # NaN is not
+            text = str(int(value)) if decimals == 0 else "%.16g" % (
+                int(value * factor + 0.5) / factor)
+            out.append((name, _Res(text, unit or field_unit)))
     return out
+
+
+_PEAK_FORMATS = tuple((name, "s", 3, 1000.0) for name, _, _ in reversed(RESOURCE_FIELDS))
+
+
+_KNOWN = frozenset(RESOURCE_NAMES) | frozenset(STRING_FIELDS) | frozenset(INT_FIELDS) | {
+    "limits_exceeded", "peak_times", "snapshots", "task_id"}
 
 
 def _summary_tree(summary: dict[str, Any],
                   verbatim: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
     """The ordered pairs CCTools prints for a summary dict (see the module docstring)."""
-    known = set(RESOURCE_NAMES) | set(STRING_FIELDS) | set(INT_FIELDS) | {
-        "limits_exceeded", "peak_times", "snapshots", "task_id"}
+    known = _KNOWN
     pairs: list[tuple[str, Any]] = list(verbatim or [])
     # verbatim fields first, in the order given (``rmsummary_print`` prepends them)
     for key, value in summary.items():
@@ -153,12 +185,7 @@ def _summary_tree(summary: dict[str, Any],
     pairs.extend(_resources_tree(summary))
     peaks = summary.get("peak_times")
     if peaks:
-        out: list[tuple[str, Any]] = []
-        for name, _, _ in reversed(RESOURCE_FIELDS):
-            value = peaks.get(name)
-            if isinstance(value, int | float) and value >= 0:
-                out.append((name, [_Raw(_g16(int(value * 1000.0 + 0.5) / 1000.0)), "s"]))
-        pairs.append(("peak_times", out))
+        pairs.append(("peak_times", _resources_tree(peaks, _PEAK_FORMATS, "s")))
     snapshots = summary.get("snapshots")
     if snapshots:
         items = []
@@ -171,6 +198,8 @@ def _summary_tree(summary: dict[str, Any],
 
 
 def _compact(node: Any) -> str:
+    if isinstance(node, _Res):
+        return "[" + node.number + ',"' + node.unit + '"]'
     if isinstance(node, _Raw):
         return node.text
     if isinstance(node, str):
@@ -204,6 +233,8 @@ def _is_object(node: Any) -> bool:
 def _pretty(node: Any, level: int, out: list[str]) -> None:
     """``jx_pretty_print_buffer``: objects and arrays open on a new line, two spaces a level."""
     pad = "  " * level
+    if isinstance(node, _Res):
+        node = [_Raw(node.number), node.unit]
     if _is_object(node):
         pairs = list(node.items()) if isinstance(node, dict) else node
         out.append("\n" + pad + "{\n")
