@@ -251,20 +251,37 @@ def run_driver(home: Path, mode: str, tasks: int, window: int = 0, workers: int 
     Returns the ``result`` line's fields as floats (and ``samples``, a list of ms, for latency).
     """
     exe = build_driver(home)
+    return run_program([exe, mode, str(tasks), str(window), str(workers), str(size_mb)],
+                       start=start, cwd=cwd, timeout=timeout)
+
+
+def python_bindings(home: Path) -> str | None:
+    """The site-packages directory of CCTools' Python bindings under ``home``, if installed."""
+    version = "python%d.%d" % sys.version_info[:2]
+    for d in (home / "lib" / version / "site-packages", home / "lib" / "python3" / "site-packages"):
+        if (d / "ndcctools" / "work_queue.py").exists():
+            return str(d)
+    return None
+
+
+def run_program(argv: list[str], start: Callable[[int], object] | None = None,
+                cwd: str | None = None, timeout: float = 900,
+                env: dict[str, str] | None = None) -> dict[str, object]:
+    """Run a manager program that prints ``port P``, then ``result k=v ...`` (see module doc)."""
     own = cwd is None
     work = cwd or tempfile.mkdtemp(prefix="wq-cctools-bench-")
-    proc = subprocess.Popen([exe, mode, str(tasks), str(window), str(workers), str(size_mb)],
-                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("port "):
             proc.kill()
-            raise RuntimeError(f"CCTools driver did not start: {line!r} {proc.stderr.read()!r}")
+            raise RuntimeError(f"CCTools manager did not start: {line!r} {proc.stderr.read()!r}")
         started = start(int(line.split()[1])) if start else None
         out, err = proc.communicate(timeout=timeout)
         if proc.returncode != 0:
-            raise RuntimeError(f"CCTools driver failed ({proc.returncode}): {err.strip()[-500:]}")
+            raise RuntimeError(f"CCTools manager failed ({proc.returncode}): {err.strip()[-500:]}")
         result: dict[str, object] = {}
         for row in out.splitlines():
             if row.startswith("samples"):
