@@ -426,6 +426,33 @@ def test_formatter_for_the_tools():
                         r"hello you", line)
 
 
+def test_process_wide_debug_log(tmp_path):
+    """CCTools' specify_debug_log: every manager without its own debug_log writes there."""
+    path = tmp_path / "all.log"
+    try:
+        logs.specify_debug_log(str(path))
+        q1 = wq.WorkQueue(port=0)
+        q2 = wq.WorkQueue(port=0)
+        q1._debug_msg("from the first")
+        q2._debug_msg("from the second")
+        q1.close()
+        q2._debug_msg("still open")
+        q2.close()
+        text = path.read_text()
+        assert re.search(r"\[\d+\]wq: from the first\n.*\[\d+\]wq: from the second\n"
+                         r".*\[\d+\]wq: still open\n", text)
+        logs.set_debug_flags("clear", "tcp")
+        q3 = wq.WorkQueue(port=0)
+        assert q3._debug is not None and not q3._debug.enabled("wq")
+        q3.close()
+        logs.set_debug_flags("clear")
+        q4 = wq.WorkQueue(port=0)
+        assert q4._debug is None
+        q4.close()
+    finally:
+        logs._shared.update(flags=frozenset(), path=None, log=None)
+
+
 def test_a_log_that_cannot_be_opened_is_a_clear_error(tmp_path):
     with pytest.raises(OSError, match="cannot open the transactions log"):
         wq.WorkQueue(port=0, transactions_log=str(tmp_path / "no" / "such" / "dir.log"))

@@ -486,3 +486,37 @@ def wire_text(direction: str, conn: Any, message: Any) -> str:
             data = str(message).encode()
     line = data.split(b"\n", 1)[0][:4096].decode("utf-8", "replace")
     return f"{direction} {host} ({conn.address}): {line}"
+
+
+# -- process-wide debug configuration (CCTools' set_debug_flag / specify_debug_log) -----------------
+
+_shared: dict[str, Any] = {"flags": frozenset(), "path": None, "log": None}
+
+
+def set_debug_flags(*flags: str) -> None:
+    """Turn on debug flags for every manager made afterwards without its own ``debug_log``
+    (to stderr unless :func:`specify_debug_log` names a file).  ``clear`` turns them off."""
+    current = set(_shared["flags"])
+    new = parse_debug_flags(list(flags))
+    if "clear" in " ".join(flags).replace(",", " ").split():
+        current = set()
+    _shared["flags"] = frozenset(current | new)
+    _shared["log"] = None
+
+
+def specify_debug_log(path: str) -> None:
+    """CCTools ``specify_debug_log``: flag ``all``, written to ``path``."""
+    _shared["flags"] = parse_debug_flags("all")
+    _shared["path"] = path
+    _shared["log"] = None
+
+
+def shared_debug_log() -> DebugLog | None:
+    """The process-wide debug log, if flags were set; shared by every manager using it."""
+    if not _shared["flags"]:
+        return None
+    if _shared["log"] is None:
+        log = DebugLog(_shared["path"] or ":stderr", flags=sorted(_shared["flags"]))
+        log.close = lambda: None  # type: ignore[method-assign]  # shared: closed at exit
+        _shared["log"] = log
+    return _shared["log"]  # type: ignore[no-any-return]

@@ -152,7 +152,7 @@ class WorkQueue(AbstractionsMixin):
         self._keepalive_interval = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL)
         self._keepalive_timeout = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT)
         self._short_timeout = 5.0
-        self._debug = logs.DebugLog(debug_log) if debug_log else None
+        self._debug = logs.DebugLog(debug_log) if debug_log else logs.shared_debug_log()
         self._txn = logs.TransactionLog(transactions_log, self._state) if transactions_log \
             else None
         self._stats_log = logs.StatsLog(stats_log) if stats_log else None
