@@ -5,35 +5,49 @@ API (``now`` is ``time.time()`` seconds; units are CCTools': s, MB, cores)::
 
     tree = TreeMonitor(root_pid, sandbox=None, limits=None, start=None, *,
                        measure_only=False, disk_interval=1.0, cores_window=180.0,
-                       measure_disk=True)
+                       measure_disk=True, measure_dirs=None)
     broken = tree.sample(now)        # -> name of a broken limit ("memory", ...) or None
-    when = tree.next_sample(now, interval)   # when to call sample() again
+    when = tree.next_sample(now, interval)   # now + interval, sooner for wall_time/end limits
     tree.kill()                      # SIGKILL every process of the tree
+    tree.reaped()                    # (optional) the root was waited for; tree.alive() then
+                                     # says whether descendants are left
     summary = tree.finish(now, rusage=None, exit_status=0, signal=0)   # -> dict
-    code = exit_code(summary)        # resource_monitor's exit code (0..3, see RM_*)
+    code = exit_code(summary)        # resource_monitor's exit code (RM_SUCCESS..RM_TIME_EXPIRE)
+    tree.peaks, tree.peak_times, tree.limits_exceeded, tree.current   # state so far
+
+``limits`` is ``{resource: value}`` (names of :data:`RESOURCE_NAMES`, negative = unset;
+``ValueError`` for unknown names).  ``measure_only`` only changes the final ``exit_status``
+(CCTools reports 143 when it enforced a limit); killing is the caller's choice.
 
 ``sample`` walks the tree from ``root_pid`` through ``/proc/<pid>/task/<tid>/children`` and
-reads ``/proc/<pid>/{stat,status,io}`` of each process (about 30 us a process); the sandbox
-(``sandbox``, or nothing) is walked for ``disk``/``total_files`` at most every
-``disk_interval`` seconds, and never more than 10% of the time.  It keeps the peaks and their
-times and returns the first limit broken (CCTools' ``rmsummary_check_limits``: a limit breaks
-when ``measured > limit``, with 0.25 core forgiven; ``wall_time`` against ``now - start``).
-``cores`` is CCTools' peak over a ``cores_window`` window, which before the window has passed
-divides by the window: short tasks are only killed for extreme core use.
+reads ``/proc/<pid>/{stat,status,io}`` of each process (tens of us a process); processes seen
+once are followed even when orphaned.  Per sample: ``cpu_time`` = sum of utime+stime+cutime+
+cstime (so descendants that ended and were waited for stay counted), ``memory`` = sum of
+VmHWM (peak RSS; CCTools' /proc/status measure), ``virtual_memory`` = sum of VmPeak,
+``swap_memory`` = sum of VmSwap, ``bytes_read``/``bytes_written`` = rchar / max(wchar,
+write_bytes) of every process ever seen, ``max_concurrent_processes``, ``total_processes``,
+``context_switches``.  The sandbox (``sandbox`` or ``measure_dirs``) is walked for ``disk``
+(sizes of regular files, MB rounded up) and ``total_files`` (entries + 1) at most every
+``disk_interval`` seconds (the first time ``disk_interval`` after the start, so the first
+samples stay cheap) and never more than 10% of the time.  Peaks and their times are kept; the
+first limit broken is returned (``rmsummary_check_limits``: broken when ``measured > limit``,
+0.25 core forgiven; ``wall_time`` is ``now - start``).  ``cores`` is CCTools' peak over a
+``cores_window`` window, divided by the whole window until that much time has passed: short
+tasks are only killed for extreme core use.
 
 ``finish`` (cheap: one sandbox walk) merges the ``os.wait4`` rusage of the root (cpu time,
-peak RSS, blocks written of the root and every descendant it waited for, so tasks that ended
-before any sample are measured), checks the limits once more (all but ``cores``) and returns
-the summary dict :mod:`.summary` prints (``exit_type`` ``normal``/``signal``/``limits``,
-``exit_status`` 128+signal for a signal and 143 when limits were enforced, ``signal``,
-``limits_exceeded`` ``{name: limit}`` or None, every resource, ``peak_times``).  Add
-``command``, ``task_id``, ``category``... and write it with ``summary.dumps``.
+peak RSS above our own, blocks read/written, of the root and every descendant it waited for:
+tasks that ended before any sample are measured), sets ``cores`` to at least cpu/wall as
+CCTools does at the end, checks the limits once more (all but ``cores``) and returns the
+summary dict :mod:`.summary` prints: ``exit_type`` (``normal``/``signal``/``limits``),
+``exit_status`` (128+signal for a signal; 143 when a limit was broken unless measure_only),
+``signal``, ``limits_exceeded`` (``{name: limit}`` or None), every resource, ``peak_times``.
+Add ``command``, ``task_id``, ``category``... and write it with ``summary.dumps``.
 
 Also: :func:`parse_limit` (``"cores: 4"``), :func:`parse_limits` (``-L`` strings),
-:func:`parse_limits_file` (``-l``), :data:`RESOURCE_NAMES` and :data:`UNITS` (CCTools' order).
-Linux only (``/proc``); the standard library only.
+:func:`parse_limits_file` (``-l``), :func:`tree_usage`, :data:`RESOURCE_NAMES` and
+:data:`UNITS` (CCTools' order).  Linux only (``/proc``); the standard library only.
 """
-
 from __future__ import annotations
 
 import math
