@@ -23,6 +23,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ENV = "CCTOOLS_HOME"
 
@@ -245,7 +246,7 @@ def build_driver(home: Path) -> str:
 
 def run_driver(home: Path, mode: str, tasks: int, window: int = 0, workers: int = 0,
                size_mb: int = 0, start: Callable[[int], object] | None = None,
-               cwd: str | None = None, timeout: float = 900) -> dict[str, object]:
+               cwd: str | None = None, timeout: float = 900) -> dict[str, Any]:
     """Run the CCTools manager driver; ``start(port)`` starts its workers (returns anything).
 
     Returns the ``result`` line's fields as floats (and ``samples``, a list of ms, for latency).
@@ -266,7 +267,7 @@ def python_bindings(home: Path) -> str | None:
 
 def run_program(argv: list[str], start: Callable[[int], object] | None = None,
                 cwd: str | None = None, timeout: float = 900,
-                env: dict[str, str] | None = None) -> dict[str, object]:
+                env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a manager program that prints ``port P``, then ``result k=v ...`` (see module doc)."""
     own = cwd is None
     work = cwd or tempfile.mkdtemp(prefix="wq-cctools-bench-")
@@ -282,7 +283,7 @@ def run_program(argv: list[str], start: Callable[[int], object] | None = None,
         out, err = proc.communicate(timeout=timeout)
         if proc.returncode != 0:
             raise RuntimeError(f"CCTools manager failed ({proc.returncode}): {err.strip()[-500:]}")
-        result: dict[str, object] = {}
+        result: dict[str, Any] = {}
         for row in out.splitlines():
             if row.startswith("samples"):
                 result["samples"] = [float(x) for x in row.split()[1:]]

@@ -83,7 +83,7 @@ def main() -> int:
                 assert home is not None
                 r = cct.run_driver(home, "latency", args.tasks, 0, 1,
                                    start=lambda port, a=argv: cct.start_workers(a, port, 1))
-                samples = r["samples"]  # type: ignore[assignment]
+                samples = r["samples"]
             med, p90, p99 = summary(samples)
             if (manager, workers) == ("CCTools", "CCTools"):
                 baseline = med

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import cctools_driver as cct
 
@@ -101,7 +102,7 @@ def run_cctools(site: str, n_tasks: int, n_workers: int, worker_argv: list[str])
                         env=env)
     if r["failed"] or r["tasks"] != n_tasks:
         raise RuntimeError(f"CCTools PythonTasks failed: {r}")
-    return n_tasks / float(r["seconds"])  # type: ignore[arg-type]
+    return n_tasks / float(r["seconds"])
 
 
 def main() -> int:
@@ -117,7 +118,7 @@ def main() -> int:
     home = cct.cctools_home()
     site = cct.python_bindings(home) if home else None
     ours = cct.worker_argv(None)
-    runs: list[tuple[str, int, object]] = []
+    runs: list[tuple[str, int, Callable[[int], float]]] = []
     if site:
         runs.append(("CCTools manager/CCTools workers", args.baseline_tasks,
                      lambda n: run_cctools(site, n, args.workers, cct.worker_argv(home))))
@@ -132,7 +133,7 @@ def main() -> int:
     for _ in range(args.repeat):
         baseline = None
         for label, n, fn in runs:
-            rate = fn(n)  # type: ignore[operator]
+            rate = fn(n)
             if baseline is None and ("CCTools manager" in label or "fresh" in label):
                 baseline = rate
             ratio = f"{rate / baseline:10.1f}" if baseline else f"{'-':>10}"

@@ -4,7 +4,9 @@
     python benchmarks/queue_size.py [--tasks 1000 100000 1000000]
 
 Prints the manager's resident memory per queued task, the submit time per task, and how long
-``wait(0)`` and ``stats`` take with that many tasks queued.
+``wait(0)`` and ``stats`` take with that many tasks queued.  With ``CCTOOLS_HOME=/path/to/cctools``
+the CCTools manager (the C driver in cctools_driver.py, a fresh process per size) is measured
+beside ours; ``x CCTools`` is its submit time over ours.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import sys
 import tempfile
 import time
+
+import cctools_driver as cct
 
 import work_queue as wq
 
@@ -28,9 +32,17 @@ def main() -> int:
     p.add_argument("--tasks", type=int, nargs="+", default=[1000, 100000, 1000000])
     args = p.parse_args()
     os.chdir(tempfile.mkdtemp(prefix="wq-queue-size-"))
-    print(f"{'tasks':>9} {'resident MB':>12} {'KB/task':>8} {'submit us':>10} "
-          f"{'wait(0) ms':>11} {'stats ms':>9}")
+    home = cct.cctools_home()
+    print(f"{'manager':8} {'tasks':>9} {'resident MB':>12} {'KB/task':>8} {'submit us':>10} "
+          f"{'x CCTools':>9} {'wait(0) ms':>11} {'stats ms':>9}")
     for n in args.tasks:
+        baseline = None
+        if home is not None:
+            r = cct.run_driver(home, "queue", n)
+            baseline = r["submit_s"] / n * 1e6
+            print(f"{'CCTools':8} {n:9d} {r['rss_mb']:12.0f} {r['grown_mb'] * 1024 / n:8.2f} "
+                  f"{baseline:10.1f} {1.0:9.2f} {r['wait0_s'] * 1000:11.2f} "
+                  f"{r['stats_s'] * 1000:9.2f}", flush=True)
         before = resident_mb()
         q = wq.WorkQueue(port=0)
         t0 = time.perf_counter()
@@ -44,10 +56,13 @@ def main() -> int:
         t0 = time.perf_counter()
         assert q.stats.tasks_waiting == n
         stats_ms = (time.perf_counter() - t0) * 1000
-        print(f"{n:9d} {resident_mb():12.0f} {grown * 1024 / n:8.2f} {submit:10.1f} "
-              f"{wait_ms:11.2f} {stats_ms:9.2f}", flush=True)
+        ratio = f"{baseline / submit:9.2f}" if baseline else f"{'-':>9}"
+        print(f"{'ours':8} {n:9d} {resident_mb():12.0f} {grown * 1024 / n:8.2f} {submit:10.1f} "
+              f"{ratio} {wait_ms:11.2f} {stats_ms:9.2f}", flush=True)
         q.close()
         del q
+    if home is None:
+        cct.skip_note()
     return 0
 
 
