@@ -205,6 +205,28 @@ def _field(text: bytes, key: bytes) -> int:
         return 0
 
 
+#: Kernels without CONFIG_PROC_CHILDREN (or some sandboxes) have no ``children`` files.
+_HAS_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def _children_by_scan(parent: int) -> list[int]:
+    """Children of ``parent`` found by reading every ``/proc/<pid>/stat`` (slow fallback)."""
+    out: list[int] = []
+    want = str(parent).encode()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit():
+            stat = _read(f"/proc/{name}/stat")
+            if stat:
+                fields = stat[stat.rfind(b")") + 2:].split()
+                if len(fields) > 1 and fields[1] == want:
+                    out.append(int(name))
+    return out
+
+
 class _Proc:
     """What was last read of one process of the tree."""
 
@@ -429,6 +451,8 @@ class TreeMonitor:
 
     @staticmethod
     def _children(pid: int, threads: int) -> list[int]:
+        if not _HAS_CHILDREN_FILES:
+            return _children_by_scan(pid)
         if threads > 1:
             try:
                 tids = os.listdir(f"/proc/{pid}/task")
