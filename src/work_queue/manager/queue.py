@@ -1140,7 +1140,10 @@ class WorkQueue(AbstractionsMixin):
             self._drop(conn, "IDLE_OUT", count_lost=False)
         elif f == "from-factory":
             w.factory_name = msg.value
-        # end_of_resource_update, statistics and vacating notices need no action here.
+        elif f == "end_of_resource_update":
+            if self._txn:  # CCTools logs the worker's resources after every update
+                self._txn.worker_resources(w, now)
+        # statistics and vacating notices need no action here.
 
     def _on_resource(self, w: WorkerRecord, msg: m.ResourceReport) -> None:
         if msg.name == "tag":
@@ -1164,8 +1167,6 @@ class WorkQueue(AbstractionsMixin):
 
     def _worker_ready(self, w: WorkerRecord) -> None:
         self._state.worker_ready(w)
-        if self._txn:
-            self._txn.worker_resources(w, self._now())
         self._debug_msg(f"worker {w.hostname} ready: {w.resources.cores} cores, "
                         f"{w.resources.memory} MB memory, {w.resources.disk} MB disk, "
                         f"{w.resources.gpus} gpus")
