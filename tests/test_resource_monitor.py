@@ -307,6 +307,22 @@ def test_cli_as_the_manager_wraps_commands_for_cctools_workers(monitor_exe, tmp_
     assert data["exit_status"] == 3 and data["exit_type"] == "normal"
     assert data["executable_type"] == "dynamic" or data["executable_type"].startswith("static")
     assert set(S.RESOURCE_NAMES) <= set(data)
+    # enable_monitoring_full's form: a debug log and a time series too
+    full = wrapped.replace("--measure-only", "-dall -o cctools-monitor.debug --with-time-series")
+    p = subprocess.run(["/bin/sh", "-c", full], cwd=tmp_path, timeout=20)
+    assert p.returncode == RM_TASK_ERROR
+    assert "command line: echo hello" in (tmp_path / "cctools-monitor.debug").read_text()
+    assert (tmp_path / "cctools-monitor.series").read_text().startswith("# Units:\n")
+
+
+def test_cli_follows_a_running_pid(monitor_exe, tmp_path):
+    proc = subprocess.Popen(["sleep", "0.5"])
+    p = rm(monitor_exe, "--no-pprint", "-O", "p", "--pid", str(proc.pid), cwd=str(tmp_path))
+    proc.wait()
+    assert p.returncode == RM_SUCCESS
+    data = S.read_summary(str(tmp_path / "p.summary"))
+    assert data["command"] == "# following pid with --pid" and 0.2 < data["wall_time"] < 5
+    assert data["memory"] >= 1 and data["total_processes"] == 1
 
 
 def test_cli_limit_broken_kills_and_exits_2(monitor_exe, tmp_path):

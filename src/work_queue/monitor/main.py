@@ -445,6 +445,12 @@ def monitor(o: Options) -> int:
         for name in FORWARDED_SIGNALS:
             num = getattr(signal, name)
             forwarded[num] = signal.signal(num, forward)
+    elif pid:
+        def stop(signum: int, frame: Any) -> None:
+            raise _Stop  # --pid: not ours to stop; just end the measurement
+
+        for num in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+            forwarded[num] = signal.signal(num, stop)
 
     rusage: Any = None
     wait_status: int | None = None
@@ -507,6 +513,7 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
     root_done = False
     try:
         while True:
+
             now = time.time()
             if now >= next_time:
                 broken = tree.sample(now)
@@ -553,8 +560,15 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
             elif fired:
                 waiter.close()  # --pid: it ended (or is a zombie); look now
                 next_time = time.time()
+    except _Stop:
+        debug("measurement stopped by a signal")
+        return rusage, status
     finally:
         waiter.close()
+
+
+class _Stop(Exception):
+    """A termination signal in --pid mode."""
 
 
 def _wait4(pid: int, options: int) -> tuple[int, int, Any]:
