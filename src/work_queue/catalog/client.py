@@ -182,19 +182,22 @@ def query_catalog(host: str, port: int, filter_expr: str | None = None,
     expr = filter_expr.strip() if filter_expr else "true"
     path = "/query/" + base64.b64encode(expr.encode()).decode()
     code, body = http_get(host, port, path, timeout)
+    if code == 400:
+        raise CatalogError(f"catalog {host}:{port} rejected the filter {expr!r}: "
+                           f"{' '.join(body.decode('utf-8', 'replace').split())[:200]}")
     records = _json_records(body) if code == 200 else None
     if records is None:
         left = max(0.1, deadline - time.monotonic())
         code2, body2 = http_get(host, port, "/query.json", left)
         records = _json_records(body2) if code2 == 200 else None
         if records is None:
-            if code == 400:
-                raise CatalogError(f"catalog {host}:{port} rejected the filter {expr!r}: "
-                                   f"{body.decode('utf-8', 'replace').strip()[:200]}")
             raise CatalogError(f"catalog {host}:{port} did not send a JSON list of records")
         if expr != "true":
             from . import jx
-            check = jx.compile_filter(expr)
+            try:
+                check = jx.compile_filter(expr)
+            except jx.JXSyntaxError as e:
+                raise CatalogError(f"bad filter {expr!r}: {e}") from None
             records = [r for r in records if check(r)]
     return [r for r in records if isinstance(r, dict)]
 

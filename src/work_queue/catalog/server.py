@@ -108,7 +108,8 @@ def parse_update(data: bytes) -> dict:
 
 
 def _parse_nvpairs(text: str) -> dict:
-    """The legacy format: ``name value`` lines (values typed as CCTools ``nvpair_to_jx``)."""
+    """The legacy format: ``name value`` lines (values typed as CCTools ``nvpair_to_jx``);
+    unlike CCTools, a ``type`` line is required, so stray text is not taken for a record."""
     record: dict[str, Any] = {}
     for line in text.splitlines():
         line = line.strip()
@@ -118,8 +119,8 @@ def _parse_nvpairs(text: str) -> dict:
         if not name.isprintable() or not value:
             raise ValueError("update is neither JSON nor 'name value' lines")
         record[name] = _typed(value.strip())
-    if not record:
-        raise ValueError("update is neither JSON nor 'name value' lines")
+    if not record or "type" not in record:
+        raise ValueError("update is neither JSON nor 'name value' lines with a type")
     return record
 
 

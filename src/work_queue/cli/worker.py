@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", nargs="*", help="HOST PORT, or HOST:PORT")
     p.add_argument("-v", "--version", action="store_true", help="show version and exit")
     p.add_argument("-M", "--manager-name", "--master-name", "-N", dest="manager_name",
-                   help="project name of the manager (needs a catalog server)")
-    p.add_argument("-C", "--catalog", help="catalog server host:port")
+                   help="regular expression of the managers' project name, found through "
+                   "the catalog")
+    p.add_argument("-C", "--catalog", help="catalog server(s) host:port[,host:port] "
+                   "(default: CATALOG_HOST, else localhost:9097)")
     p.add_argument("-d", "--debug", action="append", help="debug flags (e.g. all)")
     p.add_argument("-o", "--debug-file", help="write debug output to this file")
     p.add_argument("--debug-rotate-max", help="accepted and ignored")
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--arch", help="architecture to report")
     p.add_argument("-O", "--os", help="operating system to report")
     p.add_argument("--ssl", action="store_true", help="encrypt the connection with TLS")
+    p.add_argument("--connection-mode", choices=("by_ip", "by_hostname", "by_apparent_ip"),
+                   help="with -M: how to reach the manager (default: as it prefers)")
     p.add_argument("--parent-death", action="store_true", help="exit when the parent exits")
     p.add_argument("--coprocess", help="start this program as a coprocess for RemoteTasks")
     p.add_argument("--coprocesses-total", "--num_coprocesses", "--num-coprocesses",
@@ -62,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("-a", "--advertise", "-c", "--measure-capacity", "--disable-symlinks"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     for flag in ("-z", "--disk-threshold", "--memory-threshold", "-w", "--tcp-window-size",
-                 "--bandwidth", "--volatility", "--connection-mode", "--from-factory",
+                 "--bandwidth", "--volatility", "--from-factory",
                  "--task-wrapper", "-p"):
         p.add_argument(flag, help=argparse.SUPPRESS)
     return p
@@ -82,8 +86,17 @@ def parse_address(words: list[str]) -> tuple[str, int]:
 
 
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    host, port = parse_address(args.address)
-    cfg = WorkerConfig(host=host, port=port)
+    if args.manager_name:  # issue 5: find the manager through the catalog
+        if args.address:
+            raise ValueError("give either -M NAME or HOST PORT, not both")
+        from ..catalog.finder import ManagerFinder
+
+        ManagerFinder(args.manager_name, args.catalog, args.connection_mode)  # checks them
+        cfg = WorkerConfig(manager_name=args.manager_name, catalogs=args.catalog,
+                           connection_mode=args.connection_mode)
+    else:
+        host, port = parse_address(args.address)
+        cfg = WorkerConfig(host=host, port=port)
     env = os.environ
     cfg.cores = args.cores if args.cores is not None else _env_int(env.get("CORES"))
     cfg.memory = args.memory if args.memory is not None else _env_int(env.get("MEMORY"))
@@ -134,9 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"work_queue_worker version {__version__} (pure Python; protocol 11)")
         return 0
     setup_debug(args.debug, args.debug_file, "work_queue_worker")
-    if args.manager_name:
-        parser.error("-M/--manager-name needs a catalog server, which is not supported yet; "
-                     "give HOST PORT")
     try:
         cfg = config_from_args(args)
         if cfg.workdir:

@@ -102,6 +102,10 @@ class WorkerConfig:
     arch: str = field(default_factory=platform.machine)
     io_timeout: float = 3600.0
     ssl: bool = False
+    #: -M: find managers whose project matches this regex through the catalog (issue 5)
+    manager_name: str | None = None
+    catalogs: str | None = None
+    connection_mode: str | None = None
     #: run PythonTasks in warm interpreters (announced as a feature)
     warm_python: bool = True
     #: coprocess command for RemoteTasks, instances, and per-coprocess resources
@@ -182,14 +186,29 @@ class Worker:
             shutil.rmtree(self.workspace, ignore_errors=True)
 
     def _connect(self) -> socket.socket | None:
-        try:
-            sock = socket.create_connection((self.config.host, self.config.port), timeout=15)
-        except OSError as e:
-            logger.info("cannot connect to %s:%d: %s", self.config.host, self.config.port, e)
-            return None
+        use_ssl = self.config.ssl
+        if self.config.manager_name:  # issue 5: -M, a manager found through the catalog
+            if not hasattr(self, "_finder"):
+                from ..catalog.finder import ManagerFinder
+
+                self._finder = ManagerFinder(self.config.manager_name, self.config.catalogs,
+                                             self.config.connection_mode)
+            found = self._finder.connect()
+            if found is None:
+                return None
+            sock, self.config.host, self.config.port, record_ssl = found
+            use_ssl = use_ssl or record_ssl
+        else:
+            try:
+                sock = socket.create_connection((self.config.host, self.config.port),
+                                                timeout=15)
+            except OSError as e:
+                logger.info("cannot connect to %s:%d: %s", self.config.host, self.config.port,
+                            e)
+                return None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if self.config.ssl:
+        if use_ssl:
             try:
                 sock = tls.client_context().wrap_socket(sock, server_hostname=self.config.host)
             except (OSError, ValueError) as e:
