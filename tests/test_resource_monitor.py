@@ -125,6 +125,8 @@ def test_summary_round_trips_cctools_output_byte_for_byte():
     assert data["memory"] == 12 and data["limits_exceeded"] == {"memory": 10}
     assert data["peak_times"]["wall_time"] == 2.331 and data["exit_status"] == 143
     assert S.dumps(data) == CCTOOLS_COMPACT
+    with_category = CCTOOLS_COMPACT.replace('{"task_id":"7",', '{"category":"x","task_id":"7",')
+    assert S.dumps(S.loads(with_category)) == with_category
     pretty = S.loads(CCTOOLS_PRETTY)
     assert S.dumps(pretty, pprint=True) == CCTOOLS_PRETTY
 

@@ -159,13 +159,21 @@ def _summary_tree(summary: dict[str, Any],
     """The ordered pairs CCTools prints for a summary dict (see the module docstring)."""
     known = _KNOWN
     pairs: list[tuple[str, Any]] = list(verbatim or [])
-    # verbatim fields first, in the order given (``rmsummary_print`` prepends them)
+    # verbatim fields first, in the order given (``rmsummary_print`` prepends them); a
+    # ``category``/``taskid`` read back from among them (``-V 'category: x'``) stays there
+    leading = True
+    placed = set()
     for key, value in summary.items():
         if key not in known or key == "task_id":
             pairs.append((key, value))
+        elif leading and key in ("category", "taskid") and isinstance(value, str):
+            pairs.append((key, value))
+            placed.add(key)
+        else:
+            leading = False
     # then, because jx_insert prepends, the meta fields in the reverse of their insertion
     for key in ("category", "taskid"):
-        if isinstance(summary.get(key), str) and summary[key]:
+        if key not in placed and isinstance(summary.get(key), str) and summary[key]:
             pairs.append((key, summary[key]))
     if summary.get("command") is not None:
         pairs.append(("command", str(summary["command"])))
