@@ -41,13 +41,13 @@ def test_manual_example_runs_and_max_workers_changes_while_running(env):
         workers.max_workers = 1
         done = []
         with workers:
-            assert serve_until(q, lambda: q.stats.workers_connected == 1, 15)
+            assert serve_until(q, lambda: q.stats.workers_connected == 1, 15, done)
             config = json.load(open(workers._config_file))
             assert config == {"cores": 1, "memory": 300, "disk": 300, "min-workers": 0,
                               "max-workers": 1}
             workers.max_workers = 3                 # rewrites the config; the factory follows
             assert json.load(open(workers._config_file))["max-workers"] == 3
-            assert serve_until(q, lambda: q.stats.workers_connected == 3, 15)
+            assert serve_until(q, lambda: q.stats.workers_connected == 3, 15, done)
             factory_pid = workers._factory_proc.pid
             kids = psutil.Process(factory_pid).children(recursive=True)
             while not q.empty():

@@ -171,15 +171,14 @@ def test_slurm_submit_workers_for_real(tmp_path, monkeypatch):
         ids = re.findall(r"Submitted batch job (\d+)", proc.stdout)
         assert len(ids) == 2
         for i in range(4):
-            q.submit(wq.Task(f"echo slurm-{i} > out.txt; hostname"))
+            q.submit(wq.Task(f"sleep 1; echo slurm-{i}"))
         done = []
         deadline = time.time() + 60
         while len(done) < 4 and time.time() < deadline:
             t = q.wait(1)
             if t:
                 done.append(t)
-        assert len(done) == 4
-        assert all(t.return_status == 0 for t in done)
+        assert sorted(t.output for t in done) == [f"slurm-{i}\n" for i in range(4)]
         assert q.stats.workers_joined == 2
     finally:
         scancel(ids)
