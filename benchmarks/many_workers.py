@@ -7,6 +7,10 @@ The workers live in one separate process (a selectors loop over N sockets).  Eac
 handshake like a CCTools worker, "runs" a task instantly (``available_results``, then the result
 when asked) and answers keepalive ``check`` messages.  Prints tasks/s, the manager's CPU per
 task, the longest pause between two returned tasks, and whether any worker was dropped.
+
+With ``CCTOOLS_HOME=/path/to/cctools`` the same simulated workers first serve the CCTools manager
+(the C driver in cctools_driver.py, which also runs one task per worker before its clock starts),
+the baseline of the ``x CCTools`` figure.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import selectors
 import socket
 import sys
 import time
+
+import cctools_driver as cct
 
 import work_queue as wq
 from work_queue.protocol import messages as m
@@ -93,6 +99,27 @@ def main() -> int:
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.workers)), hard))
+    home = cct.cctools_home()
+    baseline = None
+    if home is not None:
+        def start(port: int) -> multiprocessing.Process:
+            sim = multiprocessing.Process(target=simulate,
+                                          args=(port, args.workers, multiprocessing.Event()))
+            sim.start()
+            return sim
+
+        procs: list[multiprocessing.Process] = []
+        r = cct.run_driver(home, "true", args.tasks, 0, args.workers,
+                           start=lambda port: procs.append(start(port)))
+        for sim in procs:
+            sim.join(timeout=30)
+            if sim.is_alive():
+                sim.kill()
+        baseline = r["tasks"] / r["seconds"]
+        print(f"CCTools: {args.workers} workers, {int(r['tasks'])} tasks: {baseline:.0f} tasks/s, "
+              f"manager CPU {1000 * r['cpu_s'] / max(r['tasks'], 1):.3f} ms/task, longest pause "
+              f"{1000 * r['longest_pause_s']:.1f} ms, workers still connected "
+              f"{int(r['workers_connected'])}, lost {int(r['workers_lost'])}", flush=True)
     q = wq.WorkQueue(port=0)
     ready = multiprocessing.Event()
     sim = multiprocessing.Process(target=simulate, args=(q.port, args.workers, ready))
@@ -119,13 +146,17 @@ def main() -> int:
     elapsed = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    print(f"{args.workers} workers, {done} tasks: {done / elapsed:.0f} tasks/s, manager CPU "
-          f"{1000 * cpu / max(done, 1):.3f} ms/task, longest pause {1000 * longest:.1f} ms, "
-          f"workers still connected {q.stats.workers_connected}, lost {q.stats.workers_lost}")
+    ratio = f" ({done / elapsed / baseline:.2f}x CCTools)" if baseline else ""
+    print(f"ours: {args.workers} workers, {done} tasks: {done / elapsed:.0f} tasks/s{ratio}, "
+          f"manager CPU {1000 * cpu / max(done, 1):.3f} ms/task, longest pause "
+          f"{1000 * longest:.1f} ms, workers still connected {q.stats.workers_connected}, "
+          f"lost {q.stats.workers_lost}")
     q.close()
     sim.join(timeout=30)
     if sim.is_alive():
         sim.kill()
+    if home is None:
+        cct.skip_note()
     return 0
 
 
