@@ -8,4 +8,14 @@ python3 -m venv .venv
 # A one-node Slurm for the factory tests: installs Debian's slurm-wlm and munge when root,
 # starts them if not running, does nothing when Slurm already answers (their tests skip if not).
 bash tests/slurm_setup.sh || echo "run-tests.sh: Slurm is not available; its tests will skip"
+# Headless Chromium for the status page test: Debian's chromium, installed only when missing
+# (as root with apt-get); tests/test_status_page.py skips with a reason when there is none.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 || true
+    fi
+    command -v chromium >/dev/null 2>&1 || \
+        echo "run-tests.sh: chromium is not available; the status page test will skip"
+fi
 exec .venv/bin/python -m pytest "$@"
