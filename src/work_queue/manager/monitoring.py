@@ -1,12 +1,12 @@
 """Resource monitoring of tasks (``enable_monitoring``), the manager's side.
 
-Each monitored task gets the output ``cctools-monitor.summary``, which the manager fetches
-with the task's other outputs and parses into ``t.resources_measured``.  Who measures
-depends on the worker:
+Each monitored task's summary is parsed into ``t.resources_measured`` (and kept as
+``<dir>/wq-<pid>-task-<id>.summary`` when monitoring has a directory).  Who measures depends
+on the worker:
 
 * our worker announces the ``wq-py-monitor`` feature and measures the task itself, from its
   event loop (no extra process per task): the manager sends a ``monitor`` line with the
-  limits;
+  limits, and the worker sends the summary just before the task's result (no extra file);
 * any other worker (CCTools') gets the command wrapped exactly as CCTools wraps it,
   ``./cctools-monitor --no-pprint ... --sh 'cmd'``, with a ``resource_monitor`` executable
   found on this machine sent as the cached input ``cctools-monitor``.
@@ -19,6 +19,7 @@ as in CCTools.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -29,6 +30,8 @@ from .. import constants as C
 from ..core.resources import Resources
 from ..core.rmsummary import RESOURCE_NAMES, ResourceSummary, format_value
 from .files import FileSpec, make_file_spec
+
+logger = logging.getLogger(__name__)
 
 REMOTE_NAME = "cctools-monitor"
 SUMMARY_NAME = REMOTE_NAME + ".summary"
@@ -145,6 +148,18 @@ def read_summary(config: MonitorConfig, task: Any, spec: FileSpec) -> str | None
             return f.read()
     except OSError:
         return None
+
+
+def keep_summary(config: MonitorConfig, task: Any, text: str | None) -> None:
+    """Write a summary our worker sent where CCTools would have put the fetched file."""
+    path = config.summary_path(task)
+    if path is None or text is None:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        logger.warning("cannot keep the summary of task %s in %s: %s", task.id, path, e)
 
 
 def apply_summary(task: Any, text: str | None, config: MonitorConfig) -> None:

@@ -945,26 +945,34 @@ class WorkQueue(AbstractionsMixin):
             self._txn.task_running(task, conn.address, d.box, end)
 
     def _monitor_files(self, task: Task, worker: WorkerRecord) -> tuple[Any, ...]:
-        """The monitor's files for this attempt of ``task`` (none when not monitoring)."""
+        """Decide how this attempt of ``task`` is monitored; the files that takes."""
         config = self._monitor
+        task._summary_text = None
         if config is None or task.coprocess:
+            task._monitor_mode = None
+            task._monitor_files = ()
+            return ()
+        if extensions.MONITOR in worker.features:
+            # Our worker measures the task itself and sends the summary with the result.
+            task._monitor_mode = "native"
+            task._monitor_files = ()
+            return ()
+        exe = config.executable_spec()
+        if exe is None:
+            # Without a resource_monitor to send, CCTools workers run the task unmonitored.
+            task._monitor_mode = None
             task._monitor_files = ()
             return ()
         summary = task.__dict__.get("_monitor_summary")
-        if summary is None or summary.remote_name != monitoring.SUMMARY_NAME:
+        if summary is None:
             summary = task._monitor_summary = monitoring.summary_spec(config, task)
-        if extensions.MONITOR in worker.features:
-            files: tuple[Any, ...] = (summary,)
-        else:
-            exe = config.executable_spec()
-            # Without a resource_monitor to send, CCTools workers run the task unmonitored.
-            files = (exe, summary) if exe is not None else ()
-        task._monitor_files = files
-        return files
+        task._monitor_mode = "wrapped"
+        task._monitor_files = (exe, summary)
+        return task._monitor_files
 
     def _task_block(self, task: Task, d: Dispatch, fork: bool = False) -> bytes:
-        monitored = bool(task._monitor_files)
-        native = monitored and extensions.MONITOR in d.worker.features
+        monitored = task._monitor_mode is not None
+        native = task._monitor_mode == "native"
         command = task.command
         if monitored and not native:
             command = self._monitor.wrap(task, d.box)  # type: ignore[union-attr]
@@ -994,7 +1002,7 @@ class WorkQueue(AbstractionsMixin):
         for spec in task.files:
             if spec.is_input and spec.empty_dir:
                 parts.append(f"dir {spec.remote_name}\n".encode())
-        files = (*task.files, *task._monitor_files) if monitored else task.files
+        files = (*task.files, *task._monitor_files) if task._monitor_files else task.files
         for spec in files:
             if spec.is_input and not spec.empty_dir:
                 parts.append(m.TaskFile("infile", spec.cachename, spec.remote_name,
@@ -1078,6 +1086,10 @@ class WorkQueue(AbstractionsMixin):
             self._on_resource(w, msg)
         elif isinstance(msg, m.Update):
             self._on_update(conn, msg)
+        elif isinstance(msg, m.MonitorSummary):
+            task = w.tasks.get(msg.task_id) if w is not None else None
+            if task is not None and task._monitor_mode == "native":
+                task._summary_text = msg.payload.decode("utf-8", "replace")
         elif isinstance(msg, m.Hello):
             self._on_hello(conn, msg, now)
         elif isinstance(msg, m.Feature):
@@ -1140,9 +1152,9 @@ class WorkQueue(AbstractionsMixin):
             self._drop(conn, "IDLE_OUT", count_lost=False)
         elif f == "from-factory":
             w.factory_name = msg.value
-        elif f == "end_of_resource_update":
-            if self._txn:  # CCTools logs the worker's resources after every update
-                self._txn.worker_resources(w, now)
+        elif f == "end_of_resource_update" and self._txn:
+            # CCTools logs the worker's resources after every update
+            self._txn.worker_resources(w, now)
         # statistics and vacating notices need no action here.
 
     def _on_resource(self, w: WorkerRecord, msg: m.ResourceReport) -> None:
@@ -1315,10 +1327,13 @@ class WorkQueue(AbstractionsMixin):
         task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
             (task.send_input_finish - task.send_input_start)
         self._kill_on_worker(task, w, outputs_too=True)
-        if task._monitor_files and self._monitor is not None:
-            spec = task._monitor_files[-1]
-            monitoring.apply_summary(task, monitoring.read_summary(self._monitor, task, spec),
-                                     self._monitor)
+        if task._monitor_mode is not None and self._monitor is not None:
+            if task._monitor_mode == "native":
+                text = task._summary_text
+                monitoring.keep_summary(self._monitor, task, text)
+            else:
+                text = monitoring.read_summary(self._monitor, task, task._monitor_files[-1])
+            monitoring.apply_summary(task, text, self._monitor)
             if task.result == C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
                 self._debug_msg(f"task {task.id} exhausted resources on {w.hostname}: "
                                 f"{task.limits_exceeded}")

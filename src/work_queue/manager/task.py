@@ -93,6 +93,10 @@ class Task:
     resource_request = 0
     #: Files the resource monitor adds to the current attempt (manager/monitoring.py).
     _monitor_files: tuple = ()
+    #: How the current attempt is monitored: None, "native" (our worker) or "wrapped".
+    _monitor_mode: str | None = None
+    #: The summary our worker sent for the current attempt.
+    _summary_text: str | None = None
     #: How many times fast abort took this task back from a slow worker.
     fast_abort_count = 0
     #: Measured resources of the last attempt (monitoring), or None.
@@ -381,5 +385,5 @@ _RESULT_FIELDS = (*_TIMING_FIELDS, "id", "state", "result", "return_status", "_o
                   "try_count", "worker_key", "hostname", "host", "memory_outputs",
                   "resources_allocated", "resources_measured", "limits_exceeded",
                   "exhausted_attempts", "time_when_submitted", "_pending_gets", "measured",
-                  "_monitor_files", "_monitor_summary", "fast_abort_count",
-                  "resource_request")
+                  "_monitor_files", "_monitor_summary", "_monitor_mode", "_summary_text",
+                  "fast_abort_count", "resource_request")

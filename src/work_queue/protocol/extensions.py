@@ -19,9 +19,10 @@ PUSH_RESULTS = "wq-py-push-results"
 #: announced it).
 PYTHON_WARM = "wq-py-python-warm"
 
-#: The worker measures a task's process tree itself (worker/monitor) when the task block
-#: holds a ``monitor <len>`` line with the limits as JSON; it writes ``cctools-monitor.summary``
-#: in the sandbox and reports the exit code CCTools' resource_monitor would.
+#: The worker measures a task's process tree itself (worker/task_monitor.py) when the task
+#: block holds a ``monitor <len>`` line with the limits as JSON; it sends the CCTools summary
+#: as ``wq-py-summary <taskid> <len>`` + JSON just before the task's ``result``, and reports the
+#: exit code CCTools' resource_monitor would.
 MONITOR = "wq-py-monitor"
 
 #: What our worker announces.

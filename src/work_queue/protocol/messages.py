@@ -187,6 +187,24 @@ class Result(Message):
 
 
 @dataclass(slots=True)
+class MonitorSummary(Message):
+    """``wq-py-summary <taskid> <len>`` + JSON (extension ``wq-py-monitor``): the resource
+    summary of a task the worker measured, sent just before its ``result``."""
+
+    VERB: ClassVar[bytes] = b"wq-py-summary"
+    task_id: int
+    length: int
+    payload: bytes = b""
+
+    @property
+    def payload_length(self) -> int:
+        return self.length
+
+    def encode(self) -> bytes:
+        return f"wq-py-summary {self.task_id} {self.length}\n".encode()
+
+
+@dataclass(slots=True)
 class Update(Message):
     """``update <taskid> <remote_name> <offset> <length>`` + bytes: a watched file grew."""
 
@@ -320,6 +338,8 @@ def parse_from_worker(line: bytes) -> Message:
             )
         if verb == b"end" and n == 1:
             return End()
+        if verb == b"wq-py-summary" and n == 3:
+            return MonitorSummary(_int(parts[1], line), _int(parts[2], line))
         if verb == b"alive" and n == 1:
             return Alive()
         if verb == b"available_results":

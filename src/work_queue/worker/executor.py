@@ -83,6 +83,8 @@ class TaskRun:
     monitor: Any = None
     #: the limit the monitor found broken (the task was killed for it), if any
     broken_limit: str | None = None
+    #: the monitor's summary (CCTools JSON), sent before the result
+    summary: bytes = b""
     #: resource usage and raw wait status of the reaped process
     rusage: Any = None
     wait_status: int = 0

@@ -9,10 +9,8 @@ reports the exit code CCTools' ``resource_monitor`` would have exited with.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-SUMMARY_NAME = "cctools-monitor.summary"
 #: resource_monitor exit codes (``enum rmonitor_errors``).
 RM_SUCCESS, RM_TASK_ERROR, RM_OVERFLOW, RM_TIME_EXPIRE, RM_MONITOR_ERROR = range(5)
 #: The first look at a task comes soon (short tasks), later ones every ``interval``.
@@ -60,8 +58,9 @@ class TaskMonitor:
         """Stop every process of the task, also those that left its process group."""
         self.tree.kill()
 
-    def finish(self, now: float, rusage: Any, exit_code: int, signal: int) -> int:
-        """Write the summary into the sandbox; returns resource_monitor's exit code."""
+    def finish(self, now: float, rusage: Any, exit_code: int,
+               signal: int) -> tuple[int, bytes]:
+        """The summary (CCTools JSON) and resource_monitor's exit code."""
         from ..monitor import summary as summary_mod
         from ..monitor.measure import exit_code as monitor_exit_code
 
@@ -70,9 +69,4 @@ class TaskMonitor:
         if self.task_id is not None:
             summary["task_id"] = str(self.task_id)
         summary["category"] = self.category
-        try:
-            with open(os.path.join(self.sandbox, SUMMARY_NAME), "w") as f:
-                f.write(summary_mod.dumps(summary))
-        except OSError:
-            return RM_MONITOR_ERROR
-        return monitor_exit_code(summary)
+        return monitor_exit_code(summary), summary_mod.dumps(summary).encode()

@@ -825,8 +825,8 @@ class Session:
         signal_number = run.exit_code if run.status == WORK_QUEUE_RESULT_SIGNAL else 0
         exit_code = 0 if signal_number else run.exit_code
         try:
-            code = run.monitor.finish(run.finish or time.time(), run.rusage, exit_code,
-                                      signal_number)
+            code, run.summary = run.monitor.finish(run.finish or time.time(), run.rusage,
+                                                   exit_code, signal_number)
         except Exception as e:  # a failed measurement must not lose the task
             logger.warning("task %d: monitoring failed: %s", run.spec.task_id, e)
             code = RM_MONITOR_ERROR
@@ -894,6 +894,9 @@ class Session:
             output = read_output(run.output_fd)
             run.output_fd = -1
         elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
+        if run.summary:
+            self.send(m.MonitorSummary(run.spec.task_id, len(run.summary)).encode()
+                      + run.summary)
         self.send(m.Result(run.status, run.exit_code, len(output), elapsed,
                            run.spec.task_id).encode() + output)
         run.reported = True
