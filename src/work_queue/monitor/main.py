@@ -505,7 +505,6 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
     debug = o.debug
     child = not o.pid
     waiter = _Waiter(pid, child)
-    delay = 0.0
     next_time = tree.start
     next_summary = tree.start + o.interval
     rusage: Any = None
@@ -535,8 +534,7 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
                     if child and not root_done:
                         _, status, rusage = _wait4(pid, 0)
                     return rusage, status
-                delay = min(o.interval, max(FIRST_DELAY, delay * 2))
-                next_time = tree.next_sample(now, delay)
+                next_time = tree.next_sample(now, o.interval)
                 if root_done or (not child and not tree.root_running):
                     if not child and not root_done:
                         root_done = True
@@ -556,7 +554,7 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
                     if not tree.alive():
                         return rusage, status
                     # descendants left behind: follow them until they end, as CCTools does
-                    delay, next_time = 0.0, time.time() + FIRST_DELAY
+                    next_time = time.time() + FIRST_DELAY
             elif fired:
                 waiter.close()  # --pid: it ended (or is a zombie); look now
                 next_time = time.time()

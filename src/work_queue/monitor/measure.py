@@ -7,7 +7,7 @@ API (``now`` is ``time.time()`` seconds; units are CCTools': s, MB, cores)::
                        measure_only=False, disk_interval=1.0, cores_window=180.0,
                        measure_disk=True, measure_dirs=None)
     broken = tree.sample(now)        # -> name of a broken limit ("memory", ...) or None
-    when = tree.next_sample(now, interval)   # now + interval, sooner for wall_time/end limits
+    when = tree.next_sample(now, interval)   # 50 ms, 100 ms, 200 ms... up to interval
     tree.kill()                      # SIGKILL every process of the tree
     tree.reaped()                    # (optional) the root was waited for; tree.alive() then
                                      # says whether descendants are left
@@ -72,6 +72,8 @@ RM_SUCCESS, RM_TASK_ERROR, RM_OVERFLOW, RM_TIME_EXPIRE, RM_MONITOR_ERROR = range
 MB = 1 << 20
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _CPUS = float(os.cpu_count() or 1)
+#: The smallest gap between samples ``next_sample`` proposes.
+FIRST_GAP = 0.05
 #: A core is forgiven when checking the ``cores`` limit (bursts happen).
 CORES_FORGIVEN = 0.25
 #: Resources ``finish`` checks again when the task is over (``cores`` is a windowed peak).
@@ -367,8 +369,10 @@ class TreeMonitor:
         return (not self._reaped) or any(p.alive for p in self._procs.values())
 
     def next_sample(self, now: float, interval: float) -> float:
-        """When to sample next: ``interval`` from now, sooner for a ``wall_time`` limit."""
-        when = now + interval
+        """When to sample next: ``interval`` from now, sooner while the task is young (the
+        gap is the task's age, from 50 ms up to ``interval``: short tasks get a few samples)
+        and at a ``wall_time``/``end`` limit."""
+        when = now + min(interval, max(FIRST_GAP, now - self.start))
         wall = self.limits.get("wall_time", -1)
         if wall >= 0:
             when = min(when, self.start + wall + 1e-3)
