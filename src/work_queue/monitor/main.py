@@ -424,33 +424,41 @@ def monitor(o: Options) -> int:
                      + "\n")
 
     dirs = o.measure_dirs or ([os.getcwd()] if o.disk else [])
-    start = time.time()
-    spawn_error = 0
-    pid = o.pid
-    if argv:
-        try:
-            pid = _spawn(argv)
-        except OSError as e:
-            spawn_error = e.errno or 1
-            debug(f"error executing {argv[0]}: {e.strerror}")
     forwarded: dict[int, Any] = {}
-    if pid and not o.pid:
+    child = [0]  # set once spawned; signals before that are forwarded right after
+    pending: list[int] = []
+    if argv:
         def forward(signum: int, frame: Any) -> None:
             debug(f"forwarding signal {signal.Signals(signum).name}({signum})")
+            if not child[0]:
+                pending.append(signum)
+                return
             try:
-                os.kill(pid, signum)
+                os.kill(child[0], signum)
             except OSError:
                 pass
 
         for name in FORWARDED_SIGNALS:
             num = getattr(signal, name)
             forwarded[num] = signal.signal(num, forward)
-    elif pid:
+    else:
         def stop(signum: int, frame: Any) -> None:
             raise _Stop  # --pid: not ours to stop; just end the measurement
 
         for num in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
             forwarded[num] = signal.signal(num, stop)
+    start = time.time()
+    spawn_error = 0
+    pid = o.pid
+    if argv:
+        try:
+            pid = child[0] = _spawn(argv)
+        except OSError as e:
+            spawn_error = e.errno or 1
+            debug(f"error executing {argv[0]}: {e.strerror}")
+        for signum in pending:
+            if pid:
+                os.kill(pid, signum)
 
     rusage: Any = None
     wait_status: int | None = None
@@ -592,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         return RM_TASK_ERROR
     except FatalError as e:
         print(f"{PROGRAM}: {e}", file=sys.stderr)
+        return RM_MONITOR_ERROR
+    except _Stop:  # --pid, stopped before the measurement began
         return RM_MONITOR_ERROR
 
 
