@@ -36,10 +36,12 @@ import throughput
 
 # (path fragment, function name or "*") -> phase; the first match wins.
 PHASES: list[tuple[str, str, str]] = [
+    ("", "<module>", "imports"),
     ("selectors.py", "select", "polling"),
     ("~", "<method 'poll' of 'select.epoll' objects>", "polling"),
-    ("benchmarks/throughput.py", "*", "application"),
-    ("benchmarks/profile_manager.py", "*", "application"),
+    ("throughput.py", "*", "application"),  # py-spy shows benchmarks' files by name only
+    ("profile_manager.py", "main", "application"),
+    ("cctools_driver.py", "*", "application"),
     ("manager/queue.py", "submit", "submit"),
     ("core/manager_state.py", "submit", "submit"),
     ("manager/task.py", "*", "submit"),
@@ -89,8 +91,8 @@ PHASES: list[tuple[str, str, str]] = [
     ("manager/monitoring.py", "*", "bookkeeping"),
     ("manager/queue.py", "*", "bookkeeping"),  # wait, _finish, _pass, _periodic, ...
 ]
-ORDER = ["application", "submit", "dispatch decision", "encoding/sending", "receiving/parsing",
-         "retrieval", "bookkeeping", "polling", "other"]
+ORDER = ["imports", "application", "submit", "dispatch decision", "encoding/sending",
+         "receiving/parsing", "retrieval", "bookkeeping", "polling", "other"]
 
 
 def rule_phase(path: str, func: str) -> str | None:
