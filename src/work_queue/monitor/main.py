@@ -23,15 +23,12 @@ fractional ``-i`` intervals.
 
 from __future__ import annotations
 
-import getopt
 import os
 import select
 import signal
-import socket
 import struct
 import sys
 import time
-from typing import Any, TextIO
 
 from . import summary as summary_mod
 from .measure import (
@@ -43,6 +40,10 @@ from .measure import (
     parse_limits_file,
 )
 from .summary import format_value
+
+TYPE_CHECKING = False  # typing costs milliseconds at each start of the command
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 PROGRAM = "resource_monitor"
 VERSION = "7.17.1"
@@ -153,6 +154,59 @@ class Options:
         self.debug_on = False
 
 
+def getopt(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str, str]],
+                                                                  list[str]]:
+    """``getopt.getopt`` (options up to the first operand or ``--``; unique prefixes of long
+    options), without its import of gettext: this command starts for every task."""
+    opts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return opts, args[i + 1:]
+        if not arg.startswith("-") or arg == "-":
+            return opts, args[i:]
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            matches = [o for o in long if o.rstrip("=") == name] or \
+                [o for o in long if o.startswith(name)]
+            if len(matches) != 1:
+                raise UsageError(f"option --{name} not recognized" if not matches
+                                 else f"option --{name} not a unique prefix")
+            full = matches[0]
+            if full.endswith("="):
+                if not eq:
+                    i += 1
+                    if i >= len(args):
+                        raise UsageError(f"option --{full[:-1]} requires argument")
+                    value = args[i]
+                opts.append(("--" + full[:-1], value))
+            elif eq:
+                raise UsageError(f"option --{full} must not have an argument")
+            else:
+                opts.append(("--" + full, ""))
+        else:
+            j = 1
+            while j < len(arg):
+                ch = arg[j]
+                k = short.find(ch)
+                if k < 0 or ch == ":":
+                    raise UsageError(f"option -{ch} not recognized")
+                if short[k + 1:k + 2] == ":":
+                    value = arg[j + 1:]
+                    if not value:
+                        i += 1
+                        if i >= len(args):
+                            raise UsageError(f"option -{ch} requires argument")
+                        value = args[i]
+                    opts.append(("-" + ch, value))
+                    break
+                opts.append(("-" + ch, ""))
+                j += 1
+        i += 1
+    return opts, []
+
+
 def _verbatim(text: str) -> tuple[str, str]:
     field, sep, value = text.partition(":")
     if not sep:
@@ -163,10 +217,7 @@ def _verbatim(text: str) -> tuple[str, str]:
 def parse_args(argv: list[str]) -> Options | None:
     """Options from ``argv`` (without the program name); None after -h/-v."""
     o = Options()
-    try:
-        opts, rest = getopt.getopt(argv, SHORT, LONG)
-    except getopt.GetoptError as e:
-        raise UsageError(str(e)) from None
+    opts, rest = getopt(argv, SHORT, LONG)
     for opt, arg in opts:
         if opt in ("-h", "--help"):
             print(HELP.format(prog=PROGRAM, resources=", ".join(summary_mod.RESOURCE_NAMES)))
@@ -385,7 +436,7 @@ def monitor(o: Options) -> int:
     summary_path = template + ".summary"
     _open_output(summary_path)
     verbatim = list(o.verbatim)
-    verbatim.append(("host", socket.gethostname()))
+    verbatim.append(("host", os.uname().nodename))
     verbatim.append(("monitor_version", MONITOR_VERSION))
     if o.pid:
         command_line = "# following pid with --pid"

@@ -50,15 +50,17 @@ Also: :func:`parse_limit` (``"cores: 4"``), :func:`parse_limits` (``-L`` strings
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import resource
 import signal as _signal
 import time
-from typing import Any
 
 from .summary import RESOURCE_FIELDS, RESOURCE_NAMES, UNITS
+
+TYPE_CHECKING = False  # typing costs milliseconds at each start of the command
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "RESOURCE_FIELDS", "RESOURCE_NAMES", "UNITS", "RM_SUCCESS", "RM_TASK_ERROR", "RM_OVERFLOW",
@@ -97,7 +99,7 @@ def parse_limit(text: str) -> tuple[str, float]:
         number = float(value)
     except ValueError:
         raise ValueError(f"invalid value {value!r} for limit {field!r}") from None
-    if math.isnan(number):
+    if number != number:  # NaN
         raise ValueError(f"invalid value {value!r} for limit {field!r}")
     return field, number
 
@@ -147,7 +149,7 @@ def validate_limits(limits: dict[str, Any] | None) -> dict[str, float]:
         if name not in UNITS:
             raise ValueError(f"unknown resource {name!r} in limits "
                              f"(known: {', '.join(RESOURCE_NAMES)})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise ValueError(f"limit {name!r} should be a number, not {value!r}")
         if value >= 0:
             out[name] = float(value)

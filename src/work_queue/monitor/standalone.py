@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import os
+import py_compile
 import sys
+import tempfile
 import zipfile
 
 MODULES = ("__init__.py", "summary.py", "measure.py", "main.py")
@@ -24,10 +26,18 @@ def build(output: str, interpreter: str = "/usr/bin/env python3") -> str:
     """Write the executable to ``output`` (replaced atomically); returns ``output``."""
     here = os.path.dirname(os.path.abspath(__file__))
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z, \
+            tempfile.TemporaryDirectory() as tmp:
         z.writestr("__main__.py", MAIN)
         for name in MODULES:
-            z.write(os.path.join(here, name), f"{PACKAGE}/{name}")
+            source = os.path.join(here, name)
+            z.write(source, f"{PACKAGE}/{name}")
+            # bytecode too, so this interpreter does not compile at every start (others,
+            # with another magic number, fall back to the source)
+            pyc = os.path.join(tmp, name + "c")
+            py_compile.compile(source, pyc, dfile=f"{PACKAGE}/{name}", doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            z.write(pyc, f"{PACKAGE}/{name}c")
     tmp = f"{output}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(b"#!" + interpreter.encode() + b"\n")

@@ -21,10 +21,12 @@ Standard library only: the monitor is shipped alone to remote workers (see ``sta
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterator
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds at each start of the command
+if TYPE_CHECKING:
+    from typing import Any
 
 #: (name, unit, decimals) in CCTools' order (``dttools/src/rmsummary.c`` ``resources_info``).
 RESOURCE_FIELDS: tuple[tuple[str, str, int], ...] = (
@@ -38,6 +40,7 @@ RESOURCE_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("total_processes", "procs", 0), ("total_files", "files", 0), ("fs_nodes", "nodes", 0),
     ("workers", "workers", 0),
 )
+
 RESOURCE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in RESOURCE_FIELDS)
 UNITS: dict[str, str] = {name: unit for name, unit, _ in RESOURCE_FIELDS}
 DECIMALS: dict[str, int] = {name: d for name, _, d in RESOURCE_FIELDS}
@@ -353,11 +356,17 @@ def from_json(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _json() -> Any:
+    import json  # only for reading: the command starts faster without it
+
+    return json
+
+
 def loads(text: str) -> dict[str, Any]:
     """One summary from its text (``ValueError`` naming the problem if it is not one)."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
+        data = _json().loads(text)
+    except ValueError as e:
         raise ValueError(f"not a resource summary: {e}") from None
     return from_json(data)
 
@@ -370,7 +379,7 @@ def read_summary(path: str) -> dict[str, Any]:
 
 def iter_summaries(text: str) -> Iterator[dict[str, Any]]:
     """Each summary of an appended ``.summaries`` text, in order, skipping ``#`` lines."""
-    decoder = json.JSONDecoder()
+    decoder = _json().JSONDecoder()
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -382,8 +391,8 @@ def iter_summaries(text: str) -> Iterator[dict[str, Any]]:
         else:
             try:
                 data, i = decoder.raw_decode(text, i)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"bad summary at character {i}: {e.msg}") from None
+            except ValueError as e:
+                raise ValueError(f"bad summary at character {i}: {getattr(e, 'msg', e)}") from None
             yield from_json(data)
 
 
