@@ -80,7 +80,9 @@ def test_final_update_at_close_and_default_catalog(catalog, in_tmp, monkeypatch)
     q = wq.WorkQueue(port=0, name="closing")
     q.submit(wq.Task("true"))
     q.close()  # never waited: the last update still goes out
-    recs = client.find_managers("closing")  # the default catalog is CATALOG_HOST
+    # the default catalog is CATALOG_HOST; the catalog may take a moment to file the update
+    wait_for(lambda: len(client.find_managers("closing")) == 1)
+    recs = client.find_managers("closing")
     assert len(recs) == 1 and recs[0]["tasks_waiting"] == 1
 
 

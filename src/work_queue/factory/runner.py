@@ -69,7 +69,7 @@ class Factory:
 
     def __init__(self, queue: BatchQueue, config: FactoryConfig, source: ManagerSource,
                  worker: WorkerOptions | None = None, config_watcher: ConfigWatcher | None = None,
-                 period: float = FACTORY_PERIOD, kill_timeout: float = 30.0,
+                 period: float = FACTORY_PERIOD, kill_timeout: float = 5.0,
                  parent_pid: int | None = None, out: TextIO | None = None,
                  query: Callable[[ManagerSource, FactoryConfig], list[dict[str, Any]]]
                  | None = None) -> None:
