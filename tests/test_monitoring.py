@@ -108,3 +108,32 @@ def test_exhausted_first_allocation_is_retried_at_the_maximum(queue, workers, in
     assert done.resources_allocated.disk == 400
     assert done.resources_measured.disk >= 70
     assert queue.stats.tasks_exhausted_attempts == 1
+
+
+def test_wrapped_command_for_cctools_workers_runs_and_enforces(tmp_path):
+    """The command a CCTools worker receives, run as that worker would run it, with the
+    self-contained monitor the manager sends as ``cctools-monitor``."""
+    import shutil
+    import subprocess
+
+    from work_queue.core.resources import Resources
+    from work_queue.core.rmsummary import ResourceSummary
+    from work_queue.manager import monitoring
+
+    exe = monitoring.locate_resource_monitor()
+    assert exe is not None and os.access(exe, os.X_OK)
+    shutil.copy(exe, tmp_path / "cctools-monitor")
+    config = monitoring.MonitorConfig(executable=exe)
+
+    class FakeTask:
+        id, category = 7, "big"
+        command = "python3 -c 'b = bytearray(b\"x\" * (200 << 20)); import time; time.sleep(3)'"
+
+    wrapped = config.wrap(FakeTask, Resources(cores=1, memory=100, disk=100))
+    assert wrapped.startswith("./cctools-monitor --no-pprint --with-output-files=cctools-monitor")
+    assert "-L 'memory: 100'" in wrapped and "-V 'task_id: 7'" in wrapped
+    proc = subprocess.run(["/bin/sh", "-c", wrapped], cwd=tmp_path, timeout=30)
+    assert proc.returncode == monitoring.RM_OVERFLOW
+    summary = ResourceSummary.from_text((tmp_path / "cctools-monitor.summary").read_text())
+    assert summary.limits_exceeded is not None and summary.limits_exceeded.memory == 100
+    assert summary.category == "big" and summary.memory > 100

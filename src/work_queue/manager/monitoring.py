@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import shlex
-import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -41,12 +41,25 @@ RM_SUCCESS, RM_TASK_ERROR, RM_OVERFLOW, RM_TIME_EXPIRE, RM_MONITOR_ERROR = range
 
 
 def locate_resource_monitor() -> str | None:
-    """The ``resource_monitor`` executable CCTools workers are sent (PATH, or
-    ``CCTOOLS_RESOURCE_MONITOR``)."""
+    """The ``resource_monitor`` CCTools workers are sent as ``cctools-monitor``.
+
+    ``CCTOOLS_RESOURCE_MONITOR`` names one (CCTools' own binary, for example); otherwise ours,
+    packed once per manager process into a single self-contained file (it needs only a
+    ``python3`` on the worker's host).
+    """
     path = os.environ.get("CCTOOLS_RESOURCE_MONITOR")
     if path and os.access(path, os.X_OK):
         return path
-    return shutil.which("resource_monitor")
+    global _STANDALONE
+    if _STANDALONE is None or not os.path.exists(_STANDALONE):
+        from ..monitor.standalone import build
+
+        directory = tempfile.mkdtemp(prefix="wq-monitor-")
+        _STANDALONE = build(os.path.join(directory, "resource_monitor"))
+    return _STANDALONE
+
+
+_STANDALONE: str | None = None
 
 
 @dataclass
