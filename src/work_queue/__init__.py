@@ -43,11 +43,17 @@ def specify_port_range(low_port: int, high_port: int) -> None:
 
 
 def set_debug_flag(*flags: str) -> None:
-    """Accepted for compatibility; use ``WorkQueue(debug_log=...)`` to get a debug log."""
+    """Turn on CCTools debug flags (``"all"``, ``"wq"``, ...) for managers made afterwards."""
+    from .manager import logs
+
+    logs.set_debug_flags(*flags)
 
 
 def specify_debug_log(logfile: str) -> None:
-    """Accepted for compatibility; use ``WorkQueue(debug_log=...)``."""
+    """Write the debug log of managers made afterwards to ``logfile`` (flag ``all``)."""
+    from .manager import logs
+
+    logs.specify_debug_log(logfile)
 
 
 __all__ = [

@@ -7,6 +7,8 @@ import logging
 import re
 import sys
 
+from ..manager.logs import DebugFormatter, parse_debug_flags
+
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}
 
@@ -29,6 +31,8 @@ def parse_size_mb(text: str) -> int:
 
 def setup_debug(flags: list[str] | None, debug_file: str | None, program: str) -> None:
     """``-d all -o file``: send this program's log records to a file (or stderr)."""
+    if flags:
+        parse_debug_flags(flags)  # an unknown flag is an error, as in CCTools
     if not flags:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                             format=f"{program}: %(message)s")
@@ -39,9 +43,7 @@ def setup_debug(flags: list[str] | None, debug_file: str | None, program: str) -
             else logging.StreamHandler(sys.stdout)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s.%(msecs)02d {program}[%(process)d] %(name)s: %(message)s",
-        datefmt="%Y/%m/%d %H:%M:%S"))
+    handler.setFormatter(DebugFormatter(program))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG)

@@ -173,7 +173,8 @@ class TransactionLog:
 
     def worker_disconnected(self, w: Any, address: str, reason: str, now: float) -> None:
         reason = reason if reason in DISCONNECT_REASONS else "UNKNOWN"
-        self._line(now, f"WORKER {w.worker_id or '(null)'} {address}  DISCONNECTION {reason}")
+        worker_id = getattr(w, "worker_id", None) or "(null)"
+        self._line(now, f"WORKER {worker_id} {address}  DISCONNECTION {reason}")
 
     def worker_resources(self, w: Any, now: float) -> None:
         """Total memory, disk and cores the worker reported (gpus are not shown, as in CCTools)."""

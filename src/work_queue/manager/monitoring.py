@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import tempfile
@@ -193,8 +194,9 @@ def apply_summary(task: Any, text: str | None, config: MonitorConfig) -> None:
         return
     task.return_status = summary.exit_status
     if summary.cores > 0:
-        # cleanup noise, so small fluctuations do not look like new maxima
-        summary.cores = min(summary.cores, -(-(summary.cores - 0.1) // 1))
+        # cleanup noise, so small fluctuations do not look like new maxima (CCTools), never
+        # below zero
+        summary.cores = max(0.0, min(summary.cores, float(math.ceil(summary.cores - 0.1))))
     task.measured = summary
     task.resources_measured = summary
     task.limits_exceeded = summary.limits_exceeded

@@ -792,6 +792,9 @@ class WorkQueue(AbstractionsMixin):
         conn.close()
         w = conn.worker
         if w is None:
+            if reason == "STATUS_WORKER" and self._txn:
+                # CCTools logs a status client's goodbye as a worker without an id
+                self._txn.worker_disconnected(None, conn.address, reason, self._now())
             return
         now = self._now()
         requeued = self._state.remove_worker(w.key, now)
