@@ -13,6 +13,10 @@ interleaved so machine load affects both alike.  Prints the mean per-task times,
 
 With ``--cli`` it also times the wrapper CCTools workers get, ``./cctools-monitor --sh true``
 (the standalone single-file monitor), against ``/bin/sh -c true``.
+
+With ``--end-to-end`` it also runs the whole thing: a manager with two local one-core
+workers runs batches of ``true`` tasks with and without ``q.enable_monitoring()``
+(alternating), and prints tasks/s of each and the cost ratio.
 """
 
 from __future__ import annotations
@@ -82,12 +86,62 @@ def per_task(fn, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
+def _queue_run(n: int, monitor: bool) -> float:
+    """Tasks/s of ``n`` true tasks on two local one-core workers."""
+    import work_queue as wq
+
+    here = os.getcwd()
+    work = tempfile.mkdtemp(prefix="wq-monitor-e2e-")
+    os.chdir(work)
+    try:
+        q = wq.WorkQueue(port=0)
+        if monitor:
+            q.enable_monitoring()
+        workers = [subprocess.Popen([sys.executable, "-m", "work_queue.cli.worker", "--cores",
+                                     "1", "--memory", "1000", "--disk", "1000",
+                                     "--single-shot", "localhost", str(q.port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for _ in range(2)]
+        while q.stats.workers_connected < 2:
+            q.wait(0.05)
+        start = time.perf_counter()
+        for _ in range(n):
+            t = wq.Task("true")
+            t.specify_cores(1)
+            q.submit(t)
+        while not q.empty():
+            q.wait(1)
+        rate = n / (time.perf_counter() - start)
+        q.close()
+        for w in workers:
+            w.wait(timeout=30)
+        return rate
+    finally:
+        os.chdir(here)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def end_to_end(n: int) -> None:
+    plain, monitored = [], []
+    for _ in range(3):
+        plain.append(_queue_run(n, False))
+        monitored.append(_queue_run(n, True))
+    a, b = statistics.median(plain), statistics.median(monitored)
+    print(f"end to end, {n} true tasks, 2 one-core workers (median of 3 alternating runs):")
+    print(f"  without monitoring {a:7.0f} tasks/s   with enable_monitoring() {b:7.0f} tasks/s"
+          f"   cost ratio {a / b:.2f}x")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=500)
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--cli", action="store_true", help="also time the cctools-monitor wrapper")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="also time true tasks through a manager and two workers")
     args = p.parse_args()
+    if args.end_to_end:
+        end_to_end(max(args.tasks, 1000))
     work = tempfile.mkdtemp(prefix="wq-monitor-bench-")
     sandbox = os.path.join(work, "t.1")
     os.mkdir(sandbox)
