@@ -187,3 +187,35 @@ def test_worker_name_errors(catalog):
     both = subprocess.run(worker_cmd("-M", "x", "localhost", "9123"), capture_output=True,
                           text=True, timeout=30)
     assert both.returncode != 0 and "not both" in both.stderr
+
+
+def test_manager_trims_idle_workers_of_a_factory_over_its_max(catalog, in_tmp, monkeypatch):
+    """A factory lowers max_workers in its catalog record: the manager sends idle workers of
+    that factory away (CCTools factory_trim_workers)."""
+    monkeypatch.setenv("CATALOG_HOST", f"127.0.0.1:{catalog.port}")
+    monkeypatch.setenv("WORK_QUEUE_UPDATE_INTERVAL", "0.2")
+    q = wq.WorkQueue(port=0)
+    procs = [subprocess.Popen(worker_cmd("--from-factory", "fac1", "localhost", str(q.port)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(3)]
+    try:
+        deadline = time.time() + 15
+        while q.stats.workers_connected < 3:
+            assert time.time() < deadline
+            q.wait(0.1)
+        client.send_update([("127.0.0.1", catalog.port)],
+                           {"type": "wq_factory", "factory_name": "fac1", "max_workers": 1})
+        deadline = time.time() + 15
+        while q.stats.workers_connected > 1:
+            assert time.time() < deadline, q.stats
+            q.wait(0.1)
+        deadline = time.time() + 10
+        while sum(p.poll() is not None for p in procs) < 2:
+            assert time.time() < deadline, "the trimmed workers did not exit"
+            time.sleep(0.1)
+        assert [p.poll() for p in procs].count(None) == 1     # one stays, serving
+        assert all(p.returncode == 0 for p in procs if p.poll() is not None)
+    finally:
+        for p in procs:
+            p.kill()
+        q.close()

@@ -60,14 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     for res in ("cores", "memory", "disk", "gpus"):
         p.add_argument(f"--coprocess-{res}", f"--coprocess_{res}", dest=f"coprocess_{res}",
                        type=int, default=-1, help=f"{res} reserved for each coprocess")
+    p.add_argument("--from-factory", default=None, metavar="NAME",
+                   help="the work_queue_factory that started this worker (the manager keeps "
+                        "that factory's workers within its --max-workers)")
     p.add_argument("--disable-warm-python", action="store_true",
                    help="run Python tasks in a new interpreter each, as CCTools does")
     # Accepted and ignored, like CCTools
     for flag in ("-a", "--advertise", "-c", "--measure-capacity", "--disable-symlinks"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     for flag in ("-z", "--disk-threshold", "--memory-threshold", "-w", "--tcp-window-size",
-                 "--bandwidth", "--volatility", "--from-factory",
-                 "--task-wrapper", "-p"):
+                 "--bandwidth", "--volatility", "--task-wrapper", "-p"):
         p.add_argument(flag, help=argparse.SUPPRESS)
     return p
 
@@ -113,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     cfg.workdir = args.workdir
     cfg.wall_time = args.wall_time
     cfg.features = list(args.feature)
+    cfg.factory_name = args.from_factory
     cfg.ssl = args.ssl
     cfg.warm_python = not args.disable_warm_python
     if args.coprocess:

@@ -131,3 +131,59 @@ class Advertiser:
                 self._thread.join(wait)
             if self.maybe_update(now, force=True) and self._thread is not None:
                 self._thread.join(wait)
+
+
+class FactoryLimits:
+    """The ``max_workers`` of the factories whose workers are connected, read from the
+    catalog's ``wq_factory`` records (CCTools ``update_read_catalog_factory``).
+
+    The query runs in a background thread once per update interval while some worker says
+    ``from-factory``; the manager's loop picks up what it found with :meth:`take`.
+    """
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.interval = update_interval()
+        self.names: set[str] = set()
+        self.max_workers: dict[str, int] = {}
+        self.last: float | None = None
+        self._thread: threading.Thread | None = None
+        self._found: dict[str, int] | None = None
+        self._lock = threading.Lock()
+
+    def maybe_fetch(self, now: float) -> None:
+        if not self.names or (self.last is not None and now - self.last < self.interval):
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self.last = now
+        names = sorted(self.names)
+        chosen = getattr(self.queue, "_catalog", None)
+        catalogs = [chosen] if chosen else client.default_catalogs()
+        self._thread = threading.Thread(target=self._fetch, args=(catalogs, names),
+                                        name="wq-factory-query", daemon=True)
+        self._thread.start()
+
+    def _fetch(self, catalogs: list[tuple[str, int]], names: list[str]) -> None:
+        wanted = " || ".join(f'factory_name == "{n}"' for n in names)
+        try:
+            records = client.query_catalogs(catalogs, f'type == "wq_factory" && ({wanted})',
+                                            timeout=5.0)
+        except (OSError, ValueError, client.CatalogError) as e:
+            logger.debug("cannot read factory records: %s", e)
+            return
+        found: dict[str, int] = {}
+        for rec in records:
+            name, limit = rec.get("factory_name"), rec.get("max_workers")
+            if isinstance(name, str) and isinstance(limit, int | float):
+                found[name] = int(limit)
+        with self._lock:
+            self._found = found
+
+    def take(self) -> dict[str, int] | None:
+        """New limits found since the last call (None if nothing new)."""
+        with self._lock:
+            found, self._found = self._found, None
+        if found is not None:
+            self.max_workers.update(found)
+        return found

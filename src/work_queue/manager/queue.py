@@ -182,6 +182,7 @@ class WorkQueue(AbstractionsMixin):
         logger.debug("listening on port %d", self._port)
         # issue 5: catalog advertising, and status answers while the application is busy
         self._advertiser = catalog.Advertiser(self)
+        self._factory_limits = catalog.FactoryLimits(self)
         self._status_responder = status.StatusResponder(self)
         self._status_responder.start()
 
@@ -848,6 +849,7 @@ class WorkQueue(AbstractionsMixin):
                     now - conn.last_message >= self._keepalive_timeout:
                 self._drop(conn, "FAILURE")
         self._shut_down_drained_workers()
+        self._trim_factory_workers(now)
         if now - self._last_unfit_warning >= self.unfit_warning_interval:
             self._last_unfit_warning = now
             self._warn_unfit_tasks()
@@ -886,6 +888,25 @@ class WorkQueue(AbstractionsMixin):
                     f"{largest.gpus:g} gpus); they will wait until a larger worker connects")
             logger.warning(text)
             self._debug_msg(text)
+
+    def _trim_factory_workers(self, now: float) -> None:
+        """Shut down idle workers of factories that have more here than their max_workers
+        (CCTools ``factory_trim_workers``)."""
+        limits = self._factory_limits
+        limits.maybe_fetch(now)
+        if not limits.take():
+            return
+        for name, limit in limits.max_workers.items():
+            mine = [w for w in self._state.workers.values() if w.factory_name == name]
+            excess = len(mine) - limit
+            for w in mine:
+                if excess <= 0:
+                    break
+                if not w.tasks and w.key in self._conns:
+                    self._debug_msg(f"trimming idle worker {w.hostname} of factory {name} "
+                                    f"(max_workers {limit})")
+                    self._last_word(self._conns[w.key], m.Exit().encode(), "EXPLICIT")
+                    excess -= 1
 
     def _shut_down_drained_workers(self) -> None:
         """A draining worker that has finished its tasks is told to exit."""
@@ -1155,6 +1176,15 @@ class WorkQueue(AbstractionsMixin):
             self._drop(conn, "IDLE_OUT", count_lost=False)
         elif f == "from-factory":
             w.factory_name = msg.value
+            self._factory_limits.names.add(msg.value)
+            limit = self._factory_limits.max_workers.get(msg.value)
+            connected = sum(1 for x in self._state.workers.values()
+                            if x.factory_name == msg.value)
+            if limit is not None and connected > limit:
+                # The factory asked for fewer workers than it has here: send this one away.
+                self._debug_msg(f"worker {w.hostname} of factory {msg.value} is over its "
+                                f"max_workers ({limit}); shutting it down")
+                self._last_word(conn, m.Exit().encode(), "EXPLICIT")
         elif f == "end_of_resource_update" and self._txn:
             # CCTools logs the worker's resources after every update
             self._txn.worker_resources(w, now)

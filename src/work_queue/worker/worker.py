@@ -102,6 +102,8 @@ class WorkerConfig:
     arch: str = field(default_factory=platform.machine)
     io_timeout: float = 3600.0
     ssl: bool = False
+    #: --from-factory: the factory that started this worker (sent as ``info from-factory``)
+    factory_name: str | None = None
     #: -M: find managers whose project matches this regex through the catalog (issue 5)
     manager_name: str | None = None
     catalogs: str | None = None
@@ -318,6 +320,8 @@ class Session:
                     __version__).encode(),
             m.Info("worker-id", "worker-" + ident.hexdigest()).encode(),
         ]
+        if self.cfg.factory_name:
+            lines.append(m.Info("from-factory", self.cfg.factory_name).encode())
         lines += [m.Feature(f).encode() for f in w.features]
         # Extensions beyond protocol 11 are announced as features; a CCTools manager just
         # records them (see protocol/extensions.py).
