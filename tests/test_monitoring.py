@@ -88,7 +88,7 @@ def test_slide_example_one_task_breaks_the_category_limit(queue, workers, in_tmp
     # it went over the category maximum, so it was not retried bigger
     assert breaker.try_count == 1
     (rec,) = [r for r in queue.status("wable_status") if r["category"] == "my-tasks"]
-    assert rec["max_disk"] == "60" and rec["max_cores"] == "1"
+    assert rec["max_disk"] == "60" and rec["max_cores"] == "1.000"  # as CCTools prints it
 
 
 def test_exhausted_first_allocation_is_retried_at_the_maximum(queue, workers, in_tmp):

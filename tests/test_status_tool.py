@@ -90,7 +90,7 @@ def test_direct_queries(in_tmp):
         assert able[0].split() == ["CATEGORY", "DISPATCHED", "WAITING", "FIT-WORKERS",
                                    "MAX-CORES", "MAX-MEMORY", "MAX-DISK"]
         fixed = next(line.split() for line in able if line.startswith("fixed"))
-        assert fixed == ["fixed", "2", "0", "1", "1", "300", "200"]
+        assert fixed == ["fixed", "2", "0", "1", "1.000", "300", "200"]  # CCTools: %.3f cores
         res = status("-R", "127.0.0.1", str(q.port)).stdout.splitlines()
         assert res[0].split()[:3] == ["MANAGER", "CORES", "INUSE"]
         long = json.loads(status("-l", "-T", "127.0.0.1", str(q.port)).stdout)

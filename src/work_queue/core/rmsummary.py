@@ -11,21 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-#: (name, unit, decimals) in CCTools' order (``dttools/src/rmsummary.c``).
-RESOURCE_FIELDS: tuple[tuple[str, str, int], ...] = (
-    ("start", "s", 6), ("end", "s", 6), ("wall_time", "s", 6), ("cpu_time", "s", 6),
-    ("memory", "MB", 0), ("virtual_memory", "MB", 0), ("swap_memory", "MB", 0),
-    ("disk", "MB", 0), ("bytes_read", "MB", 0), ("bytes_written", "MB", 0),
-    ("bytes_received", "MB", 0), ("bytes_sent", "MB", 0), ("bandwidth", "Mbps", 3),
-    ("gpus", "gpus", 0), ("cores", "cores", 3), ("cores_avg", "cores", 3),
-    ("machine_cpus", "cores", 3), ("machine_load", "procs", 0),
-    ("context_switches", "switches", 0), ("max_concurrent_processes", "procs", 0),
-    ("total_processes", "procs", 0), ("total_files", "files", 0), ("fs_nodes", "nodes", 0),
-    ("workers", "workers", 0),
-)
-RESOURCE_NAMES = tuple(name for name, _, _ in RESOURCE_FIELDS)
-_DECIMALS = {name: d for name, _, d in RESOURCE_FIELDS}
-_UNITS = {name: u for name, u, _ in RESOURCE_FIELDS}
+from ..monitor.summary import DECIMALS, RESOURCE_NAMES, UNITS, format_value
+
+_DECIMALS = DECIMALS
+_UNITS = UNITS
 #: Summary files give start/end in microseconds; the summary object keeps seconds.
 _US_TO_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "B": 1.0 / (1 << 20), "kB": 1.0 / 1024,
             "KB": 1.0 / 1024, "MB": 1.0, "GB": 1024.0}
@@ -109,10 +98,4 @@ class ResourceSummary:
         return f"ResourceSummary({self.as_dict()})"
 
 
-def format_value(name: str, value: float) -> str:
-    """A value printed with CCTools' decimals for that resource (``1.0`` cores -> ``1``)."""
-    decimals = _DECIMALS.get(name, 0)
-    if decimals == 0:
-        return str(int(round(value)))
-    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
-    return text or "0"
+__all__ = ["RESOURCE_NAMES", "ResourceSummary", "format_value"]

@@ -15,7 +15,7 @@ import time
 from typing import Any, TextIO
 
 from ..constants import WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION, work_queue_result_str
-from ..core.rmsummary import RESOURCE_FIELDS
+from ..monitor.summary import RESOURCE_FIELDS
 
 MEGABYTE = 1 << 20
 

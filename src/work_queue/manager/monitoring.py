@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from .. import constants as C
 from ..core.resources import Resources
 from ..core.rmsummary import RESOURCE_NAMES, ResourceSummary, format_value
+from ..monitor.measure import RM_OVERFLOW, RM_TIME_EXPIRE
 from .files import FileSpec, make_file_spec
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ logger = logging.getLogger(__name__)
 REMOTE_NAME = "cctools-monitor"
 SUMMARY_NAME = REMOTE_NAME + ".summary"
 
-#: resource_monitor exit codes (``enum rmonitor_errors``).
-RM_SUCCESS, RM_TASK_ERROR, RM_OVERFLOW, RM_TIME_EXPIRE, RM_MONITOR_ERROR = range(5)
 
 
 def locate_resource_monitor() -> str | None:

@@ -20,6 +20,7 @@ from ..constants import (
     WORK_QUEUE_RESULT_SIGNAL,
     WORK_QUEUE_RESULT_SUCCESS,
 )
+from ..monitor.measure import tree_usage
 
 
 @dataclass
@@ -276,27 +277,6 @@ def reap(run: TaskRun, now: float, block: bool = False) -> bool:
     return True
 
 
-def tree_size_mb(path: str) -> float:
-    """Disk space (allocated blocks) used by a directory tree, in MB; links not followed."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return total / (1 << 20)
-
-
 def disk_full(sandbox: str, allocated_mb: float) -> bool:
     """Whether a task that failed did so for lack of disk: its file system is full, or its
     sandbox reached its disk allocation."""
@@ -306,7 +286,10 @@ def disk_full(sandbox: str, allocated_mb: float) -> bool:
             return True
     except OSError:
         return False
-    return allocated_mb > 0 and tree_size_mb(sandbox) >= allocated_mb
+    if allocated_mb <= 0:
+        return False
+    size, _files = tree_usage(sandbox)
+    return size >= allocated_mb * (1 << 20)
 
 
 def remove_tree(path: str) -> None:

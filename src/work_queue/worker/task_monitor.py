@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: resource_monitor exit codes (``enum rmonitor_errors``).
-RM_SUCCESS, RM_TASK_ERROR, RM_OVERFLOW, RM_TIME_EXPIRE, RM_MONITOR_ERROR = range(5)
+from ..monitor.measure import RM_MONITOR_ERROR
+
+__all__ = ["RM_MONITOR_ERROR", "TaskMonitor"]
 #: The first look at a task comes soon (short tasks), later ones every ``interval``.
 FIRST_SAMPLE_AFTER = 0.05
 DEFAULT_INTERVAL = 1.0
