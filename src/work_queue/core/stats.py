@@ -48,6 +48,7 @@ class ManagerCounters:
         """Account a task whose outputs were retrieved."""
         exec_time = int(task.cmd_execution_time)
         self.time_workers_execute += exec_time
+        self.time_receive += max(0, int(task.receive_output_finish - task.receive_output_start))
         if task.result == WORK_QUEUE_RESULT_SUCCESS:
             self.time_workers_execute_good += exec_time
             self.time_send_good += int(task.send_input_finish - task.send_input_start)

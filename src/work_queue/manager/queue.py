@@ -211,6 +211,8 @@ class WorkQueue(AbstractionsMixin):
             self._advertiser.final(self._now())
         goodbye = m.Exit().encode() if self._shutdown else m.Release().encode()
         for conn in list(self._conns.values()):
+            if conn.worker is not None:
+                self._state.counters.workers_released += 1
             self._last_word(conn, goodbye if conn.worker is not None else b"", "EXPLICIT")
         try:
             self._selector.unregister(self._listener)
