@@ -34,7 +34,7 @@ from . import task_state as ts
 from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, Categories
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import ReadyQueue, WorkerRecord, choose_worker, worker_can_take
-from .stats import ManagerCounters
+from .stats import CapacityEstimator, ManagerCounters
 
 #: Results whose measurements feed a category's statistics (CCTools).
 _MEASURED_RESULTS = frozenset((
@@ -74,6 +74,8 @@ class ManagerState:
         self.free: dict[int, WorkerRecord] = {}
         self.blocked: dict[str, float] = {}
         self.counters = ManagerCounters(time_when_started=now)
+        #: Capacity estimates from finished tasks (``capacity_*`` stats).
+        self.capacity = CapacityEstimator()
         self.policy = BoxPolicy()
         self.algorithm = WORK_QUEUE_SCHEDULE_TIME
         self.wait_for_workers = 0
@@ -275,6 +277,9 @@ class ManagerState:
             worker.total_task_time += task.cmd_execution_time / 1e6
             worker.total_transfer_time += task.total_transfer_time / 1e6
         self.counters.count_completion(task)
+        if worker is not None:
+            on_workers = len(self.tasks) - len(self.ready) - len(self.returned)
+            self.capacity.add(task, on_workers)
         c = self.categories.get_or_create(task.category)
         c.stats.count_completion(task)
         if task.result == WORK_QUEUE_RESULT_SUCCESS:

@@ -6,6 +6,7 @@ Times are microseconds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,6 +59,70 @@ class ManagerCounters:
             self.tasks_exhausted_attempts += 1
 
 
+DEFAULT_CAPACITY_TASKS = 10
+REPORTS_MIN = 50
+
+
+class CapacityEstimator:
+    """How many tasks the manager could keep busy (CCTools ``compute_capacity``).
+
+    Keeps the last reports of finished tasks (transfer, execute and manager time, and the
+    allocation); the capacity is how many tasks' execution the manager's own time per task
+    could cover.  ``manager_load`` is an average of whether each loop pass did work.
+    """
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        self.reports: deque[tuple[float, float, float, tuple[float, ...]]] = deque()
+        self.limit = REPORTS_MIN
+        self.weighted = float(DEFAULT_CAPACITY_TASKS)
+        self.instantaneous = DEFAULT_CAPACITY_TASKS
+        self.manager_load = 0.0
+
+    def add(self, task: Any, tasks_on_workers: int) -> None:
+        box = task.resources_allocated
+        transfer = (task.send_input_finish - task.send_input_start) + \
+            (task.receive_output_finish - task.receive_output_start)
+        execute = float(task.cmd_execution_time)
+        total = task.receive_output_finish - task.send_input_start
+        manager = max(0.0, total - transfer - execute)
+        self.reports.append((transfer, execute, manager, (max(box.cores, 0), max(box.memory, 0),
+                                                          max(box.disk, 0), max(box.gpus, 0))))
+        self.limit = max(self.limit, 2 * tasks_on_workers)
+        while len(self.reports) >= self.limit:
+            self.reports.popleft()
+        if transfer > 0:
+            self.instantaneous = math.ceil(execute / max(transfer + manager, 1))
+            self.weighted = math.ceil(0.05 * self.instantaneous + 0.95 * self.weighted)
+
+    def pass_done(self, did_work: bool) -> None:
+        self.manager_load = self.manager_load * 0.95 + (0.05 if did_work else 0.0)
+
+    def values(self) -> dict[str, Any]:
+        n = len(self.reports)
+        if n < 1:
+            transfer, execute, manager = 1.0, float(DEFAULT_CAPACITY_TASKS), 1.0
+            sums, n = [1.0, 512.0, 1024.0, 0.0], 1
+        else:
+            transfer = sum(r[0] for r in self.reports)
+            execute = sum(r[1] for r in self.reports)
+            manager = sum(r[2] for r in self.reports)
+            sums = [sum(r[3][i] for r in self.reports) for i in range(4)]
+        transfer, execute, manager = max(1.0, transfer), max(1.0, execute), max(1.0, manager)
+        ratio = max(DEFAULT_CAPACITY_TASKS, math.ceil(execute / (transfer + manager)))
+        return {
+            "capacity_tasks": ratio,
+            "capacity_cores": math.ceil(sums[0] * ratio / n),
+            "capacity_memory": math.ceil(sums[1] * ratio / n),
+            "capacity_disk": math.ceil(sums[2] * ratio / n),
+            "capacity_gpus": math.ceil(sums[3] * ratio / n),
+            "capacity_instantaneous": self.instantaneous,
+            "capacity_weighted": int(self.weighted),
+            "manager_load": self.manager_load,
+        }
+
+
 class Stats:
     """A snapshot of the manager statistics; fields readable as attributes (``q.stats.x``)."""
 
@@ -99,9 +164,7 @@ def snapshot(state: Any, now: float) -> Stats:
         tasks_with_results=len(state.returned),
         tasks_left=0,
         bandwidth=(c.bytes_sent + c.bytes_received) / max(c.time_send + c.time_receive, 1),
-        capacity_tasks=10, capacity_cores=10, capacity_memory=5120, capacity_disk=10240,
-        capacity_gpus=0, capacity_instantaneous=10, capacity_weighted=10,
-        manager_load=0.0,
+        **state.capacity.values(),
     )
     for name in ("cores", "memory", "disk", "gpus"):
         totals = [getattr(w.resources, name) for w in workers if w.ready]
@@ -127,7 +190,7 @@ def snapshot(state: Any, now: float) -> Stats:
         total_execute_time=c.time_workers_execute,
         workers_ready=connected - busy,
         workers_full=busy,
-        capacity=10,
+        capacity=values["capacity_tasks"],
         efficiency=0.0,
         idle_percentage=0.0,
     )

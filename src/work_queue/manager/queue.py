@@ -695,6 +695,7 @@ class WorkQueue(AbstractionsMixin):
             self._abort_slow_tasks(now)
         if now - self._last_periodic >= 1.0:
             self._periodic(now)
+        self._state.capacity.pass_done(progressed)
         return progressed
 
     def _flush_all(self) -> None:
