@@ -164,6 +164,8 @@ def main() -> int:
     parser.add_argument("--fail-dataset", choices=("signal", "background"),
                         help="the processor raises on this dataset: coffea retries its chunks, "
                         "then cancels the processing tasks and keeps what finished")
+    parser.add_argument("--dynamic-chunksize", type=float, metavar="SECONDS",
+                        help="coffea's dynamic_chunksize: aim at chunks of this wall time")
     parser.add_argument("--verbose", action="store_true", help="coffea's verbose task reports")
     parser.add_argument("--worker", help="worker program (default: work_queue_worker next to "
                         "this Python, else python -m work_queue.cli.worker)")
@@ -208,7 +210,10 @@ def main() -> int:
         transactions_log=os.path.join(directory, "transactions.log"),
         custom_init=workers,
     )
-    runner = processor.Runner(executor=executor, schema=BaseSchema, chunksize=args.chunksize)
+    dynamic = {"wall_time": args.dynamic_chunksize, "memory": None} \
+        if args.dynamic_chunksize else None
+    runner = processor.Runner(executor=executor, schema=BaseSchema, chunksize=args.chunksize,
+                              dynamic_chunksize=dynamic)
     start = time.time()
     try:
         out = runner(fileset, "Events",
