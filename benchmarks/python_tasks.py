@@ -122,10 +122,10 @@ def main() -> int:
     if site:
         runs.append(("CCTools manager/CCTools workers", args.baseline_tasks,
                      lambda n: run_cctools(site, n, args.workers, cct.worker_argv(home))))
-    runs += [("ours/ours, warm interpreters", args.tasks,
-              lambda n: run_ours(n, args.workers, ours)),
-             ("ours/ours, fresh interpreter", args.baseline_tasks,
-              lambda n: run_ours(n, args.workers, ours + ["--disable-warm-python"]))]
+    runs += [("ours/ours, fresh interpreter", args.baseline_tasks,
+              lambda n: run_ours(n, args.workers, ours + ["--disable-warm-python"])),
+             ("ours/ours, warm interpreters", args.tasks,
+              lambda n: run_ours(n, args.workers, ours))]
     if home:
         runs.append(("ours/CCTools workers", args.baseline_tasks,
                      lambda n: run_ours(n, args.workers, cct.worker_argv(home))))
