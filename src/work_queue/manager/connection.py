@@ -19,6 +19,8 @@ from ..errors import RemoteProtocolError
 from ..protocol.reader import MessageReader, worker_stream_reader
 
 RECV_SIZE = 1 << 20
+_RECV_BUFFER = bytearray(RECV_SIZE)
+_RECV_VIEW = memoryview(_RECV_BUFFER)
 
 
 class WorkerConnection:
@@ -108,10 +110,14 @@ class WorkerConnection:
     def receive(self) -> bool:
         """Read what is available; False when the peer closed the connection."""
         try:
-            data = self.sock.recv(RECV_SIZE)
+            # Into one buffer kept for all connections (the manager reads them one at a
+            # time): no fresh 1 MB allocation per read, only the bytes that came are copied.
+            n = self.sock.recv_into(_RECV_BUFFER)
+            data = bytes(_RECV_VIEW[:n])
             # A TLS socket may hold decrypted bytes the selector cannot see.
-            while isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
-                data += self.sock.recv(RECV_SIZE)
+            while n and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+                n = self.sock.recv_into(_RECV_BUFFER)
+                data += _RECV_VIEW[:n]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                 ssl.SSLWantWriteError):
             return True

@@ -688,6 +688,10 @@ class WorkQueue(AbstractionsMixin):
                 self._debug_msg(f"dropping worker {conn.address}: {e}")
                 self._drop(conn, "FAILURE")
             progressed = True
+        if events:
+            # Answers to what just arrived (the next task, kill/unlink of finished ones) leave
+            # together in one send per worker.
+            self._dispatch_all(self._now())
         self._flush_all()
         now = self._now()
         if now - self._last_fast_abort >= 0.1:
