@@ -229,6 +229,8 @@ class Session:
         self.sock = sock
         self.reader = manager_stream_reader()
         self.out = bytearray()
+        buf = bytearray(1 << 20)
+        self._recv_buffer = (buf, memoryview(buf))
         self.cache = Cache(os.path.join(worker.workspace, "cache"))
         self.tasks: dict[int, TaskRun] = {}
         self.waiting: list[int] = []
@@ -429,10 +431,14 @@ class Session:
         return max(0.0, timeout)
 
     def _receive(self) -> None:
+        buf, view = self._recv_buffer
         try:
-            data = self.sock.recv(1 << 20)
-            while isinstance(self.sock, ssl.SSLSocket) and data and self.sock.pending():
-                data += self.sock.recv(1 << 20)
+            # recv_into a kept buffer: no fresh 1 MB allocation (and page faults) per read
+            n = self.sock.recv_into(buf)
+            data = bytes(view[:n])
+            while isinstance(self.sock, ssl.SSLSocket) and n and self.sock.pending():
+                n = self.sock.recv_into(buf)
+                data += view[:n]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                 ssl.SSLWantWriteError):
             return
