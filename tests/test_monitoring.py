@@ -23,7 +23,7 @@ with open("output.dat", "wb") as f:
 def test_measured_resources_fill_the_task(queue, workers, in_tmp):
     queue.enable_monitoring("mon")
     workers.start(queue.port, cores=1, memory=1000, disk=1000)
-    t = wq.Task("python3 -c 'b = bytearray(b\"x\" * (80 << 20)); import time; time.sleep(0.3)'")
+    t = wq.Task("python3 -c 'b = bytearray(b\"x\" * (80 << 20)); import time; time.sleep(1)'")
     queue.submit(t)
     (done,) = wait_all(queue)
     assert done.result == wq.WORK_QUEUE_RESULT_SUCCESS, done.output
