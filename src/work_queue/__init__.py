@@ -27,11 +27,33 @@ from .errors import (
     RemoteProtocolError,
     WorkQueueError,
 )
-from .manager.factory import Factory
-from .manager.python_task import PythonTask, PythonTaskNoResult, pythontask_available
-from .manager.queue import WorkQueue
-from .manager.remote_task import RemoteTask
-from .manager.task import Task
+
+#: The manager's classes load on first use, so programs that need only part of the package
+#: (the worker, work_queue_status, resource_monitor) start without importing the manager.
+_LAZY = {
+    "WorkQueue": ".manager.queue",
+    "Task": ".manager.task",
+    "PythonTask": ".manager.python_task",
+    "PythonTaskNoResult": ".manager.python_task",
+    "pythontask_available": ".manager.python_task",
+    "RemoteTask": ".manager.remote_task",
+    "Factory": ".manager.factory",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'work_queue' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def specify_port_range(low_port: int, high_port: int) -> None:
@@ -58,13 +80,7 @@ def specify_debug_log(logfile: str) -> None:
 
 __all__ = [
     *_constant_names,
-    "WorkQueue",
-    "Task",
-    "PythonTask",
-    "RemoteTask",
-    "Factory",
-    "PythonTaskNoResult",
-    "pythontask_available",
+    *_LAZY,
     "Resources",
     "WorkQueueError",
     "ProtocolError",
