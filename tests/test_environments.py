@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tarfile
 
 import cloudpickle
+import pytest
 
 import work_queue as wq
 from tests.conftest import wait_all
@@ -90,4 +92,77 @@ def test_package_create_without_conda_says_so(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("PATH", str(tmp_path))
     assert create_main(["spec.json", str(tmp_path / "env.tar.gz")]) == 1
-    assert "needs conda" in capsys.readouterr().err
+    assert "no conda or mamba on PATH" in capsys.readouterr().err
+
+
+def six_from_environment():
+    import six
+
+    return six.__version__, six.__file__
+
+
+def test_package_create_without_conda_builds_a_venv(queue, workers, tmp_path, capsys,
+                                                    monkeypatch):
+    """No conda here: poncho_package_create makes a venv with pip, and a PythonTask imports a
+    package that only that environment has, on a real worker."""
+    import importlib.util
+    import subprocess
+
+    from work_queue.poncho.package_tools import create_main
+
+    if shutil.which("conda") or shutil.which("mamba"):
+        pytest.skip("conda is installed: poncho_package_create uses it instead of a venv")
+    if importlib.util.find_spec("six") is not None:
+        pytest.skip("six is installed in the test environment, so importing it proves nothing")
+    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                            "-d", str(tmp_path / "probe"), "six"], capture_output=True,
+                           timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("pip cannot reach a package index: " + probe.stderr.decode()[-200:])
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({
+        "conda": {"channels": ["conda-forge"], "dependencies": ["python=%d.%d"
+                                                                 % sys.version_info[:2]]},
+        "pip": ["six", f"cloudpickle=={cloudpickle.__version__}"]}))
+    env = str(tmp_path / "six-env.tar.gz")
+    assert create_main([str(spec), env]) == 0, capsys.readouterr().err
+    with tarfile.open(env) as tar:
+        names = tar.getnames()
+    assert "bin/conda-unpack" in names and "bin/python3" in names
+    assert any(n.endswith("site-packages/six.py") for n in names)
+
+    # poncho_package_run from another directory: the unpacked copy finds its own six.
+    monkeypatch.chdir(tmp_path / "probe")
+    unpacked = str(tmp_path / "elsewhere" / "env")
+    run = subprocess.run([sys.executable, package_run.__file__, "-e", env, "-u", unpacked, "--",
+                          "python", "-c", "import six, sys; print(sys.prefix, six.__file__)"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    prefix, six_file = run.stdout.split()
+    assert prefix == unpacked and six_file.startswith(unpacked + "/")
+    with open(os.path.join(unpacked, "bin", "activate")) as f:
+        assert f'VIRTUAL_ENV="{unpacked}"' in f.read()  # conda-unpack moved the venv
+
+    t = wq.PythonTask(six_from_environment)
+    t.specify_environment(env)
+    queue.submit(t)
+    workers.start(queue.port)
+    wait_all(queue)
+    version, where = t.output
+    assert version == "1.17.0" or version.count(".") == 2, t.std_output
+    assert where.endswith("six-env.tar.gz-env/lib/python%d.%d/site-packages/six.py"
+                          % sys.version_info[:2]), where
+
+
+def test_package_create_without_conda_refuses_other_python(tmp_path, capsys, monkeypatch):
+    from work_queue.poncho.package_tools import create_main
+
+    if shutil.which("conda") or shutil.which("mamba"):
+        pytest.skip("conda is installed: poncho_package_create uses it instead of a venv")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"conda": {"dependencies": ["python=2.7", "pip"]}}))
+    out = tmp_path / "env.tar.gz"
+    assert create_main([str(spec), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "'python=2.7'" in err and "running Python" in err
+    assert not out.exists()

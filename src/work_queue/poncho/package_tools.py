@@ -7,7 +7,8 @@ packages they import, as installed in the running environment::
      "pip": ["cloudpickle==3.1.2", ...]}
 
 ``create`` builds a relocatable tarball from such a specification (or from an existing conda
-environment) with ``conda``/``mamba`` and ``conda-pack``, which must be installed.
+environment) with ``conda``/``mamba`` and ``conda-pack``.  Without conda on ``PATH`` it builds
+a ``venv`` of the running Python from a specification file instead, with pip (``venv_pack``).
 """
 
 from __future__ import annotations
@@ -101,6 +102,26 @@ def analyze_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _create_with_venv(spec_path: str, output: str) -> int:
+    """``poncho_package_create`` without conda: a venv of this Python, packages from PyPI."""
+    from . import venv_pack
+
+    if not os.path.isfile(spec_path):
+        print(f"poncho_package_create: no conda or mamba on PATH, so {spec_path!r} must be a "
+              "JSON specification file (conda environments cannot be packed without conda)",
+              file=sys.stderr)
+        return 1
+    try:
+        with open(spec_path) as f:
+            spec = json.load(f)
+        venv_pack.build(spec, output, log=lambda text: print("poncho_package_create:", text))
+    except (OSError, json.JSONDecodeError, ValueError, RuntimeError,
+            subprocess.CalledProcessError) as e:
+        print(f"poncho_package_create: {spec_path}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def create_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="poncho_package_create",
                                 description="Pack a conda environment into a tarball.")
@@ -112,9 +133,7 @@ def create_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     conda = args.conda_executable or shutil.which("mamba") or shutil.which("conda")
     if conda is None:
-        print("poncho_package_create: needs conda (or mamba) and conda-pack to build an "
-              "environment; none was found on PATH", file=sys.stderr)
-        return 1
+        return _create_with_venv(args.spec, args.output)
     prefix = None
     tmp = None
     try:
