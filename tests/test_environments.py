@@ -166,3 +166,22 @@ def test_package_create_without_conda_refuses_other_python(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "'python=2.7'" in err and "running Python" in err
     assert not out.exists()
+
+
+def test_venv_spec_requirements():
+    from work_queue.poncho.venv_pack import SpecError, requirements
+
+    here = "%d.%d" % sys.version_info[:2]
+    spec = {"conda": {"channels": ["conda-forge"],
+                      "dependencies": [f"python={here}", "pip", "conda-forge::numpy=1.26",
+                                       "toolz 0.12.1", "conda", "attrs>=23",
+                                       {"pip": ["six==1.17.0"]}]},
+            "pip": ["cloudpickle"]}
+    from_conda, pip = requirements(spec)
+    assert from_conda == ["pip", "numpy==1.26.*", "toolz==0.12.1", "attrs>=23"]
+    assert pip == ["cloudpickle", "six==1.17.0"]
+    assert requirements({"conda": {"dependencies": [f"python>={here}"]}}) == ([], [])
+    with pytest.raises(SpecError, match="python<3"):
+        requirements({"conda": {"dependencies": ["python<3"]}})
+    with pytest.raises(SpecError, match="JSON object"):
+        requirements(["six"])

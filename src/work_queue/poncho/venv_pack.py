@@ -121,13 +121,21 @@ def requirements(spec: dict) -> tuple[list[str], list[str]]:
     return from_conda, pip
 
 
+def _host_pip() -> bool:
+    """Whether this Python's own pip can install into another environment (pip >= 22.3)."""
+    try:
+        import pip
+    except ImportError:
+        return False
+    m = re.match(r"(\d+)\.(\d+)", pip.__version__)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (22, 3)
+
+
 def _pip(python: str) -> list[str]:
     """The pip command that installs into the environment whose interpreter is ``python``."""
-    try:
-        import pip  # noqa: F401
-    except ImportError:
-        return [python, "-m", "pip"]
-    return [sys.executable, "-m", "pip", "--python", python]
+    if _host_pip():
+        return [sys.executable, "-m", "pip", "--python", python]
+    return [python, "-m", "pip"]
 
 
 def _not_on_pypi(pip: list[str], reqs: list[str]) -> list[str]:
@@ -152,9 +160,7 @@ def build(spec: dict, output: str, log=print) -> None:
         prefix = os.path.join(tmp, "env")
         with_pip = "pip" in [r.lower() for r in from_conda]
         from_conda = [r for r in from_conda if r.lower() != "pip"]
-        try:
-            import pip  # noqa: F401
-        except ImportError:
+        if not _host_pip():
             with_pip = True  # the environment's own pip installs the packages
         log(f"creating a venv of Python {sys.version.split()[0]} (no conda found)")
         venv.EnvBuilder(with_pip=with_pip, symlinks=True).create(prefix)
