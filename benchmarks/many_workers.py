@@ -126,6 +126,28 @@ def main() -> int:
     sim.start()
     while not ready.is_set() or q.stats.workers_connected < args.workers:
         q.wait(0.05)
+    # The manager's own stalls: the longest loop pass, not counting time waiting in poll
+    # (a pause between two returned tasks can also be the simulator being slow).
+    worst = [0.0]
+    original_pass, original_select = q._pass, q._selector.select
+    polled = [0.0]
+
+    def timed_select(timeout=None):
+        t = time.perf_counter()
+        try:
+            return original_select(timeout)
+        finally:
+            polled[0] += time.perf_counter() - t
+
+    def timed_pass(now, poll):
+        polled[0] = 0.0
+        t = time.perf_counter()
+        try:
+            return original_pass(now, poll)
+        finally:
+            worst[0] = max(worst[0], time.perf_counter() - t - polled[0])
+
+    q._selector.select, q._pass = timed_select, timed_pass
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = last = time.perf_counter()
     longest = 0.0
@@ -149,7 +171,8 @@ def main() -> int:
     ratio = f" ({done / elapsed / baseline:.2f}x CCTools)" if baseline else ""
     print(f"ours: {args.workers} workers, {done} tasks: {done / elapsed:.0f} tasks/s{ratio}, "
           f"manager CPU {1000 * cpu / max(done, 1):.3f} ms/task, longest pause "
-          f"{1000 * longest:.1f} ms, workers still connected {q.stats.workers_connected}, "
+          f"{1000 * longest:.1f} ms, longest manager pass {1000 * worst[0]:.1f} ms, "
+          f"workers still connected {q.stats.workers_connected}, "
           f"lost {q.stats.workers_lost}")
     q.close()
     sim.join(timeout=30)

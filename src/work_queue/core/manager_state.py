@@ -52,6 +52,14 @@ class Dispatch:
     box: Resources
 
 
+def _full(w: WorkerRecord) -> bool:
+    """No free cores (or gpus) left, not counting a prefetch slot."""
+    r = w.resources
+    if w.cop is not None and not _full(w.cop):
+        return False
+    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
+
+
 def _saturated(w: WorkerRecord) -> bool:
     """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
     r = w.resources
@@ -72,6 +80,8 @@ class ManagerState:
         self.workers: dict[int, WorkerRecord] = {}
         #: Ready workers that have room for at least one more task (see refresh()).
         self.free: dict[int, WorkerRecord] = {}
+        #: The workers of ``free`` that have room without using a prefetch slot.
+        self.roomy: dict[int, WorkerRecord] = {}
         self.blocked: dict[str, float] = {}
         self.counters = ManagerCounters(time_when_started=now)
         #: Capacity estimates from finished tasks (``capacity_*`` stats).
@@ -221,17 +231,26 @@ class ManagerState:
         mult = self.policy.submit_multiplier
         boxes: dict[int, Resources] = {}
 
-        def eligible() -> Any:
-            for w in workers:
+        def eligible(prefetch: bool) -> Any:
+            # Without prefetch only the workers that have room now are looked at (kept in
+            # ``roomy``), so a full cluster costs no extra scan of every worker.
+            pool = workers if prefetch else [
+                x for x in self.roomy.values()
+                if not x.draining and not self.is_blocked(x.hostname, now)]
+            for w in pool:
                 bucket = w.bucket(task)
                 box = self.box_for(task, bucket)
-                if worker_can_take(bucket, box, task, mult, now):
+                if worker_can_take(bucket, box, task, mult, now, prefetch):
                     boxes[w.key] = box
                     yield w
 
         algorithm = task.algorithm if task.algorithm != WORK_QUEUE_SCHEDULE_UNSET \
             else self.algorithm
-        worker = choose_worker(eligible(), algorithm, task, self.rng)
+        # A worker with free resources first; a prefetch slot only when none has room, so a
+        # task never queues behind another while a worker sits idle.
+        worker = choose_worker(eligible(False), algorithm, task, self.rng)
+        if worker is None:
+            worker = choose_worker(eligible(True), algorithm, task, self.rng)
         if worker is None:
             return None
         return Dispatch(task, worker, boxes[worker.key])
@@ -486,6 +505,10 @@ class ManagerState:
 
     def refresh(self, worker: WorkerRecord) -> None:
         """Keep ``free`` (ready workers with room for a task) up to date after a change."""
+        if worker.ready and worker.key in self.workers and not _full(worker):
+            self.roomy[worker.key] = worker
+        else:
+            self.roomy.pop(worker.key, None)
         if worker.ready and worker.key in self.workers and not _saturated(worker):
             self.free[worker.key] = worker
         else:
@@ -495,6 +518,7 @@ class ManagerState:
         """Forget a worker; its tasks go back to the queue.  Returns the requeued tasks."""
         worker = self.workers.pop(key, None)
         self.free.pop(key, None)
+        self.roomy.pop(key, None)
         if worker is None:
             return []
         self._largest = None
@@ -541,6 +565,7 @@ class ManagerState:
             assert (task.state == ts.RETRIEVED) == (tid in self.returned), tid
         for key, w in self.workers.items():
             assert (key in self.free) == (w.ready and not _saturated(w)), key
+            assert (key in self.roomy) == (w.ready and not _full(w)), key
         for w in self.workers.values():
             for bucket in (w, w.cop) if w.cop is not None else (w,):
                 for name in ("cores", "memory", "disk", "gpus"):

@@ -93,10 +93,13 @@ class WorkerRecord:
 
 
 def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_multiplier: float,
-                    now: float) -> bool:
-    """Whether ``box`` fits in what is left of ``worker`` (``check_hand_against_task``)."""
+                    now: float, prefetch: bool = True) -> bool:
+    """Whether ``box`` fits in what is left of ``worker`` (``check_hand_against_task``).
+
+    ``prefetch=False`` ignores the prefetch slot: the task must fit in free resources.
+    """
     r = worker.resources
-    if worker.prefetch:
+    if worker.prefetch and prefetch:
         # Our own worker queues a task until it fits, so it may hold one extra task beyond its
         # resources: the next task starts the moment one finishes, without a round trip.
         extra = worker.prefetch_slack(box)

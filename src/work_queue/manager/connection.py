@@ -95,6 +95,12 @@ class WorkerConnection:
             if len(data) != count:
                 raise OSError(f"short read of {getattr(fileobj, 'name', '?')}")
             self.out += data
+            if isinstance(self.sock, ssl.SSLSocket):
+                # End the file's bytes with this send, hence with a TLS record.  A CCTools
+                # worker reads them with SSL_read sized to what is left of the file; bytes of
+                # the next message left decrypted inside OpenSSL are invisible to its poll(),
+                # and it would wait for more traffic before reading the task.
+                self.flush()
             return
         self.flush()
         self.sock.settimeout(max(self.io_timeout, 60.0))

@@ -691,7 +691,7 @@ class WorkQueue(AbstractionsMixin):
         if events:
             # Answers to what just arrived (the next task, kill/unlink of finished ones) leave
             # together in one send per worker.
-            self._dispatch_all(self._now())
+            self._dispatch_all(self._now(), burst=len(events))
         self._flush_all()
         now = self._now()
         if now - self._last_fast_abort >= 0.1:
@@ -711,10 +711,10 @@ class WorkQueue(AbstractionsMixin):
                     logger.warning("send to %s failed: %s", conn.address, e)
                     self._drop(conn, "FAILURE")
 
-    def _dispatch_all(self, now: float) -> bool:
+    def _dispatch_all(self, now: float, burst: int = 100) -> bool:
         progressed = False
         # A bounded burst, so results keep flowing in while many workers are being filled.
-        for _ in range(100):
+        for _ in range(burst):
             d = self._state.next_dispatch(now)
             if d is None:
                 break
@@ -1243,6 +1243,14 @@ class WorkQueue(AbstractionsMixin):
             self._state.requeue(task, now)
             return
         task.result = msg.status
+        if task._monitor_mode is not None and msg.status == C.WORK_QUEUE_RESULT_SUCCESS:
+            # CCTools get_result: the monitor's exit code becomes the result before any output
+            # is fetched, so the files a task killed for its limits never wrote do not turn it
+            # into OUTPUT_MISSING.
+            if msg.exit_code == monitoring.RM_OVERFLOW:
+                task.result = C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
+            elif msg.exit_code == monitoring.RM_TIME_EXPIRE:
+                task.result = C.WORK_QUEUE_RESULT_TASK_TIMEOUT
         self._state.result_arrived(task)
         if self._txn:
             self._txn.task_event(task, "WAITING_RETRIEVAL", now, conn.address + " ")

@@ -7,6 +7,7 @@ payload bytes sent.  A local input that does not exist raises :class:`InputMissi
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from typing import Protocol
@@ -42,7 +43,8 @@ def send_input(out: Output, spec: FileSpec, worker_os: str, worker_arch: str) ->
     t = spec.type
     if t == WORK_QUEUE_BUFFER:
         data = spec.source if isinstance(spec.source, bytes) else str(spec.source).encode()
-        out.write(Put(spec.cachename, len(data), 0o777, leading_zero=False).encode() + data)
+        out.write(Put(spec.cachename, len(data), 0o777, leading_zero=False).encode())
+        out.send_file(io.BytesIO(data), 0, len(data))  # ends a TLS record: see send_file
         return len(data)
     if t == WORK_QUEUE_URL:
         out.write(PutUrl(str(spec.source), spec.cachename).encode())
@@ -95,7 +97,8 @@ def _send_dir_contents(out: Output, path: str) -> int:
         full = os.path.join(path, entry.name)
         if entry.is_symlink():
             target = os.readlink(full).encode("utf-8", "surrogateescape")
-            out.write(Symlink(entry.name, len(target)).encode() + target)
+            out.write(Symlink(entry.name, len(target)).encode())
+            out.send_file(io.BytesIO(target), 0, len(target))
         elif entry.is_dir():
             out.write(Dir(entry.name).encode())
             sent += _send_dir_contents(out, full)

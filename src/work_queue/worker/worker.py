@@ -139,7 +139,7 @@ class Worker:
         self.features = list(config.features)
         if gpu_name:
             self.features.append(gpu_name)
-        self.hostname = socket.getfqdn() or "unknown"
+        self.hostname = _host_name()
         self.warm_python = config.warm_python and _warm_python()
         self.coprocesses: CoprocessPool | None = None
         if config.coprocess:
@@ -1078,6 +1078,15 @@ def _entry_name(name: str) -> str:
     if not name or "/" in name or name in (".", ".."):
         raise RemoteProtocolError(f"bad directory entry name {name!r}")
     return name
+
+
+def _host_name() -> str:
+    """This host's name as CCTools reports it: the fully qualified name, unless that is only
+    localhost, then the machine's own name."""
+    name = socket.getfqdn() or ""
+    if not name or name.startswith("localhost") or name.startswith("127."):
+        name = socket.gethostname() or name
+    return name or "unknown"
 
 
 def _default_tmp() -> str:
