@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,10 +160,9 @@ class ManagerState:
         if not self.dispatch_pending:
             return None
         # Only workers with room are looked at: with a thousand busy workers this keeps a
-        # dispatch decision as cheap as with two.
-        handshaken = [w for w in self.free.values() if not w.draining
-                      and not self.is_blocked(w.hostname, now)]
-        if len(self.workers) < self.wait_for_workers or not handshaken:
+        # dispatch decision as cheap as with two.  Which of them are usable (not draining,
+        # host not blocked) is checked lazily, as candidates are needed.
+        if len(self.workers) < self.wait_for_workers or not self.free:
             self.dispatch_pending = False
             return None
         expired: list[Any] = []
@@ -182,7 +182,7 @@ class ManagerState:
                 kind = self._signature(task)
                 if kind in failed:
                     continue
-                chosen = self._place(task, handshaken, now)
+                chosen = self._place(task, now)
                 if chosen is not None:
                     break
                 failed.add(kind)
@@ -227,17 +227,22 @@ class ManagerState:
             box.merge_max(minimum)
         return box
 
-    def _place(self, task: Any, workers: list[WorkerRecord], now: float) -> Dispatch | None:
+    def _usable(self, workers: Iterable[WorkerRecord], now: float) -> Iterator[WorkerRecord]:
+        """The workers that may get tasks now: not draining, host not blocked."""
+        if self.blocked:
+            return (w for w in workers
+                    if not w.draining and not self.is_blocked(w.hostname, now))
+        return (w for w in workers if not w.draining)
+
+    def _place(self, task: Any, now: float) -> Dispatch | None:
         mult = self.policy.submit_multiplier
         boxes: dict[int, Resources] = {}
 
         def eligible(prefetch: bool) -> Any:
             # Without prefetch only the workers that have room now are looked at (kept in
             # ``roomy``), so a full cluster costs no extra scan of every worker.
-            pool = workers if prefetch else [
-                x for x in self.roomy.values()
-                if not x.draining and not self.is_blocked(x.hostname, now)]
-            for w in pool:
+            for w in self._usable(self.free.values() if prefetch else self.roomy.values(),
+                                  now):
                 bucket = w.bucket(task)
                 box = self.box_for(task, bucket)
                 if worker_can_take(bucket, box, task, mult, now, prefetch):

@@ -128,7 +128,7 @@ def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_mult
 #: The ranking algorithms (TIME, FILES, WORST, RAND) compare at most this many eligible
 #: workers.  CCTools compares all of them, which makes filling N idle workers cost N^2; a
 #: sample this size chooses as well in practice and keeps each decision O(1).
-CANDIDATES = 64
+CANDIDATES = 16
 
 
 def choose_worker(candidates: Iterable[WorkerRecord], algorithm: int, task: Any,

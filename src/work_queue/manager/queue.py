@@ -90,6 +90,10 @@ TUNE_ALIASES = {
 _WORKER_STATUS_FORSAKEN = C.WORK_QUEUE_RESULT_FORSAKEN
 
 
+#: Seconds a loop pass may spend reading ready connections before it answers them and polls
+#: again (a thousand workers answering at once would otherwise make one long pass).
+PASS_BUDGET = 0.04
+
 #: How long fast abort blocks a host whose worker was slow twice in a row (CCTools).
 FAST_ABORT_BLOCK_SECONDS = 900
 
@@ -668,8 +672,15 @@ class WorkQueue(AbstractionsMixin):
         poll = 0.0 if progressed or self._state.returned else poll_timeout
         t0 = time.perf_counter()
         events = self._selector.select(poll)
-        self._state.counters.time_polling += int((time.perf_counter() - t0) * 1e6)
+        started = time.perf_counter()
+        self._state.counters.time_polling += int((started - t0) * 1e6)
+        handled = 0
         for key, _mask in events:
+            if handled and time.perf_counter() - started > PASS_BUDGET:
+                # A bounded pass: the other connections are still readable at the next poll
+                # (epoll is level-triggered), after this pass's answers have gone out.
+                break
+            handled += 1
             conn = key.data
             if conn is None:
                 self._accept(self._now())
@@ -691,7 +702,7 @@ class WorkQueue(AbstractionsMixin):
         if events:
             # Answers to what just arrived (the next task, kill/unlink of finished ones) leave
             # together in one send per worker.
-            self._dispatch_all(self._now(), burst=len(events))
+            self._dispatch_all(self._now(), burst=min(handled, 100))
         self._flush_all()
         now = self._now()
         if now - self._last_fast_abort >= 0.1:
