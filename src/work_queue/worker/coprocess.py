@@ -101,6 +101,10 @@ class Coprocess:
         self.proc = None
 
 
+#: Seconds to wait, after a failed call, for a coprocess that may be dying to exit.
+FAILED_CALL_GRACE = 1.0
+
+
 class CoprocessPool:
     """The worker's coprocess instances."""
 
@@ -127,10 +131,18 @@ class CoprocessPool:
                 return c
         return None
 
-    def release(self, task_id: int) -> None:
+    def release(self, task_id: int, failed: bool = False) -> None:
+        """The instance serving ``task_id`` is free again; restart it if it died.  After a
+        failed call the instance may be dying still: wait a moment for it to exit, so the next
+        task does not get a coprocess that no longer listens."""
         for c in self.instances:
             if c.busy_with == task_id:
                 c.busy_with = -1
+                if failed and c.proc is not None:
+                    try:
+                        c.proc.wait(timeout=FAILED_CALL_GRACE)
+                    except subprocess.TimeoutExpired:
+                        pass  # alive: the call failed for another reason
                 if not c.alive():
                     self.restart(c)
 

@@ -773,7 +773,8 @@ class Session:
         elif code is not None:
             interp.stop()
         if run is not None and run.coprocess is not None and self.w.coprocesses is not None:
-            self.w.coprocesses.release(run.spec.task_id)  # restarts it if it died
+            # restarts it if it died (a failed call gives a dying coprocess time to exit)
+            self.w.coprocesses.release(run.spec.task_id, failed=code != 0)
             run.coprocess = None
         if run is None or run.done:
             return
