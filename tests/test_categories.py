@@ -12,22 +12,9 @@ from work_queue.core.categories import (
     Category,
     Histogram,
 )
-from work_queue.core.manager_state import ManagerState
 from work_queue.core.resources import Resources
 
-from .test_core import Clock, FakeTask, add_worker, dispatch_all
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def state(clock):
-    s = ManagerState(clock.now, seed=1)
-    yield s
-    s.validate()
+from .test_core import FakeTask, add_worker, dispatch_all
 
 
 def measured(cores=1, memory=100, disk=100, wall_time=1.0):

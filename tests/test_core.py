@@ -6,7 +6,7 @@ import pytest
 
 import work_queue as wq
 from work_queue.core import task_state as ts
-from work_queue.core.manager_state import Dispatch, ManagerState
+from work_queue.core.manager_state import Dispatch
 from work_queue.core.resources import BoxPolicy, Resources, WorkerResources, allocation_box
 from work_queue.core.scheduling import WorkerRecord
 from work_queue.errors import InvalidTransition
@@ -80,27 +80,6 @@ class FakeTask:
         self.total_transfer_time = 0
         self.send_input_start = self.send_input_finish = 0
         self.receive_output_start = self.receive_output_finish = 0
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def advance(self, s):
-        self.now += s
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def state(clock):
-    s = ManagerState(clock.now, seed=1)
-    yield s
-    s.validate()
 
 
 def add_worker(state, key, cores=2, clock=None):
