@@ -53,12 +53,13 @@ class Task:
         if not isinstance(command, str):
             raise TypeError(f"Task command must be a string, not {type(command).__name__}")
         self._command = command
-        self.features: set[str] = set()
-        self.files: list[FileSpec] = []
         self.resources_requested = Resources()
 
     # Defaults live on the class, so a task only stores what was set on it: a million queued
-    # tasks then fit in far less memory.  Assigning on an instance works as usual.
+    # tasks then fit in far less memory (and cost the garbage collector less).  Assigning on
+    # an instance works as usual; features and files get their own set/list on first change.
+    features: frozenset[str] | set[str] = frozenset()
+    files: tuple[FileSpec, ...] | list[FileSpec] = ()
     _tag: str | None = None
     _category = "default"
     _coprocess: str | None = None
@@ -112,8 +113,10 @@ class Task:
     def clone(self) -> Task:
         """A copy with the same specification, ready to be submitted again."""
         other = copy.copy(self)
-        other.features = set(self.features)
-        other.files = list(self.files)
+        if "features" in self.__dict__:
+            other.features = set(self.features)
+        if "files" in self.__dict__:
+            other.files = list(self.files)
         if "env" in self.__dict__:
             other.env = dict(self.env)
         other.resources_requested = self.resources_requested.copy()
@@ -130,11 +133,12 @@ class Task:
         Only workers started with such a coprocess (feature ``wq_worker_coprocess:<name>``)
         get the task, as in CCTools.
         """
+        features = self._own_features()
         if self._coprocess:
-            self.features.discard(self._coprocess)
+            features.discard(self._coprocess)
         self._coprocess = f"wq_worker_coprocess:{coprocess}" if coprocess else None
         if self._coprocess:
-            self.features.add(self._coprocess)
+            features.add(self._coprocess)
         return 1
 
     def specify_algorithm(self, algorithm: int) -> int:
@@ -150,8 +154,14 @@ class Task:
         return 1
 
     def specify_feature(self, name: str) -> int:
-        self.features.add(str(name))
+        self._own_features().add(str(name))
         return 1
+
+    def _own_features(self) -> set[str]:
+        features = self.__dict__.get("features")
+        if features is None:
+            features = self.features = set()
+        return features  # type: ignore[no-any-return]
 
     def specify_priority(self, priority: float) -> int:
         self.priority = float(priority)
@@ -223,7 +233,9 @@ class Task:
         for other in self.files:
             if other.remote_name == spec.remote_name and other.direction == spec.direction:
                 return 0  # conflicting remote names, like CCTools
-        self.files.append(spec)
+        if "files" not in self.__dict__:
+            self.files = []
+        self.files.append(spec)  # type: ignore[union-attr]
         return 1
 
     def specify_file(self, local_name: str, remote_name: str | None = None,
