@@ -175,9 +175,14 @@ def test_status_page_shows_managers_and_updates(browser, in_tmp, monkeypatch):
                          "'#managers tbody tr')) if (tr.textContent.includes('page-test')) "
                          "return tr.querySelector('td.complete').textContent === '6'; })()")
         assert cell(browser, "page-test", "waiting") == "0"
-        # the history chart has grown (it gains a point at each refresh of the page)
-        browser.wait_for("document.querySelector('#managers svg.chart polyline')"
-                         ".getAttribute('points').split(' ').length >= 3")
+        # the history chart has grown: it gains a point with each update the manager sends,
+        # so keep the manager working (advertising) while waiting for it
+        chart = ("document.querySelector('#managers svg.chart polyline')"
+                 ".getAttribute('points').split(' ').length")
+        grow_until = time.time() + 20
+        while browser.eval(chart) < 3:
+            assert time.time() < grow_until, "the history chart did not grow"
+            q.wait(0.1)
         shot = os.environ.get("WQ_STATUS_PAGE_SCREENSHOT")
         if shot:
             browser.screenshot(shot)
