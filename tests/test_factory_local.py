@@ -146,6 +146,13 @@ def test_password_and_ssl_reach_the_workers(tmp_path, monkeypatch):
         assert [t.output for t in done] == ["secure\n"] * 2
         assert (tmp_path / "scratch" / "pwfile").read_text() == "s3cret"
         assert f.stats()[0][1] == 1          # the factory's own query passed TLS and password
+        # Stop it while the manager keeps serving: its TLS workers and its own status query
+        # get their answers while it shuts down.
+        f.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 30
+        while f.proc.poll() is None:
+            assert time.time() < deadline, "the factory did not stop"
+            q.wait(0.1)
     finally:
         f.stop()
         f.kill()
