@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,13 @@ def start_workers(argv: list[str], port: int, n: int, cores: int = 1,
                                      str(port)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(n)]
+
+
+def wait_connected(q: Any, n: int, timeout: float = 30) -> None:
+    """Serve ``q`` until ``n`` workers have connected (or ``timeout`` seconds passed)."""
+    deadline = time.time() + timeout
+    while q.stats.workers_connected < n and time.time() < deadline:
+        q.wait(0.05)
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:

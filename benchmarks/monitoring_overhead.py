@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+import cctools_driver as cct
+
 from work_queue.monitor import standalone
 from work_queue.monitor import summary as summary_mod
 from work_queue.monitor.measure import TreeMonitor, exit_code
@@ -97,13 +99,8 @@ def _queue_run(n: int, monitor: bool) -> float:
         q = wq.WorkQueue(port=0)
         if monitor:
             q.enable_monitoring()
-        workers = [subprocess.Popen([sys.executable, "-m", "work_queue.cli.worker", "--cores",
-                                     "1", "--memory", "1000", "--disk", "1000",
-                                     "--single-shot", "localhost", str(q.port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for _ in range(2)]
-        while q.stats.workers_connected < 2:
-            q.wait(0.05)
+        workers = cct.start_workers([sys.executable, "-m", "work_queue.cli.worker"], q.port, 2)
+        cct.wait_connected(q, 2)
         start = time.perf_counter()
         for _ in range(n):
             t = wq.Task("true")
@@ -113,8 +110,7 @@ def _queue_run(n: int, monitor: bool) -> float:
             q.wait(1)
         rate = n / (time.perf_counter() - start)
         q.close()
-        for w in workers:
-            w.wait(timeout=30)
+        cct.stop_workers(workers)
         return rate
     finally:
         os.chdir(here)

@@ -68,9 +68,7 @@ def run_ours(n_tasks: int, n_workers: int, worker_argv: list[str]) -> float:
     try:
         q = wq.WorkQueue(port=0)
         workers = cct.start_workers(worker_argv, q.port, n_workers)
-        deadline = time.time() + 30
-        while q.stats.workers_connected < n_workers and time.time() < deadline:
-            q.wait(0.05)
+        cct.wait_connected(q, n_workers)
         t0 = time.perf_counter()
         for i in range(n_tasks):
             t = wq.PythonTask(trivial, i)

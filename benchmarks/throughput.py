@@ -58,9 +58,7 @@ def run_ours(n_tasks: int, n_workers: int, variant: str, worker_argv: list[str],
     try:
         q = wq.WorkQueue(port=0)
         workers = cct.start_workers(worker_argv, q.port, n_workers)
-        deadline = time.time() + 30
-        while q.stats.workers_connected < n_workers and time.time() < deadline:
-            q.wait(0.05)
+        cct.wait_connected(q, n_workers)
         for _ in range(n_workers):  # warm-up, as the CCTools driver does
             q.submit(wq.Task("true"))
         for _ in range(n_workers):
