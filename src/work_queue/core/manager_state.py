@@ -179,13 +179,13 @@ class ManagerState:
                 c = self.categories.get(task.category)
                 if c is not None and -1 < c.max_concurrent <= c.running:
                     continue
-                kind = self._signature(task)
+                kind = self._signature(task) if failed else None
                 if kind in failed:
                     continue
                 chosen = self._place(task, now)
                 if chosen is not None:
                     break
-                failed.add(kind)
+                failed.add(kind or self._signature(task))
         finally:
             self.ready.restore()
         for task in expired:

@@ -33,6 +33,8 @@ class WorkerConnection:
         self.key = key
         self.reader: MessageReader = worker_stream_reader()
         self.out = bytearray()
+        #: ``out`` holds something the peer is waiting for (not only cleanup lines).
+        self.urgent = False
         self.connected_at = now
         self.last_message = now
         self.last_check = now
@@ -64,11 +66,22 @@ class WorkerConnection:
 
             self.debug(wire_text("tx to", self, data))
         self.out += data
+        self.urgent = True
+
+    def write_later(self, data: bytes) -> None:
+        """Queue cleanup lines (``kill``/``unlink`` of a finished task) that may wait for the
+        next flush: they leave with the next task rather than delay returning this one."""
+        if self.debug is not None:
+            from .logs import wire_text
+
+            self.debug(wire_text("tx to", self, data))
+        self.out += data
 
     def flush(self) -> None:
         if self.out and not self.closed:
             data = bytes(self.out)
             self.out.clear()
+            self.urgent = False
             try:
                 sent = self.sock.send(data)  # usually all of it: the socket buffer has room
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,

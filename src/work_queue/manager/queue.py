@@ -703,7 +703,9 @@ class WorkQueue(AbstractionsMixin):
             # Answers to what just arrived (the next task, kill/unlink of finished ones) leave
             # together in one send per worker.
             self._dispatch_all(self._now(), burst=min(handled, 100))
-        self._flush_all()
+        # Cleanup lines for tasks about to be returned wait for the next pass (or close()),
+        # so wait() returns without a send on its path.
+        self._flush_all(everything=not self._state.returned)
         now = self._now()
         if now - self._last_fast_abort >= 0.1:
             self._last_fast_abort = now
@@ -713,9 +715,9 @@ class WorkQueue(AbstractionsMixin):
         self._state.capacity.pass_done(progressed)
         return progressed
 
-    def _flush_all(self) -> None:
+    def _flush_all(self, everything: bool = True) -> None:
         for conn in list(self._conns.values()):
-            if conn.out:
+            if conn.out and (everything or conn.urgent):
                 try:
                     conn.flush()
                 except OSError as e:
@@ -972,6 +974,14 @@ class WorkQueue(AbstractionsMixin):
             return
         conn.write(self._task_block(task, d, fork=task.is_python and self._monitor is None
                                     and extensions.PYTHON_WARM in worker.features))
+        if not worker.tasks:
+            # An idle worker starts at once; the bookkeeping below overlaps with its work.
+            try:
+                conn.flush()
+            except OSError as e:
+                logger.warning("send to %s failed: %s", conn.address, e)
+                self._drop(conn, "FAILURE")
+                return
         self._state.commit_dispatch(d, now)
         end = self._now()
         task.send_input_finish = _usec(end)
@@ -1385,7 +1395,7 @@ class WorkQueue(AbstractionsMixin):
         task.receive_output_finish = _usec(self._now())
         task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
             (task.send_input_finish - task.send_input_start)
-        self._kill_on_worker(task, w, outputs_too=True)
+        self._kill_on_worker(task, w, outputs_too=True, later=True)
         if task._monitor_mode is not None and self._monitor is not None:
             if task._monitor_mode == "native":
                 text = task._summary_text
@@ -1405,21 +1415,25 @@ class WorkQueue(AbstractionsMixin):
             if task.state == ts.READY:  # exhausted its first allocation: retried at MAX
                 self._txn.task_waiting(task, now)
 
-    def _kill_on_worker(self, task: Task, w: WorkerRecord | None, outputs_too: bool) -> None:
+    def _kill_on_worker(self, task: Task, w: WorkerRecord | None, outputs_too: bool,
+                        later: bool = False) -> None:
+        """Tell the worker to stop ``task`` and delete its files; ``later``: the task has
+        finished, so this is cleanup that may wait for the next send."""
         if w is None:
             return
         conn = self._conns.get(w.key)
         if conn is None:
             return
-        conn.write(m.Kill(task.id).encode())
-        self._unlink_inputs(conn, task, w, outputs_too)
+        (conn.write_later if later else conn.write)(m.Kill(task.id).encode())
+        self._unlink_inputs(conn, task, w, outputs_too, later)
 
     def _unlink_inputs(self, conn: WorkerConnection, task: Task, w: WorkerRecord,
-                       outputs_too: bool = False) -> None:
+                       outputs_too: bool = False, later: bool = False) -> None:
+        write = conn.write_later if later else conn.write
         for spec in task.files:
             if spec.cached or (not spec.is_input and not outputs_too) or spec.empty_dir:
                 continue
-            conn.write(m.Unlink(spec.cachename).encode())
+            write(m.Unlink(spec.cachename).encode())
 
     # -- status -----------------------------------------------------------------------------------
 

@@ -128,13 +128,15 @@ def argv_for(command: str, path: str | None) -> list[str]:
     """How to run ``command``: ``/bin/sh -c`` unless it is plain words naming a program.
 
     Running a plain command directly gives the same result as the shell would, without
-    starting a shell first (a measurable cost when tasks are short).
+    starting a shell first (a measurable cost when tasks are short).  Where the direct start
+    fails (the program went away, is not executable, is a script without ``#!``),
+    ``start_process`` lets the shell run it instead, with the shell's messages.
     """
     if _PLAIN_COMMAND.fullmatch(command):
         words = command.split()
         if words and words[0] not in _SHELL_ONLY:
             program = words[0] if "/" in words[0] else _which(words[0], path)
-            if program and os.access(program, os.X_OK) and not os.path.isdir(program):
+            if program:
                 return [program, *words[1:]]
     return ["/bin/sh", "-c", command]
 
@@ -151,8 +153,24 @@ def _which(name: str, path: str | None) -> str | None:
     return _WHICH_CACHE[key]
 
 
+#: Output files made ahead of time (``make_spare_output_files``), while the worker waits.
+_SPARE_OUTPUT_FILES: list[int] = []
+
+
+def make_spare_output_files(n: int = 2) -> None:
+    """Create up to ``n`` output files for the next tasks, off their critical path."""
+    while len(_SPARE_OUTPUT_FILES) < n:
+        _SPARE_OUTPUT_FILES.append(_new_output_file())
+
+
 def output_file() -> int:
     """A file descriptor for the task's merged stdout and stderr (in memory if possible)."""
+    if _SPARE_OUTPUT_FILES:
+        return _SPARE_OUTPUT_FILES.pop()
+    return _new_output_file()
+
+
+def _new_output_file() -> int:
     try:
         return os.memfd_create("wq-task-output", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
@@ -182,7 +200,13 @@ def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
     if run.output_fd < 0:
         run.output_fd = output_file()
     argv = argv_for(run.spec.command, env.get("PATH"))
-    run.pid = _spawn(argv, run.sandbox, env, run.output_fd)
+    try:
+        run.pid = _spawn(argv, run.sandbox, env, run.output_fd)
+    except OSError:
+        if argv[0] == "/bin/sh":
+            raise
+        _WHICH_CACHE.clear()
+        run.pid = _spawn(["/bin/sh", "-c", run.spec.command], run.sandbox, env, run.output_fd)
     run.start = now
     try:
         run.pidfd = os.pidfd_open(run.pid)
@@ -206,6 +230,9 @@ def finish_warm_run(run: TaskRun, code: int | None, wait_status: int, now: float
             run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, exit_code
 
 
+#: The worker's own working directory, returned to after each spawn.
+_WORKER_CWD: str | None = None
+
 _DEVNULL_ACTION = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
 
 
@@ -217,7 +244,10 @@ def _spawn(argv: list[str], cwd: str, env: dict[str, str], output_fd: int) -> in
     directory around the call.
     """
     if hasattr(os, "posix_spawn"):
-        here = os.getcwd()
+        global _WORKER_CWD
+        if _WORKER_CWD is None:
+            _WORKER_CWD = os.getcwd()
+        here = _WORKER_CWD
         os.chdir(cwd)
         try:
             return os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
@@ -244,8 +274,12 @@ def kill_process(run: TaskRun) -> None:
             pass
 
 
-def reap(run: TaskRun, now: float, block: bool = False) -> bool:
-    """Collect the exit status if the process ended; True when it did."""
+def reap(run: TaskRun, now: float, block: bool = False, tidy: bool = True) -> bool:
+    """Collect the exit status if the process ended; True when it did.
+
+    With ``tidy`` False the caller reports the task first and calls ``end_process_group``
+    afterwards (the pidfd is still open then).
+    """
     if run.pid <= 0 or run.done:
         return run.done
     try:
@@ -258,9 +292,6 @@ def reap(run: TaskRun, now: float, block: bool = False) -> bool:
     code = os.waitstatus_to_exitcode(status)
     run.done = True
     run.finish = now
-    if run.pidfd >= 0:
-        os.close(run.pidfd)
-        run.pidfd = -1
     if run.forced_status is not None:
         run.status, run.exit_code = run.forced_status, 9
     elif code < 0:
@@ -269,12 +300,21 @@ def reap(run: TaskRun, now: float, block: bool = False) -> bool:
         run.status, run.exit_code = WORK_QUEUE_RESULT_SIGNAL, -code
     else:
         run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
-    # Kill anything left in the process group so no orphan outlives the task.
+    if tidy:
+        end_process_group(run)
+    return True
+
+
+def end_process_group(run: TaskRun) -> None:
+    """After the task's process ended: close its pidfd, and kill anything left in its
+    process group so no orphan outlives the task."""
+    if run.pidfd >= 0:
+        os.close(run.pidfd)
+        run.pidfd = -1
     try:
         os.killpg(run.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    return True
 
 
 def disk_full(sandbox: str, allocated_mb: float) -> bool:

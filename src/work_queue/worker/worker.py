@@ -57,8 +57,10 @@ from .executor import (
     TaskRun,
     TaskSpec,
     disk_full,
+    end_process_group,
     finish_warm_run,
     kill_process,
+    make_spare_output_files,
     output_file,
     read_output,
     reap,
@@ -250,6 +252,9 @@ class Session:
         #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
         #: directory costs as much as starting a short task).
         self.trash: list[str] = []
+        #: Tasks the manager is done with (killed after their result): their sandboxes are
+        #: emptied for reuse after the loop has started what it can.
+        self.finished: list[TaskRun] = []
         self.free_sandboxes: list[str] = []
         self.idle_interpreters: list[WarmInterpreter] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
@@ -263,11 +268,17 @@ class Session:
         if self.out:
             data = bytes(self.out)
             self.out.clear()
-            self.sock.settimeout(self.cfg.io_timeout)
             try:
-                self.sock.sendall(data)
-            finally:
-                self.sock.setblocking(False)
+                sent = self.sock.send(data)  # usually all of it: the socket buffer has room
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
+                sent = 0
+            if sent < len(data):
+                self.sock.settimeout(self.cfg.io_timeout)
+                try:
+                    self.sock.sendall(data[sent:])
+                finally:
+                    self.sock.setblocking(False)
 
     def run(self) -> str:
         try:
@@ -372,6 +383,12 @@ class Session:
             now = time.time()
             self._check_tasks(now)
             self._start_waiting(now)
+            # Results and started tasks first; cleaning up after finished tasks can wait.
+            self.flush()
+            if self.finished:
+                self._clean_finished()
+                self._start_waiting(now)
+            make_spare_output_files()
             if self.trash and (len(self.trash) > 256 or not self.waiting):
                 self._empty_trash(now)
             if self.tasks or self.reader.in_payload:
@@ -637,6 +654,8 @@ class Session:
         # The sandbox is always <workspace>/t.<taskid>, as in CCTools: coprocesses (Parsl's
         # among them) look for a task's files there.
         run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
+        if any(old.sandbox == run.sandbox for old in self.finished):
+            self._clean_finished()  # the same task again: its old sandbox goes first
         try:
             if self.free_sandboxes:
                 os.rename(self.free_sandboxes.pop(), run.sandbox)
@@ -695,7 +714,18 @@ class Session:
             for remote, data in run.memory_inputs.items():
                 with open(os.path.join(run.sandbox, remote), "wb") as f:
                     f.write(data)
-            start_process(run, env, now)
+            try:
+                start_process(run, env, now)
+            except OSError as e:
+                # Reported as a shell would report a command it cannot run (exit code 127).
+                logger.warning("task %d: cannot start it: %s", spec.task_id, e)
+                if run.output_fd >= 0:
+                    os.write(run.output_fd, f"work_queue_worker: cannot start the task: {e}\n"
+                             .encode())
+                run.start = run.finish = now
+                self._account(run, -1)
+                self._finish_without_running(run, WORK_QUEUE_RESULT_SUCCESS, 127)
+                return
             if spec.monitor is not None and run.pid > 0:
                 try:
                     run.monitor = TaskMonitor(spec.monitor, run.pid, run.sandbox,
@@ -790,15 +820,21 @@ class Session:
         run = self.tasks.get(task_id)
         if run is None:
             return
-        if run.pidfd >= 0:
+        pidfd = run.pidfd
+        if not reap(run, time.time(), tidy=False):
+            return
+        # The result leaves first; closing the pidfd and the process group comes after.
+        self._task_done(run)
+        if pidfd >= 0:
             try:
-                self.selector.unregister(run.pidfd)
+                self.selector.unregister(pidfd)
             except (KeyError, ValueError):
                 pass
-        if reap(run, time.time()):
-            self._task_done(run)
+        end_process_group(run)
 
     def _task_done(self, run: TaskRun) -> None:
+        """Report a finished task (at once when the manager takes pushed results), then keep
+        its outputs in the cache (before the manager's ``get`` for them is read)."""
         self._account(run, -1)
         if run.status == WORK_QUEUE_RESULT_SUCCESS and run.exit_code != 0 and run.sandbox \
                 and disk_full(run.sandbox, run.disk):
@@ -807,7 +843,13 @@ class Session:
             run.status = WORK_QUEUE_RESULT_DISK_ALLOC_FULL
         if run.monitor is not None:
             self._finish_monitor(run)
-        # Move declared outputs from the sandbox into the cache.
+        self._announce()
+        if self.push_results:
+            self.flush()
+        self._keep_outputs(run)
+
+    def _keep_outputs(self, run: TaskRun) -> None:
+        """Move declared outputs from the sandbox into the cache."""
         for cachename, remote, _flags in run.spec.outputs:
             if remote == run.result_name:
                 data = read_output(run.result_fd)
@@ -829,7 +871,6 @@ class Session:
                             shutil.copy2(src, dst)
                     except OSError as e:
                         logger.warning("cannot keep output %s: %s", remote, e)
-        self._announce()
 
     def _finish_monitor(self, run: TaskRun) -> None:
         """Write the task's summary; the exit code becomes resource_monitor's."""
@@ -967,11 +1008,16 @@ class Session:
                     os.close(fd)
             run.output_fd = run.result_fd = -1
             if run.sandbox:
-                # Inputs we placed are removed by name, so the sandbox can usually be reused.
-                for _cache, remote, _flags in run.spec.inputs:
-                    if remote not in run.memory_inputs:
-                        remove_tree(os.path.join(run.sandbox, remote))
-                self._recycle(run.sandbox)
+                self.finished.append(run)
+
+    def _clean_finished(self) -> None:
+        for run in self.finished:
+            # Inputs we placed are removed by name, so the sandbox can usually be reused.
+            for _cache, remote, _flags in run.spec.inputs:
+                if remote not in run.memory_inputs:
+                    remove_tree(os.path.join(run.sandbox, remote))
+            self._recycle(run.sandbox)
+        self.finished.clear()
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -1024,6 +1070,7 @@ class Session:
         except OSError:
             pass
         self._kill(-1)
+        self._clean_finished()
         for interp in self.idle_interpreters:
             interp.stop()
         self.idle_interpreters.clear()
