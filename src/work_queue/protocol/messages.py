@@ -15,8 +15,9 @@ docstring of each class (see ``cctools-protocol-and-api.md`` 1.5-1.9).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import RemoteProtocolError
 from .urlcodec import url_decode, url_encode
@@ -29,6 +30,12 @@ class Message:
     VERB: ClassVar[bytes] = b""
     #: A streamed payload is handed to the consumer in chunks instead of all at once.
     STREAMED: ClassVar[bool] = False
+    #: The line announces a payload (the class defines ``payload_length``); set per class.
+    HAS_PAYLOAD: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.HAS_PAYLOAD = cls.payload_length is not Message.payload_length
 
     @property
     def payload_length(self) -> int:
@@ -703,6 +710,21 @@ class Unknown(Message):
 _TASK_RESOURCE_NAMES = frozenset(RESOURCE_FORMATS)
 
 
+def _resource_line(name: str) -> Callable[[bytes, bytes], Message]:
+    return lambda value, line: TaskResource(name, _float(value, line))
+
+
+#: Parsers of the two-word lines of a task block, by verb.
+_TASK_LINES: dict[bytes, Callable[[bytes, bytes], Message]] = {
+    b"task": lambda value, line: TaskStart(_int(value, line)),
+    b"cmd": lambda value, line: Cmd(_int(value, line)),
+    b"category": lambda value, line: Category(value.decode()),
+    b"env": lambda value, line: Env(_int(value, line)),
+    b"kill": lambda value, line: Kill(_int(value, line)),
+    **{name.encode(): _resource_line(name) for name in RESOURCE_FORMATS},
+}
+
+
 def parse_from_manager(line: bytes) -> Message:
     """Parse one line a manager sent to a worker.
 
@@ -712,6 +734,16 @@ def parse_from_manager(line: bytes) -> Message:
     parts = line.split(b" ")
     verb = parts[0]
     n = len(parts)
+    if n == 2:
+        make = _TASK_LINES.get(verb)
+        if make is not None:  # the lines of a task block, the bulk of what a worker reads
+            try:
+                return make(parts[1], line)
+            except (UnicodeDecodeError, ValueError):
+                raise RemoteProtocolError(f"malformed line from manager: {line[:200]!r}") \
+                    from None
+    elif line == b"end":
+        return End()
     s = verb.decode("utf-8", "replace")
     try:
         if verb == b"task" and n == 2:

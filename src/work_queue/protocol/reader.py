@@ -51,6 +51,8 @@ class MessageReader:
     """Turns a byte stream into messages using one direction's parse table."""
 
     __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line", "_direct")
+    # next_event reads ReceiveBuffer's fields directly on its fast path (the same module
+    # family; kept in step with buffer.py).
 
     def __init__(self, parse: Callable[[bytes], Message], max_line: int = WORK_QUEUE_LINE_MAX):
         self._buffer = ReceiveBuffer()
@@ -82,6 +84,25 @@ class MessageReader:
         return self._whole is not None or self._stream_left >= 0 or self._direct is not None
 
     def next_event(self) -> Event:
+        buf = self._buffer
+        if self._stream_left < 0 and self._whole is None and self._direct is None:
+            # The common case, a plain line: inlined ReceiveBuffer.maybe_next_line.
+            data = buf._data
+            start = buf._start
+            scan = buf._scan
+            idx = data.find(b"\n", scan if scan > start else start)
+            if idx >= 0 and idx - start <= self._max_line:
+                line = bytes(data[start:idx])
+                buf._start = buf._scan = idx + 1
+                if b"\r" in line:
+                    line = line.replace(b"\r", b"")
+                msg = self._parse(line)
+                if not msg.HAS_PAYLOAD:
+                    return msg
+                return self._payload_of(msg, line)
+        return self._slow_next_event()
+
+    def _slow_next_event(self) -> Event:
         buf = self._buffer
         if self._direct is not None:
             data, self._direct = self._direct, None
@@ -119,6 +140,13 @@ class MessageReader:
             # Same verdict whether the line arrived in one piece or byte by byte.
             raise RemoteProtocolError("line longer than %d bytes" % self._max_line)
         msg = self._parse(line)
+        if not msg.HAS_PAYLOAD:
+            return msg
+        return self._payload_of(msg, line)
+
+    def _payload_of(self, msg: Message, line: bytes) -> Event:
+        """Start (streamed) or complete (whole) the payload announced by ``msg``."""
+        buf = self._buffer
         n = msg.payload_length
         if n < 0:
             raise RemoteProtocolError(f"negative payload length in {line!r}")

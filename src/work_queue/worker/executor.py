@@ -2,7 +2,7 @@
 
 A task runs ``/bin/sh -c <command>`` in ``<workspace>/t.<id>``, in its own process group (so a
 kill reaches every process it started), with stdin from /dev/null and stdout+stderr merged into
-one file.  Completion is noticed through a pidfd that the worker's selector watches.
+one file.  Completion is noticed through a pidfd that the worker watches.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..constants import (
 from ..monitor.measure import tree_usage
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskSpec:
     """A task as the manager described it in its ``task ... end`` block."""
 
@@ -47,7 +47,7 @@ class TaskSpec:
     monitor: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRun:
     """A task the worker holds: waiting, running, or finished and not yet reported."""
 

@@ -6,7 +6,7 @@ Theory of operation
 ``max_backoff``), then runs one :class:`Session` per connection.  A session:
 
 * authenticates (if ``--password``) and sends the protocol-11 handshake;
-* loops on a selector watching the manager socket and one pidfd per running task;
+* loops on a watcher (events.py) of the manager socket and one pidfd per running task;
 * handles manager messages (task blocks, ``put``/``dir`` into the cache, ``get``, ``kill``,
   ``send_results``, ``release``/``exit``...);
 * starts waiting tasks whenever their resources fit (cores, memory, disk, gpus);
@@ -24,7 +24,6 @@ import logging
 import os
 import platform
 import random
-import selectors
 import shutil
 import socket
 import ssl
@@ -53,6 +52,7 @@ from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from . import probe
 from .cache import Cache, LazyObject
 from .coprocess import CoprocessPool
+from .events import ReadWatcher
 from .executor import (
     TaskRun,
     TaskSpec,
@@ -246,7 +246,7 @@ class Session:
         self.push_results = False
         self.last_activity = time.time()
         self.last_watch = 0.0
-        self.selector = selectors.DefaultSelector()
+        self.watcher = ReadWatcher()
         self.outcome: str | None = None
         self.used = {"cores": 0.0, "memory": 0.0, "disk": 0.0, "gpus": 0.0}
         #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
@@ -288,7 +288,7 @@ class Session:
             self._handshake()
             logger.debug("connected to manager %s:%d", self.cfg.host, self.cfg.port)
             self.flush()
-            self.selector.register(self.sock, selectors.EVENT_READ, None)
+            self.watcher.register(self.sock, None)
             self._loop()
         except (OSError, RemoteProtocolError, AuthenticationError) as e:
             logger.warning("connection to manager failed: %s", e)
@@ -371,26 +371,24 @@ class Session:
         while self.outcome is None:
             now = time.time()
             timeout = self._next_timeout(now)
-            for key, _ in self.selector.select(timeout):
-                if key.data is None:
+            for data in self.watcher.wait(timeout):
+                if data is None:
                     self._receive()
                     if self.outcome is not None:
                         return
-                elif isinstance(key.data, WarmInterpreter):
-                    self._interpreter_answered(key.data)
+                elif isinstance(data, WarmInterpreter):
+                    self._interpreter_answered(data)
                 else:
-                    self._task_exited(key.data)
+                    self._task_exited(data)
             now = time.time()
             self._check_tasks(now)
-            self._start_waiting(now)
+            started = self._start_waiting(now)
             # Results and started tasks first; cleaning up after finished tasks can wait.
             self.flush()
-            if self.finished:
-                self._clean_finished()
-                self._start_waiting(now)
-            make_spare_output_files()
-            if self.trash and (len(self.trash) > 256 or not self.waiting):
-                self._empty_trash(now)
+            if not started or len(self.finished) > 16:
+                # Not right after starting a task: work here would then compete with the
+                # new process for its CPU (the scheduler tends to keep it beside us).
+                self._housekeeping(now)
             if self.tasks or self.reader.in_payload:
                 self.last_activity = now
             elif now - self.last_activity > self.cfg.idle_timeout:
@@ -404,6 +402,14 @@ class Session:
                 self.outcome = WALL_TIME
                 return
             self.flush()
+
+    def _housekeeping(self, now: float) -> None:
+        """Tidy up after finished tasks and prepare for the next ones."""
+        if self.finished:
+            self._clean_finished()
+        make_spare_output_files()
+        if self.trash and (len(self.trash) > 256 or not self.waiting):
+            self._empty_trash(now)
 
     def _recycle(self, sandbox: str) -> None:
         """Keep an empty sandbox for the next task (creating and deleting a directory costs
@@ -626,9 +632,11 @@ class Session:
         return (u["cores"] + run.cores <= w.cores and u["memory"] + run.memory <= w.memory
                 and u["disk"] + run.disk <= w.disk and u["gpus"] + run.gpus <= w.gpus)
 
-    def _start_waiting(self, now: float) -> None:
+    def _start_waiting(self, now: float) -> int:
+        """Start the waiting tasks that fit; returns how many started."""
         if not self.waiting:
-            return
+            return 0
+        started = 0
         still: list[int] = []
         for task_id in self.waiting:
             run = self.tasks.get(task_id)
@@ -647,7 +655,9 @@ class Session:
                     still.append(task_id)
                     continue
             self._start(run, now)
+            started += 1
         self.waiting = still
+        return started
 
     def _start(self, run: TaskRun, now: float) -> None:
         spec = run.spec
@@ -738,7 +748,7 @@ class Session:
             if flags & WORK_QUEUE_WATCH:
                 run.watched[remote] = 0
         if run.pidfd >= 0:
-            self.selector.register(run.pidfd, selectors.EVENT_READ, spec.task_id)
+            self.watcher.register(run.pidfd, spec.task_id)
 
     def _start_warm(self, run: TaskRun, env: dict[str, str], now: float) -> bool:
         """Hand a Python task to a warm interpreter; False if it must run the usual way."""
@@ -768,7 +778,7 @@ class Session:
         run.interp = interp
         run.pid = interp.pid
         run.start = now
-        self.selector.register(interp.sock, selectors.EVENT_READ, interp)
+        self.watcher.register(interp.sock, interp)
         return True
 
     def _start_coprocess_call(self, run: TaskRun, now: float) -> None:
@@ -791,10 +801,7 @@ class Session:
 
     def _interpreter_answered(self, interp: WarmInterpreter) -> None:
         task_id = interp.task_id
-        try:
-            self.selector.unregister(interp.sock)
-        except (KeyError, ValueError):
-            pass
+        self.watcher.unregister(interp.sock)
         code = interp.read_reply()
         status = interp.reap() if code is None else 0
         run = self.tasks.get(task_id)
@@ -826,10 +833,7 @@ class Session:
         # The result leaves first; closing the pidfd and the process group comes after.
         self._task_done(run)
         if pidfd >= 0:
-            try:
-                self.selector.unregister(pidfd)
-            except (KeyError, ValueError):
-                pass
+            self.watcher.unregister(pidfd)
         end_process_group(run)
 
     def _task_done(self, run: TaskRun) -> None:
@@ -982,20 +986,14 @@ class Session:
                 continue
             if run.running and run.interp is not None:
                 interp = run.interp
-                try:
-                    self.selector.unregister(interp.sock)
-                except (KeyError, ValueError):
-                    pass
+                self.watcher.unregister(interp.sock)
                 interp.stop()
                 run.done = True
                 self._account(run, -1)
             elif run.running:
                 kill_process(run)
                 if run.pidfd >= 0:
-                    try:
-                        self.selector.unregister(run.pidfd)
-                    except (KeyError, ValueError):
-                        pass
+                    self.watcher.unregister(run.pidfd)
                 reap(run, time.time(), block=True)
                 self._account(run, -1)
             if run.coprocess is not None and self.w.coprocesses is not None:
@@ -1084,7 +1082,7 @@ class Session:
             except OSError:
                 pass
         try:
-            self.selector.close()
+            self.watcher.close()
         except Exception:
             pass
         try:

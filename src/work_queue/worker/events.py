@@ -1,0 +1,62 @@
+"""What the worker waits on: the manager's socket, task pidfds, warm interpreters.
+
+A thin layer over ``epoll`` (``selectors`` elsewhere): the worker registers a file
+descriptor with the object to hand back when it is readable.  ``selectors`` builds a key
+object per registration and per event; with one short task at a time that overhead is a
+measurable part of a task's round trip.
+"""
+
+from __future__ import annotations
+
+import select
+import selectors
+from typing import Any
+
+
+class ReadWatcher:
+    """Readable-file watcher: ``register(fd, data)``, then ``wait(timeout)`` -> [data]."""
+
+    def __init__(self) -> None:
+        self._data: dict[int, Any] = {}
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._selector = None if self._epoll is not None else selectors.DefaultSelector()
+
+    def register(self, fileobj: Any, data: Any) -> None:
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            self._selector.register(fd, selectors.EVENT_READ)  # type: ignore[union-attr]
+        self._data[fd] = data
+
+    def unregister(self, fileobj: Any) -> None:
+        """Stop watching (a file descriptor not being watched is fine)."""
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        if self._data.pop(fd, self) is self:
+            return
+        try:
+            if self._epoll is not None:
+                self._epoll.unregister(fd)
+            else:
+                self._selector.unregister(fd)  # type: ignore[union-attr]
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def wait(self, timeout: float) -> list[Any]:
+        """The data of every registered descriptor that is readable within ``timeout`` s."""
+        if self._epoll is not None:
+            try:
+                events = self._epoll.poll(timeout, max(1, len(self._data)))
+            except InterruptedError:
+                return []
+            data = self._data
+            return [data[fd] for fd, _ in events if fd in data]
+        ready = self._selector.select(timeout)  # type: ignore[union-attr]
+        return [self._data[key.fd] for key, _ in ready if key.fd in self._data]
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+        else:
+            self._selector.close()  # type: ignore[union-attr]
+        self._data.clear()
