@@ -129,13 +129,13 @@ def main() -> int:
     # The manager's own stalls: the longest loop pass, not counting time waiting in poll
     # (a pause between two returned tasks can also be the simulator being slow).
     worst = [0.0]
-    original_pass, original_select = q._pass, q._selector.select
+    original_pass, original_wait = q._pass, q._watcher.wait
     polled = [0.0]
 
-    def timed_select(timeout=None):
+    def timed_wait(timeout):
         t = time.perf_counter()
         try:
-            return original_select(timeout)
+            return original_wait(timeout)
         finally:
             polled[0] += time.perf_counter() - t
 
@@ -147,7 +147,7 @@ def main() -> int:
         finally:
             worst[0] = max(worst[0], time.perf_counter() - t - polled[0])
 
-    q._selector.select, q._pass = timed_select, timed_pass
+    q._watcher.wait, q._pass = timed_wait, timed_pass
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = last = time.perf_counter()
     longest = 0.0

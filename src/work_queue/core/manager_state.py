@@ -162,7 +162,7 @@ class ManagerState:
         # Only workers with room are looked at: with a thousand busy workers this keeps a
         # dispatch decision as cheap as with two.  Which of them are usable (not draining,
         # host not blocked) is checked lazily, as candidates are needed.
-        if len(self.workers) < self.wait_for_workers or not self.free:
+        if not self.ready or len(self.workers) < self.wait_for_workers or not self.free:
             self.dispatch_pending = False
             return None
         expired: list[Any] = []

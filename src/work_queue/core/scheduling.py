@@ -72,7 +72,7 @@ class WorkerRecord:
 
     def bucket(self, task: Any) -> WorkerRecord:
         """Where ``task`` is accounted: the coprocess record for coprocess tasks."""
-        if getattr(task, "coprocess", None) and self.cop is not None:
+        if self.cop is not None and getattr(task, "coprocess", None):
             return self.cop
         return self
 
@@ -86,10 +86,15 @@ class WorkerRecord:
         return (box.cores, box.memory, box.disk, box.gpus)
 
     def add_box(self, box: Resources, sign: int = 1) -> None:
-        self.inuse_cores += sign * max(box.cores, 0)
-        self.inuse_memory += sign * max(box.memory, 0)
-        self.inuse_disk += sign * max(box.disk, 0)
-        self.inuse_gpus += sign * max(box.gpus, 0)
+        """Count (``sign`` 1) or release (-1) an allocation; unset (negative) values are 0."""
+        if box.cores > 0:
+            self.inuse_cores += sign * box.cores
+        if box.memory > 0:
+            self.inuse_memory += sign * box.memory
+        if box.disk > 0:
+            self.inuse_disk += sign * box.disk
+        if box.gpus > 0:
+            self.inuse_gpus += sign * box.gpus
 
 
 def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_multiplier: float,

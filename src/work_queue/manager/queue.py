@@ -9,8 +9,8 @@ passes.  A pass (``_pass``):
    task: its inputs not yet cached at that worker (``put``/``dir``/``puturl``/``putcmd``),
    then the ``task ... end`` block;
 2. flushes every connection's buffered control lines;
-3. waits on a selector for readable sockets (new workers, messages, status queries) and feeds
-   the bytes to each connection's sans-IO reader, handling every complete message;
+3. waits (``work_queue.events``) for readable sockets (new workers, messages, status queries)
+   and feeds the bytes to each connection's sans-IO reader, handling every complete message;
 4. does the periodic work: keepalives, handshake timeouts, the stats log.
 
 Results are pulled as in protocol 11: the worker says ``available_results``, we answer
@@ -25,7 +25,6 @@ import errno
 import json
 import logging
 import os
-import selectors
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +38,7 @@ from ..core.resources import Resources
 from ..core.scheduling import WorkerRecord
 from ..core.stats import Stats, category_snapshot, snapshot
 from ..errors import RemoteProtocolError
+from ..events import ReadWatcher
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
@@ -162,8 +162,8 @@ class WorkQueue(AbstractionsMixin):
         self._stats_log = logs.StatsLog(stats_log) if stats_log else None
         self._listener = bind_listener(port)
         self._port = self._listener.getsockname()[1]
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._watcher = ReadWatcher()
+        self._watcher.register(self._listener, None)
         self._conns: dict[int, WorkerConnection] = {}
         self._next_key = 1
         self._closed = False
@@ -218,12 +218,9 @@ class WorkQueue(AbstractionsMixin):
             if conn.worker is not None:
                 self._state.counters.workers_released += 1
             self._last_word(conn, goodbye if conn.worker is not None else b"", "EXPLICIT")
-        try:
-            self._selector.unregister(self._listener)
-        except (KeyError, ValueError):
-            pass
+        self._watcher.unregister(self._listener)
         self._listener.close()
-        self._selector.close()
+        self._watcher.close()
         now = self._now()
         if self._stats_log:
             self._stats_log.write(self._stats_now(), now, force=True)
@@ -669,19 +666,20 @@ class WorkQueue(AbstractionsMixin):
         """One iteration of the manager loop; True if anything happened."""
         progressed = self._dispatch_all(now)
         self._flush_all()
-        poll = 0.0 if progressed or self._state.returned else poll_timeout
+        # Block in poll unless there is more to do now: more tasks to place, or tasks to return.
+        more = progressed and self._state.dispatch_pending
+        poll = 0.0 if more or self._state.returned else poll_timeout
         t0 = time.perf_counter()
-        events = self._selector.select(poll)
+        events = self._watcher.wait(poll)
         started = time.perf_counter()
         self._state.counters.time_polling += int((started - t0) * 1e6)
         handled = 0
-        for key, _mask in events:
+        for conn in events:
             if handled and time.perf_counter() - started > PASS_BUDGET:
                 # A bounded pass: the other connections are still readable at the next poll
                 # (epoll is level-triggered), after this pass's answers have gone out.
                 break
             handled += 1
-            conn = key.data
             if conn is None:
                 self._accept(self._now())
                 progressed = True
@@ -766,7 +764,7 @@ class WorkQueue(AbstractionsMixin):
             if self._password is not None:
                 conn.auth_step = "line"
             self._conns[key] = conn
-            self._selector.register(sock, selectors.EVENT_READ, conn)
+            self._watcher.register(sock, conn)
 
     def _adopt_handoffs(self) -> None:
         """Connections the status thread accepted while the application was busy and that
@@ -783,7 +781,7 @@ class WorkQueue(AbstractionsMixin):
                 self._debug.write(f"new connection from {conn.address}")
             conn.auth_step = "done" if authed else None
             self._conns[key] = conn
-            self._selector.register(sock, selectors.EVENT_READ, conn)
+            self._watcher.register(sock, conn)
             if data:
                 conn.bytes_received += len(data)
                 conn.reader.feed(data)
@@ -806,10 +804,7 @@ class WorkQueue(AbstractionsMixin):
         if conn.closed and conn.key not in self._conns:
             return
         self._conns.pop(conn.key, None)
-        try:
-            self._selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        self._watcher.unregister(conn.sock)
         conn.close()
         w = conn.worker
         if w is None:

@@ -6,7 +6,7 @@ Theory of operation
 ``max_backoff``), then runs one :class:`Session` per connection.  A session:
 
 * authenticates (if ``--password``) and sends the protocol-11 handshake;
-* loops on a watcher (events.py) of the manager socket and one pidfd per running task;
+* loops on a watcher (work_queue.events) of the manager socket and one pidfd per running task;
 * handles manager messages (task blocks, ``put``/``dir`` into the cache, ``get``, ``kill``,
   ``send_results``, ``release``/``exit``...);
 * starts waiting tasks whenever their resources fit (cores, memory, disk, gpus);
@@ -45,6 +45,7 @@ from ..constants import (
     WORK_QUEUE_WATCH,
 )
 from ..errors import AuthenticationError, RemoteProtocolError
+from ..events import ReadWatcher
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.names import escapes
@@ -52,7 +53,6 @@ from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from . import probe
 from .cache import Cache, LazyObject
 from .coprocess import CoprocessPool
-from .events import ReadWatcher
 from .executor import (
     TaskRun,
     TaskSpec,

@@ -1,6 +1,6 @@
-"""What the worker waits on: the manager's socket, task pidfds, warm interpreters.
+"""What the manager and the worker wait on: sockets, task pidfds, warm interpreters.
 
-A thin layer over ``epoll`` (``selectors`` elsewhere): the worker registers a file
+A thin layer over ``epoll`` (``selectors`` elsewhere): the caller registers a file
 descriptor with the object to hand back when it is readable.  ``selectors`` builds a key
 object per registration and per event; with one short task at a time that overhead is a
 measurable part of a task's round trip.
@@ -18,11 +18,15 @@ class ReadWatcher:
 
     def __init__(self) -> None:
         self._data: dict[int, Any] = {}
+        #: The descriptor each registered object had (it may be closed by unregister time).
+        self._fd_of: dict[Any, int] = {}
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._selector = None if self._epoll is not None else selectors.DefaultSelector()
 
     def register(self, fileobj: Any, data: Any) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        if not isinstance(fileobj, int):
+            self._fd_of[fileobj] = fd
         if self._epoll is not None:
             self._epoll.register(fd, select.EPOLLIN)
         else:
@@ -31,7 +35,12 @@ class ReadWatcher:
 
     def unregister(self, fileobj: Any) -> None:
         """Stop watching (a file descriptor not being watched is fine)."""
-        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        if isinstance(fileobj, int):
+            fd = fileobj
+        else:
+            fd = self._fd_of.pop(fileobj, -1)
+            if fd < 0:
+                fd = fileobj.fileno()
         if self._data.pop(fd, self) is self:
             return
         try:
@@ -60,3 +69,4 @@ class ReadWatcher:
         else:
             self._selector.close()  # type: ignore[union-attr]
         self._data.clear()
+        self._fd_of.clear()
