@@ -114,8 +114,13 @@ def link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-#: A command made only of plain words: no quoting, expansion, redirection or control operator.
-_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./:,+@%^-]+( +[A-Za-z0-9_./:,=+@%^-]+)* *")
+_WORD = r"[A-Za-z0-9_./:,=+@%^-]+"
+#: A command made only of plain words (no quoting, expansion or control operator), maybe
+#: followed by `` < file``, `` > file`` or `` >> file`` redirections.  The first word has
+#: no ``=`` (``A=1 prog`` sets a variable).
+_SIMPLE_COMMAND = re.compile(
+    rf"(?P<words>[A-Za-z0-9_./:,+@%^-]+(?: +{_WORD})*)(?P<redirs>(?: +(?:<|>>|>) *{_WORD})*) *")
+_REDIRECTION = re.compile(rf"(<|>>|>) *({_WORD})")
 #: Words that are only shell builtins or keywords (no program of that name to exec).
 _SHELL_ONLY = frozenset({".", ":", "alias", "bg", "break", "cd", "command", "continue", "eval",
                          "exec", "exit", "export", "fc", "fg", "getopts", "hash", "jobs",
@@ -123,22 +128,65 @@ _SHELL_ONLY = frozenset({".", ":", "alias", "bg", "break", "cd", "command", "con
                          "times", "trap", "type", "ulimit", "umask", "unalias", "unset",
                          "wait", "if", "for", "while", "until", "case", "function", "time"})
 
+_OPEN_FLAGS = {"<": os.O_RDONLY, ">": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+               ">>": os.O_WRONLY | os.O_CREAT | os.O_APPEND}
 
-def argv_for(command: str, path: str | None) -> list[str]:
-    """How to run ``command``: ``/bin/sh -c`` unless it is plain words naming a program.
 
-    Running a plain command directly gives the same result as the shell would, without
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start a command: the program and its arguments, and the files the shell would
+    have opened for ``<``, ``>`` and ``>>``, in the command's order."""
+
+    argv: tuple[str, ...]
+    redirections: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def by_shell(self) -> bool:
+        return self.argv[0] == "/bin/sh"
+
+
+def shell_launch(command: str) -> Launch:
+    return Launch(("/bin/sh", "-c", command))
+
+
+def launch_for(command: str, path: str | None) -> Launch:
+    """How to run ``command``: ``/bin/sh -c`` unless it is plain words naming a program, with
+    at most one input and one output redirection.
+
+    Running such a command directly gives the same result as the shell would, without
     starting a shell first (a measurable cost when tasks are short).  Where the direct start
-    fails (the program went away, is not executable, is a script without ``#!``),
-    ``start_process`` lets the shell run it instead, with the shell's messages.
+    fails (the program went away, is not executable, is a script without ``#!``, a
+    redirected file cannot be opened), ``start_process`` lets the shell run it instead, with
+    the shell's messages.
     """
-    if _PLAIN_COMMAND.fullmatch(command):
-        words = command.split()
-        if words and words[0] not in _SHELL_ONLY:
-            program = words[0] if "/" in words[0] else _which(words[0], path)
-            if program:
-                return [program, *words[1:]]
-    return ["/bin/sh", "-c", command]
+    key = (command, path)
+    launch = _LAUNCH_CACHE.get(key)
+    if launch is None:
+        launch = _plan(command, path)
+        if len(_LAUNCH_CACHE) > 1000:
+            _LAUNCH_CACHE.clear()
+        _LAUNCH_CACHE[key] = launch
+    return launch
+
+
+def _plan(command: str, path: str | None) -> Launch:
+    match = _SIMPLE_COMMAND.fullmatch(command)
+    if match is None:
+        return shell_launch(command)
+    words = match["words"].split()
+    redirections = tuple((op, target) for op, target in _REDIRECTION.findall(match["redirs"]))
+    ops = [">" if op == ">>" else op for op, _ in redirections]
+    if words[0] in _SHELL_ONLY or len(set(ops)) != len(ops) or (
+            redirections and not hasattr(os, "posix_spawn")):
+        return shell_launch(command)
+    program = words[0] if "/" in words[0] else _which(words[0], path)
+    if not program:
+        return shell_launch(command)
+    return Launch((program, *words[1:]), redirections)
+
+
+#: launch_for's answers, by (command, PATH): many tasks run the same command.
+_LAUNCH_CACHE: dict[tuple[str, str | None], Launch] = {}
 
 
 _WHICH_CACHE: dict[tuple[str, str | None], str | None] = {}
@@ -199,14 +247,16 @@ def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
     """Spawn the task in its sandbox, in a new session, and open a pidfd to watch it."""
     if run.output_fd < 0:
         run.output_fd = output_file()
-    argv = argv_for(run.spec.command, env.get("PATH"))
+    launch = launch_for(run.spec.command, env.get("PATH"))
     try:
-        run.pid = _spawn(argv, run.sandbox, env, run.output_fd)
+        run.pid = _spawn(launch, run.sandbox, env, run.output_fd)
     except OSError:
-        if argv[0] == "/bin/sh":
+        if launch.by_shell:
             raise
-        _WHICH_CACHE.clear()
-        run.pid = _spawn(["/bin/sh", "-c", run.spec.command], run.sandbox, env, run.output_fd)
+        if not launch.redirections:
+            _WHICH_CACHE.clear()
+            _LAUNCH_CACHE.clear()
+        run.pid = _spawn(shell_launch(run.spec.command), run.sandbox, env, run.output_fd)
     run.start = now
     try:
         run.pidfd = os.pidfd_open(run.pid)
@@ -236,23 +286,28 @@ _WORKER_CWD: str | None = None
 _DEVNULL_ACTION = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
 
 
-def _spawn(argv: list[str], cwd: str, env: dict[str, str], output_fd: int) -> int:
+def _spawn(launch: Launch, cwd: str, env: dict[str, str], output_fd: int) -> int:
     """posix_spawn (vfork + exec, no Python in the child) with stdin from /dev/null and
-    stdout+stderr into ``output_fd``; falls back to subprocess where unavailable.
+    stdout+stderr into ``output_fd``, then the launch's redirections; falls back to
+    subprocess where posix_spawn is unavailable (no redirections then).
 
     posix_spawn has no working-directory option, so the worker (single-threaded) changes
     directory around the call.
     """
+    argv = launch.argv
     if hasattr(os, "posix_spawn"):
         global _WORKER_CWD
         if _WORKER_CWD is None:
             _WORKER_CWD = os.getcwd()
         here = _WORKER_CWD
+        actions = [_DEVNULL_ACTION, (os.POSIX_SPAWN_DUP2, output_fd, 1),
+                   (os.POSIX_SPAWN_DUP2, output_fd, 2)]
+        for op, target in launch.redirections:
+            actions.append((os.POSIX_SPAWN_OPEN, 0 if op == "<" else 1, target,
+                            _OPEN_FLAGS[op], 0o666))
         os.chdir(cwd)
         try:
-            return os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
-                _DEVNULL_ACTION, (os.POSIX_SPAWN_DUP2, output_fd, 1),
-                (os.POSIX_SPAWN_DUP2, output_fd, 2)])
+            return os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=actions)
         finally:
             os.chdir(here)
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output_fd,

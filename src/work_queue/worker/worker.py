@@ -663,7 +663,7 @@ class Session:
         spec = run.spec
         # The sandbox is always <workspace>/t.<taskid>, as in CCTools: coprocesses (Parsl's
         # among them) look for a task's files there.
-        run.sandbox = os.path.join(self.w.workspace, f"t.{spec.task_id}")
+        run.sandbox = f"{self.w.workspace}/t.{spec.task_id}"
         if any(old.sandbox == run.sandbox for old in self.finished):
             self._clean_finished()  # the same task again: its old sandbox goes first
         try:
