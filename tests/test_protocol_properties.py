@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from work_queue.errors import RemoteProtocolError
 from work_queue.protocol import messages as m
 from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader
+from work_queue.protocol.task_block import TaskSpec
 from work_queue.protocol.urlcodec import url_decode, url_encode
 
 VERBS = [b"result", b"file", b"dir", b"missing", b"update", b"info", b"resource", b"feature",
@@ -74,3 +75,73 @@ def test_long_lines_are_refused_without_growing_forever(extra, junk):
         raise AssertionError("a line over 4096 bytes was accepted")
     except RemoteProtocolError:
         pass
+
+
+def drain_blocks(data: bytes, split: int) -> list[TaskSpec]:
+    """Read ``data`` with a block-reading manager-stream reader fed in ``split``-byte pieces,
+    assembling blocks that came line by line as the worker does."""
+    reader = MessageReader(m.parse_from_manager, blocks=True)
+    specs: list[TaskSpec] = []
+    pending: TaskSpec | None = None
+    for i in range(0, len(data), max(1, split)):
+        reader.feed(data[i:i + max(1, split)])
+        while (ev := reader.next_event()) is not NEED_DATA:
+            if isinstance(ev, TaskSpec):
+                assert pending is None
+                specs.append(ev)
+            elif pending is not None:
+                assert isinstance(ev, m.Message)
+                if pending.add(ev):
+                    specs.append(pending)
+                    pending = None
+            elif isinstance(ev, m.TaskStart):
+                pending = TaskSpec(ev.task_id)
+    return specs
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream, st.integers(1, 64))
+def test_block_reading_parser_only_raises_protocol_errors(data, split):
+    try:
+        drain_blocks(data, split)
+    except RemoteProtocolError:
+        pass
+
+
+name = st.text(st.characters(codec="utf-8", exclude_characters="\x00/"), min_size=1,
+               max_size=12).filter(lambda s: s not in (".", ".."))
+text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
+
+
+@st.composite
+def task_blocks(draw) -> bytes:
+    """A valid task block as a manager writes it, in a random order of its lines."""
+    task_id = draw(st.integers(1, 10**9))
+    cmd = draw(text).encode()
+    lines = [m.Category(draw(st.sampled_from(["default", "a-b", "x"]))).encode()]
+    for res in draw(st.lists(st.sampled_from(["cores", "memory", "disk", "gpus", "wall_time"]),
+                             unique=True)):
+        lines.append(m.TaskResource(res, draw(st.integers(0, 10**6))).encode())
+    for _ in range(draw(st.integers(0, 3))):
+        entry = f"{draw(st.sampled_from(['A', 'B_1']))}={draw(text)}".encode()
+        lines.append(m.Env(len(entry)).encode() + entry + b"\n")
+    for direction in draw(st.lists(st.sampled_from(["infile", "outfile"]), max_size=4)):
+        lines.append(m.TaskFile(direction, f"file-{draw(st.integers(0, 99))}", draw(name),
+                                draw(st.integers(0, 7))).encode())
+    order = draw(st.permutations(lines))
+    return (f"task {task_id}\n".encode() + m.Cmd(len(cmd)).encode() + cmd + b"".join(order)
+            + b"end\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(task_blocks(), min_size=1, max_size=4), st.integers(1, 200))
+def test_a_block_read_whole_equals_the_block_read_line_by_line(blocks, split):
+    data = b"kill 3\n".join(blocks)
+    whole = drain_blocks(data, len(data))
+    assert len(whole) == len(blocks)
+    pieces = drain_blocks(data, split)
+    assert pieces == whole
+    line_by_line = MessageReader(m.parse_from_manager)  # never blocks: one path only
+    line_by_line.feed(data)
+    assert all(not isinstance(ev, TaskSpec)
+               for ev in iter(line_by_line.next_event, NEED_DATA))

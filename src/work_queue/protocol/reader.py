@@ -6,6 +6,8 @@
   ...) arrive only once every payload byte is here, with ``msg.payload`` filled;
 * for *streamed* messages (``put``, ``file``) the message first, then one or more
   :class:`Chunk` events, the last with ``last=True`` (even for a zero-length payload);
+* with ``blocks=True``, a :class:`~.task_block.TaskSpec` for a ``task ... end`` block that
+  is all in the buffer (one event instead of a dozen);
 * :data:`NEED_DATA` when more bytes must be fed.
 
 Lines longer than ``WORK_QUEUE_LINE_MAX`` raise :class:`RemoteProtocolError`.
@@ -21,6 +23,7 @@ from ..constants import WORK_QUEUE_LINE_MAX
 from ..errors import RemoteProtocolError
 from .buffer import ReceiveBuffer
 from .messages import Message, parse_from_manager, parse_from_worker
+from .task_block import TaskSpec, read_task_block
 
 
 class _NeedData:
@@ -44,18 +47,22 @@ class Chunk:
     last: bool
 
 
-Event = Message | Chunk | _NeedData
+Event = Message | Chunk | TaskSpec | _NeedData
 
 
 class MessageReader:
     """Turns a byte stream into messages using one direction's parse table."""
 
-    __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line", "_direct")
+    __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line", "_direct",
+                 "_blocks")
     # next_event reads ReceiveBuffer's fields directly on its fast path (the same module
     # family; kept in step with buffer.py).
 
-    def __init__(self, parse: Callable[[bytes], Message], max_line: int = WORK_QUEUE_LINE_MAX):
+    def __init__(self, parse: Callable[[bytes], Message], max_line: int = WORK_QUEUE_LINE_MAX,
+                 blocks: bool = False):
         self._buffer = ReceiveBuffer()
+        #: Return a task block that is all here as one TaskSpec event (see task_block.py).
+        self._blocks = blocks
         self._parse = parse
         self._whole: Message | None = None
         self._stream_left = -1
@@ -89,6 +96,12 @@ class MessageReader:
             # The common case, a plain line: inlined ReceiveBuffer.maybe_next_line.
             data = buf._data
             start = buf._start
+            if self._blocks and data.startswith(b"task ", start):
+                whole = read_task_block(data, start, self._parse, self._max_line)
+                if whole is not None:
+                    buf._start = buf._scan = whole[1]
+                    return whole[0]
+                # Not all here yet: line by line, as the rest arrives.
             scan = buf._scan
             idx = data.find(b"\n", scan if scan > start else start)
             if idx >= 0 and idx - start <= self._max_line:
@@ -174,6 +187,7 @@ def worker_stream_reader() -> MessageReader:
     return MessageReader(parse_from_worker)
 
 
-def manager_stream_reader() -> MessageReader:
-    """Reader for what a worker receives from a manager."""
-    return MessageReader(parse_from_manager)
+def manager_stream_reader(blocks: bool = False) -> MessageReader:
+    """Reader for what a worker receives from a manager; with ``blocks``, a task block that
+    has arrived whole comes as one :class:`TaskSpec` instead of a message per line."""
+    return MessageReader(parse_from_manager, blocks=blocks)

@@ -21,30 +21,7 @@ from ..constants import (
     WORK_QUEUE_RESULT_SUCCESS,
 )
 from ..monitor.measure import tree_usage
-
-
-@dataclass(slots=True)
-class TaskSpec:
-    """A task as the manager described it in its ``task ... end`` block."""
-
-    task_id: int
-    command: str = ""
-    coprocess: str = ""
-    category: str = "default"
-    cores: float = -1
-    memory: float = -1
-    disk: float = -1
-    gpus: float = -1
-    wall_time: float = 0
-    end_time: float = 0
-    #: (name, value) in order; a value of None unsets the variable
-    env: list[tuple[str, str | None]] = field(default_factory=list)
-    empty_dirs: list[str] = field(default_factory=list)
-    #: (cachename, remote_name, flags)
-    inputs: list[tuple[str, str, int]] = field(default_factory=list)
-    outputs: list[tuple[str, str, int]] = field(default_factory=list)
-    #: the manager's ``monitor`` request (extension wq-py-monitor): limits and options
-    monitor: dict[str, Any] | None = None
+from ..protocol.task_block import TaskSpec
 
 
 @dataclass(slots=True)

@@ -19,7 +19,6 @@ that manager); the worker then reconnects, unless ``--single-shot`` or an idle t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -48,7 +47,6 @@ from ..errors import AuthenticationError, RemoteProtocolError
 from ..events import ReadWatcher
 from ..protocol import auth, extensions
 from ..protocol import messages as m
-from ..protocol.names import escapes
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from . import probe
 from .cache import Cache, LazyObject
@@ -229,7 +227,7 @@ class Session:
         self.w = worker
         self.cfg = worker.config
         self.sock = sock
-        self.reader = manager_stream_reader()
+        self.reader = manager_stream_reader(blocks=True)
         self.out = bytearray()
         buf = bytearray(1 << 20)
         self._recv_buffer = (buf, memoryview(buf))
@@ -474,10 +472,12 @@ class Session:
             ev = self.reader.next_event()
             if ev is NEED_DATA:
                 break
-            if isinstance(ev, Chunk):
+            if isinstance(ev, TaskSpec):
+                self._on_task(ev)
+            elif isinstance(ev, Chunk):
                 self._on_chunk(ev)
             else:
-                self._on_message(ev)  # type: ignore[arg-type]
+                self._on_message(ev)
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -486,14 +486,16 @@ class Session:
             logger.debug("rx: %s", msg)
         spec = self.pending_task
         if spec is not None:
-            self._task_line(spec, msg)
+            # A task block read line by line (it did not arrive all at once).
+            if spec.add(msg):
+                self.pending_task = None
+                self._on_task(spec)
             return
         if self.dir_stack:
             self._dir_line(msg)
             return
         if isinstance(msg, m.TaskStart):
             self.pending_task = TaskSpec(msg.task_id)
-            self.w.last_task_id = max(self.w.last_task_id, msg.task_id)
         elif isinstance(msg, m.Put):
             if msg.length <= self.cache.SMALL_LIMIT:
                 self.sink = _SmallObject(self.cache, msg.name, msg.mode)
@@ -535,40 +537,11 @@ class Session:
         else:
             raise RemoteProtocolError(f"unexpected message from manager: {msg!r}")
 
-    def _task_line(self, spec: TaskSpec, msg: m.Message) -> None:
-        if isinstance(msg, m.End):
-            self.pending_task = None
-            self._accept_task(spec)
-        elif isinstance(msg, m.Cmd):
-            spec.command = msg.payload.decode("utf-8", "surrogateescape")
-        elif isinstance(msg, m.TaskResource):
-            setattr(spec, msg.name, msg.value)
-        elif isinstance(msg, m.Category):
-            spec.category = msg.name
-        elif isinstance(msg, m.TaskFile):
-            _check_remote(msg.remote_name)
-            entry = (msg.cachename, msg.remote_name, msg.flags)
-            (spec.inputs if msg.direction == "infile" else spec.outputs).append(entry)
-        elif isinstance(msg, m.Env):
-            text = msg.payload[:-1].decode("utf-8", "surrogateescape")
-            name, sep, value = text.partition("=")
-            # NAME without '=' asks to unset NAME (CCTools' worker drops such entries).
-            spec.env.append((name, value if sep else None))
-        elif isinstance(msg, m.Dir):
-            _check_remote(msg.raw or msg.name)
-            spec.empty_dirs.append(msg.raw or msg.name)
-        elif isinstance(msg, m.Coprocess):
-            spec.coprocess = msg.payload.decode()
-        elif isinstance(msg, m.Monitor):
-            try:
-                request = json.loads(msg.payload)
-            except ValueError:
-                request = None
-            if not isinstance(request, dict):
-                raise RemoteProtocolError(f"malformed monitor request in task {spec.task_id}")
-            spec.monitor = request
-        else:
-            raise RemoteProtocolError(f"unexpected line in task {spec.task_id}: {msg!r}")
+    def _on_task(self, spec: TaskSpec) -> None:
+        if self.debug:
+            logger.debug("rx: %s", spec)
+        self.w.last_task_id = max(self.w.last_task_id, spec.task_id)
+        self._accept_task(spec)
 
     def _dir_line(self, msg: m.Message) -> None:
         top = self.dir_stack[-1]
@@ -1113,11 +1086,6 @@ def _warm_python() -> bool:
     except ImportError:
         return False
     return hasattr(socket, "send_fds") and hasattr(os, "posix_spawn")
-
-
-def _check_remote(name: str) -> None:
-    if escapes(name):
-        raise RemoteProtocolError(f"refusing remote name {name!r} that escapes the sandbox")
 
 
 def _entry_name(name: str) -> str:

@@ -1,0 +1,125 @@
+"""A whole ``task ... end`` block: what a worker is told about one task.
+
+The lines of a block are the messages of ``messages.py`` (``task``, ``cmd``, ``category``,
+``cores``..., ``env``, ``infile``/``outfile``, ``dir``, ``coprocess``, ``monitor``, ``end``).
+``TaskSpec.add`` gives each its meaning; ``read_task_block`` reads a complete block out of a
+receive buffer in one go, with the same line parser, so a worker handles a task as one event
+instead of a dozen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RemoteProtocolError
+from . import messages as m
+from .names import escapes
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """A task as the manager described it in its ``task ... end`` block."""
+
+    task_id: int
+    command: str = ""
+    coprocess: str = ""
+    category: str = "default"
+    cores: float = -1
+    memory: float = -1
+    disk: float = -1
+    gpus: float = -1
+    wall_time: float = 0
+    end_time: float = 0
+    #: (name, value) in order; a value of None unsets the variable
+    env: list[tuple[str, str | None]] = field(default_factory=list)
+    empty_dirs: list[str] = field(default_factory=list)
+    #: (cachename, remote_name, flags)
+    inputs: list[tuple[str, str, int]] = field(default_factory=list)
+    outputs: list[tuple[str, str, int]] = field(default_factory=list)
+    #: the manager's ``monitor`` request (extension wq-py-monitor): limits and options
+    monitor: dict[str, Any] | None = None
+
+    def add(self, msg: m.Message) -> bool:
+        """Take one line of the block (payload included); True when it was ``end``."""
+        if isinstance(msg, m.TaskResource):
+            setattr(self, msg.name, msg.value)
+        elif isinstance(msg, m.End):
+            return True
+        elif isinstance(msg, m.Cmd):
+            self.command = msg.payload.decode("utf-8", "surrogateescape")
+        elif isinstance(msg, m.Category):
+            self.category = msg.name
+        elif isinstance(msg, m.TaskFile):
+            check_remote_name(msg.remote_name)
+            entry = (msg.cachename, msg.remote_name, msg.flags)
+            (self.inputs if msg.direction == "infile" else self.outputs).append(entry)
+        elif isinstance(msg, m.Env):
+            text = msg.payload[:-1].decode("utf-8", "surrogateescape")
+            name, sep, value = text.partition("=")
+            # NAME without '=' asks to unset NAME (CCTools' worker drops such entries).
+            self.env.append((name, value if sep else None))
+        elif isinstance(msg, m.Dir):
+            check_remote_name(msg.raw or msg.name)
+            self.empty_dirs.append(msg.raw or msg.name)
+        elif isinstance(msg, m.Coprocess):
+            self.coprocess = msg.payload.decode()
+        elif isinstance(msg, m.Monitor):
+            try:
+                request = json.loads(msg.payload)
+            except ValueError:
+                request = None
+            if not isinstance(request, dict):
+                raise RemoteProtocolError(f"malformed monitor request in task {self.task_id}")
+            self.monitor = request
+        else:
+            raise RemoteProtocolError(f"unexpected line in task {self.task_id}: {msg!r}")
+        return False
+
+
+def check_remote_name(name: str) -> None:
+    """Refuse a sandbox name that would leave the sandbox (absolute, or through ``..``)."""
+    if escapes(name):
+        raise RemoteProtocolError(f"refusing remote name {name!r} that escapes the sandbox")
+
+
+def read_task_block(data: bytearray, start: int, parse: Callable[[bytes], m.Message],
+                    max_line: int) -> tuple[TaskSpec, int] | None:
+    """Read the block that begins at ``data[start]`` (its ``task`` line).
+
+    Returns the task and the offset just past ``end``, or None while the block is not all
+    here.  Raises RemoteProtocolError for a malformed block, as the line-by-line reader would.
+    """
+    spec: TaskSpec | None = None
+    pos = start
+    size = len(data)
+    find = data.find
+    while True:
+        nl = find(b"\n", pos)
+        if nl < 0:
+            if size - pos > max_line:
+                raise RemoteProtocolError("line longer than %d bytes" % max_line)
+            return None
+        line = bytes(data[pos:nl])
+        if b"\r" in line:
+            line = line.replace(b"\r", b"")  # as CCTools' link_readline
+        if len(line) > max_line:
+            raise RemoteProtocolError("line longer than %d bytes" % max_line)
+        pos = nl + 1
+        msg = parse(line)
+        if msg.HAS_PAYLOAD:
+            n = msg.payload_length
+            if n < 0 or msg.STREAMED:
+                raise RemoteProtocolError(f"unexpected line in a task block: {line!r}")
+            if pos + n > size:
+                return None
+            msg.payload = bytes(data[pos:pos + n])  # type: ignore[attr-defined]
+            pos += n
+        if spec is None:
+            if not isinstance(msg, m.TaskStart):
+                raise RemoteProtocolError(f"a task block starts with {line!r}")
+            spec = TaskSpec(msg.task_id)
+        elif spec.add(msg):
+            return spec, pos
