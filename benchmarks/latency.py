@@ -3,7 +3,9 @@
 
     python benchmarks/latency.py [--tasks 500] [--repeat 2]
 
-Prints the median, 90th and 99th percentile in milliseconds (after 20 warm-up tasks).  With
+Prints the median, 90th and 99th percentile in milliseconds (after 20 warm-up tasks), and
+first the round-trip floor of ``spawn_baseline.py`` (bare sockets and ``posix_spawn``, no
+manager or worker bookkeeping) measured in the same invocation.  With
 ``CCTOOLS_HOME=/path/to/cctools`` the same is measured with the CCTools manager and a CCTools
 worker (the baseline; ``x CCTools`` is its median over ours) and with our manager and a CCTools
 worker; ``--all-pairs`` adds CCTools' manager with our worker.
@@ -20,6 +22,7 @@ import tempfile
 import time
 
 import cctools_driver as cct
+from spawn_baseline import round_trip_floor
 
 import work_queue as wq
 
@@ -74,6 +77,8 @@ def main() -> int:
     print(f"{'manager/workers':>16} {'median':>7} {'p90':>7} {'p99':>7} {'x CCTools':>9}",
           flush=True)
     for _ in range(args.repeat):
+        med, p90, p99 = summary(round_trip_floor(args.tasks))
+        print(f"{'floor':>16} {med:7.2f} {p90:7.2f} {p99:7.2f} {'-':>9}", flush=True)
         baseline = None
         for manager, workers in pairs:
             argv = cct.worker_argv(home if workers == "CCTools" else None)
