@@ -128,6 +128,22 @@ class WorkerConnection:
 
     def receive(self) -> bool:
         """Read what is available; False when the peer closed the connection."""
+        left = self.reader.streamed_left
+        if left > 0 and not isinstance(self.sock, ssl.SSLSocket):
+            # Inside a file's bytes: read no further than its end and hand the bytes to the
+            # reader without a copy (a streamed chunk, written out by the manager before it
+            # reads from any connection again).
+            try:
+                n = self.sock.recv_into(_RECV_VIEW[:min(left, RECV_SIZE)])
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            if not n:
+                return False
+            self.bytes_received += n
+            self.reader.feed(_RECV_VIEW[:n])  # type: ignore[arg-type]
+            return True
         try:
             # Into one buffer kept for all connections (the manager reads them one at a
             # time): no fresh 1 MB allocation per read, only the bytes that came are copied.
@@ -206,7 +222,7 @@ class MemoryOutput:
         if self.file is not None:
             self.file.write(data)
         else:
-            self.parts.append(data)
+            self.parts.append(bytes(data))  # data may be a view of the receive buffer
 
     def commit(self) -> None:
         if self.file is not None:

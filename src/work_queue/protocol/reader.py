@@ -41,7 +41,12 @@ CHUNK_SIZE = 1 << 20
 
 @dataclass(slots=True)
 class Chunk:
-    """A piece of a streamed payload."""
+    """A piece of a streamed payload.
+
+    ``data`` may be a memoryview of the caller's receive buffer (when it fed one): it is
+    valid until the caller reads into that buffer again, so a consumer that keeps the bytes
+    copies them.
+    """
 
     data: bytes
     last: bool
@@ -80,6 +85,14 @@ class MessageReader:
             self._buffer.feed(self._direct)
             self._direct = None
         self._buffer.feed(data)
+
+    @property
+    def streamed_left(self) -> int:
+        """Bytes of the current streamed payload still to come when nothing is buffered
+        (the next read can then go straight to the consumer), else -1."""
+        if self._direct is None and not self._buffer:
+            return self._stream_left
+        return -1
 
     @property
     def buffered(self) -> int:
