@@ -46,7 +46,10 @@ class FakeWorker:
         """Read until ``marker`` appears (after the first ``after``, if given)."""
         self.sock.settimeout(timeout)
         while marker not in self.received[self.received.find(after):]:
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:  # the manager closed on bytes it had not read
+                break
             if not data:
                 break
             self.received += data

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -201,12 +202,16 @@ def test_memory_of_a_task_allocating_200_mb():
 
 
 def test_short_task_measured_from_rusage_without_any_sample():
-    proc = subprocess.Popen([PY, "-c", ALLOC_200.format(sleep=0)])
+    # A child's ru_maxrss starts at its parent's peak, so the monitor trusts it only above
+    # its own peak: allocate more than this test process (pytest) has ever used.
+    mb = max(200, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + 100)
+    proc = subprocess.Popen([PY, "-c", ALLOC_200.replace("200 << 20", f"{mb} << 20")
+                             .format(sleep=0)])
     tree = TreeMonitor(proc.pid, None, {"memory": 100}, start=time.time())
     _, status, rusage = os.wait4(proc.pid, 0)
     proc.returncode = 0
     summary = tree.finish(time.time(), rusage=rusage, exit_status=0)
-    assert summary["memory"] >= 200 and summary["cpu_time"] > 0
+    assert summary["memory"] >= mb and summary["cpu_time"] > 0
     # over its memory limit even though no sample saw it: reported as CCTools would
     assert summary["limits_exceeded"] == {"memory": 100} and summary["exit_type"] == "limits"
     assert exit_code(summary) == RM_OVERFLOW
