@@ -205,9 +205,13 @@ class ManagerState:
 
     def box_for(self, task: Any, w: WorkerRecord) -> Resources:
         """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
-        limits, minimum = self.limits_of(task), self.minimum_of(task)
-        if minimum is None:
-            minimum = task.resources_min
+        c = self.categories.get(task.category)
+        if c is None or c.plain:  # limits_of and minimum_of, without looking c up twice
+            limits, minimum = task.resources_requested, task.resources_min
+        else:
+            limits = c.task_max(task.resources_requested, task.resource_request)
+            minimum = c.task_min(task.resources_requested, task.resource_request,
+                                 self.largest_worker())
         key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
                minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
                w.shape, self.policy.proportional, self.policy.whole_tasks,

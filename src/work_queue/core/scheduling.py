@@ -104,21 +104,26 @@ def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_mult
     ``prefetch=False`` ignores the prefetch slot: the task must fit in free resources.
     """
     r = worker.resources
+    cores, memory, disk, gpus = box.cores, box.memory, box.disk, box.gpus
     if worker.prefetch and prefetch:
         # Our own worker queues a task until it fits, so it may hold one extra task beyond its
         # resources: the next task starts the moment one finishes, without a round trip.
         extra = worker.prefetch_slack(box)
         if extra is None:
             return False
+        slack_cores, slack_memory, slack_disk, slack_gpus = extra
     else:
-        extra = (0, 0, 0, 0)
-    if worker.inuse_disk + box.disk > r.disk + extra[2]:
+        slack_cores = slack_memory = slack_disk = slack_gpus = 0
+    if worker.inuse_disk + disk > r.disk + slack_disk:
         return False
-    for used, need, total, slack in ((worker.inuse_cores, box.cores, r.cores, extra[0]),
-                                     (worker.inuse_memory, box.memory, r.memory, extra[1]),
-                                     (worker.inuse_gpus, box.gpus, r.gpus, extra[3])):
-        if need > total or used + need > math.ceil(total * submit_multiplier) + slack:
-            return False
+    mult = submit_multiplier
+    if cores > r.cores or worker.inuse_cores + cores > math.ceil(r.cores * mult) + slack_cores:
+        return False
+    if memory > r.memory or \
+            worker.inuse_memory + memory > math.ceil(r.memory * mult) + slack_memory:
+        return False
+    if gpus > r.gpus or worker.inuse_gpus + gpus > math.ceil(r.gpus * mult) + slack_gpus:
+        return False
     if worker.end_time > 0:
         end = getattr(task, "end_time", 0) or 0
         if end > 0 and end > worker.end_time:
