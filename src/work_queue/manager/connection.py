@@ -60,22 +60,17 @@ class WorkerConnection:
 
     # -- output --------------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, later: bool = False) -> None:
+        """Queue ``data`` for the next flush.  ``later``: cleanup lines (``kill``/``unlink`` of
+        a finished task) that need not make a flush happen; they leave with the next task
+        rather than delay returning this one."""
         if self.debug is not None:
             from .logs import wire_text
 
             self.debug(wire_text("tx to", self, data))
         self.out += data
-        self.urgent = True
-
-    def write_later(self, data: bytes) -> None:
-        """Queue cleanup lines (``kill``/``unlink`` of a finished task) that may wait for the
-        next flush: they leave with the next task rather than delay returning this one."""
-        if self.debug is not None:
-            from .logs import wire_text
-
-            self.debug(wire_text("tx to", self, data))
-        self.out += data
+        if not later:
+            self.urgent = True
 
     def flush(self) -> None:
         if self.out and not self.closed:
@@ -128,31 +123,24 @@ class WorkerConnection:
 
     def receive(self) -> bool:
         """Read what is available; False when the peer closed the connection."""
-        left = self.reader.streamed_left
-        if left > 0 and not isinstance(self.sock, ssl.SSLSocket):
-            # Inside a file's bytes: read no further than its end and hand the bytes to the
-            # reader without a copy (a streamed chunk, written out by the manager before it
-            # reads from any connection again).
-            try:
-                n = self.sock.recv_into(_RECV_VIEW[:min(left, RECV_SIZE)])
-            except (BlockingIOError, InterruptedError):
-                return True
-            except OSError:
-                return False
-            if not n:
-                return False
-            self.bytes_received += n
-            self.reader.feed(_RECV_VIEW[:n])  # type: ignore[arg-type]
-            return True
+        tls = isinstance(self.sock, ssl.SSLSocket)
+        left = -1 if tls else self.reader.streamed_left
         try:
             # Into one buffer kept for all connections (the manager reads them one at a
-            # time): no fresh 1 MB allocation per read, only the bytes that came are copied.
-            n = self.sock.recv_into(_RECV_BUFFER)
-            data = bytes(_RECV_VIEW[:n])
-            # A TLS socket may hold decrypted bytes the selector cannot see.
-            while n and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            # time): no fresh 1 MB allocation per read.
+            if left > 0:
+                # Inside a file's bytes: read no further than its end and hand them over
+                # without a copy (a streamed chunk, written out by the manager before it
+                # reads from any connection again).
+                n = self.sock.recv_into(_RECV_VIEW[:min(left, RECV_SIZE)])
+                data: bytes | memoryview = _RECV_VIEW[:n]
+            else:
                 n = self.sock.recv_into(_RECV_BUFFER)
-                data += _RECV_VIEW[:n]
+                data = bytes(_RECV_VIEW[:n])
+            # A TLS socket may hold decrypted bytes the selector cannot see.
+            while n and tls and self.sock.pending():
+                n = self.sock.recv_into(_RECV_BUFFER)
+                data += _RECV_VIEW[:n]  # type: ignore[operator]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                 ssl.SSLWantWriteError):
             return True
@@ -161,7 +149,7 @@ class WorkerConnection:
         if not data:
             return False
         self.bytes_received += len(data)
-        self.reader.feed(data)
+        self.reader.feed(data)  # type: ignore[arg-type]
         return True
 
     def close(self) -> None:

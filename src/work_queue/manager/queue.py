@@ -1419,16 +1419,15 @@ class WorkQueue(AbstractionsMixin):
         conn = self._conns.get(w.key)
         if conn is None:
             return
-        (conn.write_later if later else conn.write)(m.Kill(task.id).encode())
+        conn.write(m.Kill(task.id).encode(), later)
         self._unlink_inputs(conn, task, w, outputs_too, later)
 
     def _unlink_inputs(self, conn: WorkerConnection, task: Task, w: WorkerRecord,
                        outputs_too: bool = False, later: bool = False) -> None:
-        write = conn.write_later if later else conn.write
         for spec in task.files:
             if spec.cached or (not spec.is_input and not outputs_too) or spec.empty_dir:
                 continue
-            write(m.Unlink(spec.cachename).encode())
+            conn.write(m.Unlink(spec.cachename).encode(), later)
 
     # -- status -----------------------------------------------------------------------------------
 

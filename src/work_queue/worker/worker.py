@@ -453,29 +453,21 @@ class Session:
 
     def _receive(self) -> None:
         buf, view = self._recv_buffer
-        left = self.reader.streamed_left
-        if left > 0 and not isinstance(self.sock, ssl.SSLSocket) \
-                and not isinstance(self.sink, _SmallObject):
-            # Inside a file's bytes: read no further than its end, and write them out from
-            # the receive buffer without a copy (before the next read).
-            try:
-                n = self.sock.recv_into(view[:min(left, len(buf))])
-            except (BlockingIOError, InterruptedError):
-                return
-            if not n:
-                self.outcome = LOST
-                return
-            self.last_activity = time.time()
-            self.reader.feed(view[:n])  # type: ignore[arg-type]
-            self._handle_events()
-            return
+        tls = isinstance(self.sock, ssl.SSLSocket)
+        left = -1 if tls or isinstance(self.sink, _SmallObject) else self.reader.streamed_left
         try:
             # recv_into a kept buffer: no fresh 1 MB allocation (and page faults) per read
-            n = self.sock.recv_into(buf)
-            data = bytes(view[:n])
-            while isinstance(self.sock, ssl.SSLSocket) and n and self.sock.pending():
+            if left > 0:
+                # Inside a file's bytes: read no further than its end, and write them out
+                # from the receive buffer without a copy (before the next read).
+                n = self.sock.recv_into(view[:min(left, len(buf))])
+                data: bytes | memoryview = view[:n]
+            else:
                 n = self.sock.recv_into(buf)
-                data += view[:n]
+                data = bytes(view[:n])
+            while tls and n and self.sock.pending():
+                n = self.sock.recv_into(buf)
+                data += view[:n]  # type: ignore[operator]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                 ssl.SSLWantWriteError):
             return
@@ -483,10 +475,7 @@ class Session:
             self.outcome = LOST
             return
         self.last_activity = time.time()
-        self.reader.feed(data)
-        self._handle_events()
-
-    def _handle_events(self) -> None:
+        self.reader.feed(data)  # type: ignore[arg-type]
         while self.outcome is None:
             ev = self.reader.next_event()
             if ev is NEED_DATA:
