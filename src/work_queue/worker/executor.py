@@ -1,8 +1,9 @@
 """Running one task: its sandbox, its process group, its exit.
 
-A task runs ``/bin/sh -c <command>`` in ``<workspace>/t.<id>``, in its own process group (so a
-kill reaches every process it started), with stdin from /dev/null and stdout+stderr merged into
-one file.  Completion is noticed through a pidfd that the worker watches.
+A task runs ``/bin/sh -c <command>`` (or, for a plain command, the program itself: see
+``launch_for``) in ``<workspace>/t.<id>``, in its own process group (so a kill reaches every
+process it started), with stdin from /dev/null and stdout+stderr merged into one file.
+Completion is noticed through a pidfd that the worker watches.
 """
 
 from __future__ import annotations
@@ -230,9 +231,8 @@ def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:
     except OSError:
         if launch.by_shell:
             raise
-        if not launch.redirections:
-            _WHICH_CACHE.clear()
-            _LAUNCH_CACHE.clear()
+        _WHICH_CACHE.clear()  # the program may have moved: look again next time
+        _LAUNCH_CACHE.clear()
         run.pid = _spawn(shell_launch(run.spec.command), run.sandbox, env, run.output_fd)
     run.start = now
     try:
