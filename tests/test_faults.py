@@ -297,3 +297,48 @@ def test_task_that_fills_the_worker_disk(queue, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_outputs_arriving_in_uneven_pieces_are_written_exactly(queue, in_tmp):
+    """File bytes are written straight from the receive buffer: pieces of every size, and a
+    piece that holds the end of one file and the start of the next, come out byte for byte."""
+    import random
+
+    rng = random.Random(7)
+    one = bytes(rng.getrandbits(8) for _ in range(300_000)) * 7   # about 2 MB
+    two = bytes(rng.getrandbits(8) for _ in range(5_000))
+    t = wq.Task("true")
+    t.specify_output_file("one.bin")
+    t.specify_output_file("two.bin")
+    queue.submit(t)
+
+    def script(fw: FakeWorker) -> None:
+        fw.take_task_and_report(b"result 0 0 0 1000 1\nend\n")
+        deadline = time.time() + 10
+        while True:
+            lines = fw.received.split(b"\n")[:-1]  # complete lines only
+            names = [line.split()[1].decode() for line in lines if line.startswith(b"get ")]
+            if len(names) == 2 or time.time() > deadline:
+                break
+            fw.received += fw.sock.recv(65536)
+        # Each reply to a get is the file item, then "end".
+        stream = (f"file {names[0]} {len(one)}\n".encode() + one + b"end\n"
+                  + f"file {names[1]} {len(two)}\n".encode() + two + b"end\n")
+        pos = 0
+        while pos < len(stream):
+            size = rng.choice([1, 7, 100, 4096, 65536, 300_000])
+            fw.sock.sendall(stream[pos:pos + size])
+            pos += size
+            if rng.random() < 0.2:
+                time.sleep(0.002)
+
+    FakeWorker(queue.port, script)
+    done = None
+    deadline = time.time() + 30
+    while done is None and time.time() < deadline:
+        done = queue.wait(0.1)
+    assert done is t and done.result == wq.WORK_QUEUE_RESULT_SUCCESS
+    with open("one.bin", "rb") as f:
+        assert f.read() == one
+    with open("two.bin", "rb") as f:
+        assert f.read() == two
