@@ -7,6 +7,30 @@ search resumes where the previous unsuccessful search stopped.
 
 from __future__ import annotations
 
+import sys
+
+from ..errors import RemoteProtocolError
+
+
+def line_at(data: bytes | bytearray, pos: int, max_line: int,
+            search_from: int = 0) -> tuple[bytes, int] | None:
+    """The line that begins at ``data[pos]`` (without its ``\\n`` and any ``\\r``) and the
+    offset just past it, or None while it is not all here.  ``search_from``: where to resume
+    looking for its end.  A line longer than ``max_line`` raises RemoteProtocolError.
+    """
+    nl = data.find(b"\n", max(pos, search_from))
+    if nl < 0:
+        if len(data) - pos > max_line:
+            raise RemoteProtocolError("line longer than %d bytes" % max_line)
+        return None
+    line = bytes(data[pos:nl])
+    if b"\r" in line:
+        # link_readline in CCTools silently drops every carriage return.
+        line = line.replace(b"\r", b"")
+    if len(line) > max_line:
+        raise RemoteProtocolError("line longer than %d bytes" % max_line)
+    return line, nl + 1
+
 
 class ReceiveBuffer:
     """Bytes received but not yet consumed."""
@@ -34,17 +58,12 @@ class ReceiveBuffer:
 
     def maybe_next_line(self) -> bytes | None:
         """Return the next line without its ``\\n`` (and without any ``\\r``), or None."""
-        data = self._data
-        idx = data.find(b"\n", max(self._start, self._scan))
-        if idx < 0:
-            self._scan = len(data)
+        got = line_at(self._data, self._start, sys.maxsize, self._scan)
+        if got is None:
+            self._scan = len(self._data)
             return None
-        line = bytes(data[self._start : idx])
-        self._start = idx + 1
+        line, self._start = got
         self._scan = self._start
-        if b"\r" in line:
-            # link_readline in CCTools silently drops every carriage return.
-            line = line.replace(b"\r", b"")
         return line
 
     def pending_line_length(self) -> int:

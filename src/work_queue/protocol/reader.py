@@ -21,7 +21,7 @@ from typing import Final
 
 from ..constants import WORK_QUEUE_LINE_MAX
 from ..errors import RemoteProtocolError
-from .buffer import ReceiveBuffer
+from .buffer import ReceiveBuffer, line_at
 from .messages import Message, parse_from_manager, parse_from_worker
 from .task_block import TaskSpec, read_task_block
 
@@ -106,7 +106,7 @@ class MessageReader:
     def next_event(self) -> Event:
         buf = self._buffer
         if self._stream_left < 0 and self._whole is None and self._direct is None:
-            # The common case, a plain line: inlined ReceiveBuffer.maybe_next_line.
+            # The common case, a plain line, read from the buffer's fields directly.
             data = buf._data
             start = buf._start
             if self._blocks and data.startswith(b"task ", start):
@@ -115,13 +115,10 @@ class MessageReader:
                     buf._start = buf._scan = whole[1]
                     return whole[0]
                 # Not all here yet: line by line, as the rest arrives.
-            scan = buf._scan
-            idx = data.find(b"\n", scan if scan > start else start)
-            if idx >= 0 and idx - start <= self._max_line:
-                line = bytes(data[start:idx])
-                buf._start = buf._scan = idx + 1
-                if b"\r" in line:
-                    line = line.replace(b"\r", b"")
+            got = line_at(data, start, self._max_line, buf._scan)
+            if got is not None:
+                line, buf._start = got
+                buf._scan = buf._start
                 msg = self._parse(line)
                 if not msg.HAS_PAYLOAD:
                     return msg

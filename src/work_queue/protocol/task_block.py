@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import RemoteProtocolError
 from . import messages as m
+from .buffer import line_at
 from .names import escapes
 
 
@@ -95,19 +96,11 @@ def read_task_block(data: bytearray, start: int, parse: Callable[[bytes], m.Mess
     spec: TaskSpec | None = None
     pos = start
     size = len(data)
-    find = data.find
     while True:
-        nl = find(b"\n", pos)
-        if nl < 0:
-            if size - pos > max_line:
-                raise RemoteProtocolError("line longer than %d bytes" % max_line)
+        got = line_at(data, pos, max_line)
+        if got is None:
             return None
-        line = bytes(data[pos:nl])
-        if b"\r" in line:
-            line = line.replace(b"\r", b"")  # as CCTools' link_readline
-        if len(line) > max_line:
-            raise RemoteProtocolError("line longer than %d bytes" % max_line)
-        pos = nl + 1
+        line, pos = got
         msg = parse(line)
         if msg.HAS_PAYLOAD:
             n = msg.payload_length
