@@ -111,3 +111,31 @@ def test_a_program_that_vanished_is_run_by_the_shell(queue, workers, tmp_path):
     assert second.return_status == 127
     assert "hello-prog" in second.output
 
+
+
+@pytest.mark.parametrize("command, status, code", [
+    ("exit 3", wq.WORK_QUEUE_RESULT_SUCCESS, 3),
+    ("kill -TERM $$", wq.WORK_QUEUE_RESULT_SIGNAL, 15),
+])
+def test_a_reported_task_stays_a_zombie_until_its_group_is_ended(tmp_path, command, status,
+                                                                 code):
+    """The worker reports an exit before reaping, so the task's process-group id cannot be
+    taken by a new process before the group is killed."""
+    import select
+
+    from work_queue.protocol.task_block import TaskSpec
+    from work_queue.worker.executor import TaskRun, end_process_group, reap, start_process
+
+    run = TaskRun(TaskSpec(1, command=command))
+    run.sandbox = str(tmp_path)
+    start_process(run, dict(os.environ), 0.0)
+    select.select([run.pidfd], [], [], 5)
+    assert reap(run, 1.0, tidy=False)
+    assert (run.status, run.exit_code) == (status, code)
+    # Still a zombie: its status can be read again, without reaping it.
+    info = os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    assert info is not None and info.si_pid == run.pid
+    end_process_group(run)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(run.pid, os.WNOHANG)
+    assert run.pidfd == -1

@@ -67,6 +67,8 @@ class TaskRun:
     #: resource usage and raw wait status of the reaped process
     rusage: Any = None
     wait_status: int = 0
+    #: the process ended but is not reaped yet (a zombie keeps its process group's id)
+    unreaped: bool = False
 
     @property
     def running(self) -> bool:
@@ -310,16 +312,32 @@ def reap(run: TaskRun, now: float, block: bool = False, tidy: bool = True) -> bo
     """Collect the exit status if the process ended; True when it did.
 
     With ``tidy`` False the caller reports the task first and calls ``end_process_group``
-    afterwards (the pidfd is still open then).
+    afterwards; the process is then left a zombie until that call (unless its resource
+    usage is wanted), so that the id of its process group cannot be reused in between.
     """
     if run.pid <= 0 or run.done:
         return run.done
-    try:
-        pid, status, run.rusage = os.wait4(run.pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        pid, status = run.pid, 255 << 8
-    if pid == 0:
-        return False
+    if not tidy and not block and run.monitor is None:
+        try:
+            info = os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            info = None
+            status = 255 << 8
+        else:
+            if info is None or info.si_pid == 0:
+                return False
+            if info.si_code == os.CLD_EXITED:
+                status = (info.si_status & 0xFF) << 8
+            else:
+                status = info.si_status | (0x80 if info.si_code == os.CLD_DUMPED else 0)
+            run.unreaped = True
+    else:
+        try:
+            pid, status, run.rusage = os.wait4(run.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = run.pid, 255 << 8
+        if pid == 0:
+            return False
     run.wait_status = status
     code = os.waitstatus_to_exitcode(status)
     run.done = True
@@ -338,15 +356,21 @@ def reap(run: TaskRun, now: float, block: bool = False, tidy: bool = True) -> bo
 
 
 def end_process_group(run: TaskRun) -> None:
-    """After the task's process ended: close its pidfd, and kill anything left in its
-    process group so no orphan outlives the task."""
-    if run.pidfd >= 0:
-        os.close(run.pidfd)
-        run.pidfd = -1
+    """After the task's process ended: kill anything left in its process group so no orphan
+    outlives the task, reap the process if that was left for now, close its pidfd."""
     try:
         os.killpg(run.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if run.unreaped:
+        run.unreaped = False
+        try:
+            os.waitpid(run.pid, 0)
+        except ChildProcessError:
+            pass
+    if run.pidfd >= 0:
+        os.close(run.pidfd)
+        run.pidfd = -1
 
 
 def disk_full(sandbox: str, allocated_mb: float) -> bool:

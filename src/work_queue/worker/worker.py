@@ -75,6 +75,10 @@ from .task_monitor import RM_MONITOR_ERROR, TaskMonitor
 
 logger = logging.getLogger(__name__)
 
+#: Seconds the worker waits for the manager's next message before tidying up after tasks
+#: (ending their process groups, recycling their sandboxes).
+HOUSEKEEPING_DELAY = 0.002
+
 # How a session ended
 RELEASED, EXITED, IDLED_OUT, LOST, WALL_TIME = "released", "exit", "idle", "lost", "wall_time"
 
@@ -253,6 +257,8 @@ class Session:
         #: Tasks the manager is done with (killed after their result): their sandboxes are
         #: emptied for reuse after the loop has started what it can.
         self.finished: list[TaskRun] = []
+        #: Tasks whose process ended and was reported, their process group not yet ended.
+        self.exited: list[TaskRun] = []
         self.free_sandboxes: list[str] = []
         self.idle_interpreters: list[WarmInterpreter] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
@@ -369,7 +375,10 @@ class Session:
         while self.outcome is None:
             now = time.time()
             timeout = self._next_timeout(now)
-            for data in self.watcher.wait(timeout):
+            if self.finished or self.exited:
+                timeout = min(timeout, HOUSEKEEPING_DELAY)
+            events = self.watcher.wait(timeout)
+            for data in events:
                 if data is None:
                     self._receive()
                     if self.outcome is not None:
@@ -383,9 +392,10 @@ class Session:
             started = self._start_waiting(now)
             # Results and started tasks first; cleaning up after finished tasks can wait.
             self.flush()
-            if not started or len(self.finished) > 16:
-                # Not right after starting a task: work here would then compete with the
-                # new process for its CPU (the scheduler tends to keep it beside us).
+            if started or not events or len(self.finished) > 16:
+                # Not right after sending a result: the manager, woken by it, is usually
+                # scheduled on this CPU and would wait for this work before it can answer.
+                # While a new task starts up, or when nothing happens, it is off everyone's path.
                 self._housekeeping(now)
             if self.tasks or self.reader.in_payload:
                 self.last_activity = now
@@ -403,11 +413,17 @@ class Session:
 
     def _housekeeping(self, now: float) -> None:
         """Tidy up after finished tasks and prepare for the next ones."""
+        self._end_exited()
         if self.finished:
             self._clean_finished()
         make_spare_output_files()
         if self.trash and (len(self.trash) > 256 or not self.waiting):
             self._empty_trash(now)
+
+    def _end_exited(self) -> None:
+        for run in self.exited:
+            end_process_group(run)
+        self.exited.clear()
 
     def _recycle(self, sandbox: str) -> None:
         """Keep an empty sandbox for the next task (creating and deleting a directory costs
@@ -811,11 +827,12 @@ class Session:
         pidfd = run.pidfd
         if not reap(run, time.time(), tidy=False):
             return
-        # The result leaves first; closing the pidfd and the process group comes after.
+        # The result leaves first; closing the pidfd and ending the process group wait for
+        # the next housekeeping.
         self._task_done(run)
         if pidfd >= 0:
             self.watcher.unregister(pidfd)
-        end_process_group(run)
+        self.exited.append(run)
 
     def _task_done(self, run: TaskRun) -> None:
         """Report a finished task (at once when the manager takes pushed results), then keep
@@ -1049,6 +1066,7 @@ class Session:
         except OSError:
             pass
         self._kill(-1)
+        self._end_exited()
         self._clean_finished()
         for interp in self.idle_interpreters:
             interp.stop()
