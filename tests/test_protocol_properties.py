@@ -117,7 +117,10 @@ text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size
 def task_blocks(draw) -> bytes:
     """A valid task block as a manager writes it, in a random order of its lines."""
     task_id = draw(st.integers(1, 10**9))
-    cmd = draw(text).encode()
+    # Commands that look like the end of a block, or hold carriage returns, take the
+    # line-by-line path inside the block reader.
+    cmd = draw(st.one_of(text, st.sampled_from(["x\nend\n", "end\n", "a\r\nb", "\nend\nend\n",
+                                                "\nend"]))).encode()
     lines = [m.Category(draw(st.sampled_from(["default", "a-b", "x"]))).encode()]
     for res in draw(st.lists(st.sampled_from(["cores", "memory", "disk", "gpus", "wall_time"]),
                              unique=True)):
@@ -145,3 +148,17 @@ def test_a_block_read_whole_equals_the_block_read_line_by_line(blocks, split):
     line_by_line.feed(data)
     assert all(not isinstance(ev, TaskSpec)
                for ev in iter(line_by_line.next_event, NEED_DATA))
+
+
+def test_the_usual_block_is_read_in_one_go():
+    from work_queue.protocol.task_block import _read_plain_block
+
+    block = (b"task 7\ncmd 4\ntruecategory default\ncores 1.000\ngpus 0\nmemory 1000\n"
+             b"disk 1000\nend\nkill 7\n")
+    spec, end = _read_plain_block(bytearray(block), 0, 4096)
+    assert block[end:] == b"kill 7\n"
+    assert (spec.task_id, spec.command, spec.category) == (7, "true", "default")
+    assert (spec.cores, spec.gpus, spec.memory, spec.disk) == (1, 0, 1000, 1000)
+    # Anything else in a block (here a file) is left to the line-by-line reading.
+    assert _read_plain_block(bytearray(block.replace(b"end\n", b"infile a b 0\nend\n", 1)),
+                             0, 4096) is None

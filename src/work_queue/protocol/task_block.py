@@ -93,6 +93,9 @@ def read_task_block(data: bytearray, start: int, parse: Callable[[bytes], m.Mess
     Returns the task and the offset just past ``end``, or None while the block is not all
     here.  Raises RemoteProtocolError for a malformed block, as the line-by-line reader would.
     """
+    quick = _read_plain_block(data, start, max_line)
+    if quick is not None:
+        return quick
     spec: TaskSpec | None = None
     pos = start
     size = len(data)
@@ -116,3 +119,61 @@ def read_task_block(data: bytearray, start: int, parse: Callable[[bytes], m.Mess
             spec = TaskSpec(msg.task_id)
         elif spec.add(msg):
             return spec, pos
+
+
+#: ``<resource> <number>`` lines of a block, by verb: the TaskSpec field each sets.
+_RESOURCE_FIELDS = {name.encode(): name for name in m.RESOURCE_FORMATS}
+
+
+def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskSpec, int] | None:
+    """The usual block (``task``, ``cmd``, ``category`` and resource lines, ``end``) read in
+    one copy and without a message object per line; None for anything else, which
+    ``read_task_block`` then reads line by line with the same result."""
+    end = data.find(b"\nend\n", start)
+    if end < 0:
+        return None
+    block = bytes(data[start:end + 1])
+    if b"\r" in block:
+        return None
+    nl = block.find(b"\n")
+    first = block[:nl]
+    if not first.startswith(b"task ") or b" " in first[5:] or nl > max_line:
+        return None
+    try:
+        spec = TaskSpec(int(first[5:]))
+    except ValueError:
+        return None
+    pos = nl + 1
+    size = len(block)
+    while pos < size:
+        nl = block.find(b"\n", pos)
+        if nl - pos > max_line:
+            return None
+        verb, space, value = block[pos:nl].partition(b" ")
+        if not space or b" " in value:
+            return None
+        name = _RESOURCE_FIELDS.get(verb)
+        if name is not None:
+            try:
+                setattr(spec, name, float(value))
+            except ValueError:
+                return None
+            pos = nl + 1
+        elif verb == b"cmd":
+            try:
+                n = int(value)
+            except ValueError:
+                return None
+            if n < 0 or nl + 1 + n > size:
+                return None  # a command holding a line "end" is read the long way
+            spec.command = block[nl + 1:nl + 1 + n].decode("utf-8", "surrogateescape")
+            pos = nl + 1 + n
+        elif verb == b"category":
+            try:
+                spec.category = value.decode()
+            except UnicodeDecodeError:
+                return None
+            pos = nl + 1
+        else:
+            return None
+    return spec, end + 5

@@ -210,10 +210,16 @@ def _new_output_file() -> int:
 def read_output(fd: int, limit: int = 1 << 30) -> bytes:
     """Everything the task printed (up to ``limit`` bytes), then close ``fd``."""
     try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return b""
         chunks = []
         offset = 0
         while offset < limit:
-            data = os.pread(fd, min(1 << 20, limit - offset), offset)
+            # Its size first: a read of a fixed large size would allocate (and map) that
+            # much memory for every task, even one that printed nothing.
+            want = min(max(size - offset, 1 << 16), 1 << 20, limit - offset)
+            data = os.pread(fd, want, offset)
             if not data:
                 break
             chunks.append(data)

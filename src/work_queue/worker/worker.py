@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import __version__, tls
 from ..constants import (
@@ -262,6 +263,7 @@ class Session:
         self.free_sandboxes: list[str] = []
         self.idle_interpreters: list[WarmInterpreter] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+        self.env_cache: dict[tuple[Any, ...], dict[str, str]] = {}
 
     # -- I/O --------------------------------------------------------------------------------------
 
@@ -693,25 +695,7 @@ class Session:
                 logger.warning("task %d: input %s missing: %s", spec.task_id, remote, e)
                 self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
                 return
-        env = dict(self.base_env)
-        for name, value in spec.env:
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        # As the CCTools worker does: the worker's workspace, shared by its tasks (PythonTask
-        # environments are unpacked there once, for every task).  The task's own sandbox is
-        # its working directory.
-        env.setdefault("WORK_QUEUE_SANDBOX", self.w.workspace)
-        if run.cores > 0:
-            cores = str(int(run.cores))
-            for var in ("CORES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                        "VECLIB_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-                env[var] = cores
-        env["MEMORY"] = str(int(run.memory))
-        env["DISK"] = str(int(run.disk))
-        if run.gpus > 0:
-            env["GPUS"] = str(int(run.gpus))
+        env = dict(self._task_env(spec, run))
         # Temporary files of the task stay in (and are deleted with) its sandbox.
         env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
         self._account(run, +1)
@@ -746,6 +730,37 @@ class Session:
                 run.watched[remote] = 0
         if run.pidfd >= 0:
             self.watcher.register(run.pidfd, spec.task_id)
+
+    def _task_env(self, spec: TaskSpec, run: TaskRun) -> dict[str, str]:
+        """The environment of a task, but for its sandbox's variables (kept: tasks that
+        look alike share one)."""
+        key = (tuple(spec.env), run.cores, run.memory, run.disk, run.gpus)
+        env = self.env_cache.get(key)
+        if env is not None:
+            return env
+        env = dict(self.base_env)
+        for name, value in spec.env:
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        # As the CCTools worker does: the worker's workspace, shared by its tasks (PythonTask
+        # environments are unpacked there once, for every task).  The task's own sandbox is
+        # its working directory.
+        env.setdefault("WORK_QUEUE_SANDBOX", self.w.workspace)
+        if run.cores > 0:
+            cores = str(int(run.cores))
+            for var in ("CORES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                        "VECLIB_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+                env[var] = cores
+        env["MEMORY"] = str(int(run.memory))
+        env["DISK"] = str(int(run.disk))
+        if run.gpus > 0:
+            env["GPUS"] = str(int(run.gpus))
+        if len(self.env_cache) > 64:
+            self.env_cache.clear()
+        self.env_cache[key] = env
+        return env
 
     def _start_warm(self, run: TaskRun, env: dict[str, str], now: float) -> bool:
         """Hand a Python task to a warm interpreter; False if it must run the usual way."""
