@@ -1,8 +1,8 @@
 """Running one task: its sandbox, its process group, its exit.
 
 A task runs ``/bin/sh -c <command>`` (or, for a plain command, the program itself: see
-``launch_for``) in ``<workspace>/t.<id>``, in its own process group (so a kill reaches every
-process it started), with stdin from /dev/null and stdout+stderr merged into one file.
+``launch_for``) in its sandbox (an empty directory in the worker's workspace), in its own
+process group (so a kill reaches every process it started), with stdin from /dev/null and stdout+stderr merged into one file.
 Completion is noticed through a pidfd that the worker watches.
 """
 

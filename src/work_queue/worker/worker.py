@@ -261,6 +261,8 @@ class Session:
         #: Tasks whose process ended and was reported, their process group not yet ended.
         self.exited: list[TaskRun] = []
         self.free_sandboxes: list[str] = []
+        #: Sandboxes ``s.<n>`` made so far (the next name).
+        self.sandboxes_made = 0
         self.idle_interpreters: list[WarmInterpreter] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
         self.env_cache: dict[tuple[Any, ...], dict[str, str]] = {}
@@ -427,14 +429,44 @@ class Session:
             end_process_group(run)
         self.exited.clear()
 
+    def _make_sandbox(self, spec: TaskSpec) -> str:
+        """An empty directory for the task: ``<workspace>/t.<taskid>`` for a task run by a
+        coprocess, as in CCTools (coprocesses, Parsl's among them, look for a task's files
+        there); for any other task an empty one kept from an earlier task, else a new one."""
+        if not spec.coprocess or spec.coprocess == extensions.PYTHON_WARM:
+            if self.free_sandboxes:
+                return self.free_sandboxes.pop()
+            self.sandboxes_made += 1
+            path = f"{self.w.workspace}/s.{self.sandboxes_made}"
+        else:
+            path = f"{self.w.workspace}/t.{spec.task_id}"
+            if any(old.sandbox == path for old in self.finished):
+                self._clean_finished()  # the same task again: its old sandbox goes first
+        try:
+            os.mkdir(path)
+        except OSError:
+            remove_tree(path)
+            os.mkdir(path)
+        return path
+
     def _recycle(self, sandbox: str) -> None:
         """Keep an empty sandbox for the next task (creating and deleting a directory costs
-        as much as starting a short task); anything else goes to the trash."""
+        as much as starting a short task); anything else goes to the trash.  A kept one is
+        never named ``t.<taskid>``, a name a coprocess task may need."""
         try:
             empty = not os.listdir(sandbox)
         except OSError:
             empty = False
         if empty and len(self.free_sandboxes) < 64:
+            if os.path.basename(sandbox).startswith("t."):
+                self.sandboxes_made += 1
+                kept = f"{self.w.workspace}/s.{self.sandboxes_made}"
+                try:
+                    os.rename(sandbox, kept)
+                except OSError:
+                    self.trash.append(sandbox)
+                    return
+                sandbox = kept
             self.free_sandboxes.append(sandbox)
         else:
             self.trash.append(sandbox)
@@ -660,19 +692,7 @@ class Session:
 
     def _start(self, run: TaskRun, now: float) -> None:
         spec = run.spec
-        # The sandbox is always <workspace>/t.<taskid>, as in CCTools: coprocesses (Parsl's
-        # among them) look for a task's files there.
-        run.sandbox = f"{self.w.workspace}/t.{spec.task_id}"
-        if any(old.sandbox == run.sandbox for old in self.finished):
-            self._clean_finished()  # the same task again: its old sandbox goes first
-        try:
-            if self.free_sandboxes:
-                os.rename(self.free_sandboxes.pop(), run.sandbox)
-            else:
-                os.mkdir(run.sandbox)
-        except OSError:
-            remove_tree(run.sandbox)
-            os.mkdir(run.sandbox)
+        run.sandbox = self._make_sandbox(spec)
         for name in spec.empty_dirs:
             os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
         warm = spec.coprocess == extensions.PYTHON_WARM and self.w.warm_python
