@@ -206,3 +206,20 @@ def test_jupyter_tutorial_as_written(in_tmp):
     for i in range(3):
         assert f"THIS IS FILE NUMBER {i}." in out.stdout
     assert time.time() - start < 30
+
+
+def test_statistics_count_a_task_the_moment_wait_returns_it(queue, workers):
+    """The manager counts a returned task's times after its next send, but any look at
+    the statistics (or a resubmission of the same task) counts them first."""
+    t = wq.Task("sleep 0.05")
+    queue.submit(t)
+    workers.start(queue.port)
+    assert queue.wait(30) is t
+    assert queue.stats.time_workers_execute >= t.cmd_execution_time > 0
+    assert queue.stats_category("default").time_workers_execute >= t.cmd_execution_time
+    first = t.cmd_execution_time
+    queue.submit(t)  # the same object again: its first run stays counted
+    assert queue.wait(30) is t
+    stats = queue.stats
+    assert stats.tasks_done == 2
+    assert stats.time_workers_execute >= first + t.cmd_execution_time

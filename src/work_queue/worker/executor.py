@@ -2,8 +2,8 @@
 
 A task runs ``/bin/sh -c <command>`` (or, for a plain command, the program itself: see
 ``launch_for``) in its sandbox (an empty directory in the worker's workspace), in its own
-process group (so a kill reaches every process it started), with stdin from /dev/null and stdout+stderr merged into one file.
-Completion is noticed through a pidfd that the worker watches.
+process group (so a kill reaches every process it started), with stdin from /dev/null and
+stdout+stderr merged into one file.  Completion is noticed through a pidfd that the worker watches.
 """
 
 from __future__ import annotations
