@@ -13,7 +13,9 @@ The recordings live in ``shared/design/protocol-transcripts`` next to the reposi
   - our manager url-encodes the cache name in ``unlink``/``get`` (``my%2520data.txt`` in ``c``;
     docs/compatibility.md), so those names are url-decoded once before comparing;
   - the entries of a directory ``put`` come in readdir order, which depends on the file system,
-    so siblings are compared as a sorted list.
+    so siblings are compared as a sorted list;
+  - our manager sends the ``kill`` of a finished task after the next thing it sends (the next
+    task's block, docs/compatibility.md), so ``kill`` lines are compared as a whole, not in place.
 
   The URL input of ``c`` is never fetched (the worker is played by the test), so the recorded URL
   is reused as it is.  What the manager program reports (result, return status, stdout, files
@@ -267,7 +269,8 @@ class FakeWorker(threading.Thread):
 
     def _play(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=IO_TIMEOUT) as sock:
-            inbox = Inbox(sock, parse_from_manager)
+            inbox = Inbox(sock, parse_from_manager, skip=lambda msg: isinstance(msg, m.Kill))
+            kills: list[bytes] = []
             for i, (direction, body) in enumerate(self.records):
                 if direction == W2M:
                     for _, raw in split(body, parse_from_worker):
@@ -275,10 +278,13 @@ class FakeWorker(threading.Thread):
                     if i == self.last_w2m:
                         self.all_sent.set()
                     continue
-                expected = [raw for _, raw in split(body, parse_from_manager)]
+                expected = []
+                for msg, raw in split(body, parse_from_manager):
+                    (kills if isinstance(msg, m.Kill) else expected).append(raw)
                 got = _decode_names(inbox.take(len(expected)))
                 assert _sorted_dirs(got) == _sorted_dirs(expected), f"record {i}"
             assert inbox.until_eof() == [], "our manager sent more than the recorded one"
+            assert sorted(inbox.skipped) == sorted(kills)
 
 
 class Manager:

@@ -33,6 +33,10 @@ class WorkerConnection:
         self.key = key
         self.reader: MessageReader = worker_stream_reader()
         self.out = bytearray()
+        #: ``kill`` lines of finished tasks, sent after whatever ``out`` holds at the next
+        #: flush (see ``write_after``), and the ids of those tasks.
+        self.tail = bytearray()
+        self.tail_ids: set[int] = set()
         #: ``out`` holds something the peer is waiting for (not only cleanup lines).
         self.urgent = False
         self.connected_at = now
@@ -72,7 +76,30 @@ class WorkerConnection:
         if not later:
             self.urgent = True
 
+    def write_after(self, data: bytes, task_id: int) -> None:
+        """Queue the ``kill`` of finished task ``task_id``: a cleanup line that may follow
+        whatever is sent next, so the next task reaches the worker (and starts) first."""
+        self.tail += data
+        self.tail_ids.add(task_id)
+
+    def before_task(self, task_id: int) -> None:
+        """Called before task ``task_id`` is written: an earlier attempt of the same task
+        is killed before it, not after."""
+        if task_id in self.tail_ids:
+            self._untail()
+
+    def _untail(self) -> None:
+        if self.debug is not None:
+            from .logs import wire_text
+
+            self.debug(wire_text("tx to", self, bytes(self.tail)))
+        self.out += self.tail
+        self.tail.clear()
+        self.tail_ids.clear()
+
     def flush(self) -> None:
+        if self.tail:
+            self._untail()
         if self.out and not self.closed:
             data = bytes(self.out)
             self.out.clear()

@@ -715,7 +715,7 @@ class WorkQueue(AbstractionsMixin):
 
     def _flush_all(self, everything: bool = True) -> None:
         for conn in list(self._conns.values()):
-            if conn.out and (everything or conn.urgent):
+            if (conn.out or conn.tail) and (everything or conn.urgent):
                 try:
                     conn.flush()
                 except OSError as e:
@@ -939,6 +939,7 @@ class WorkQueue(AbstractionsMixin):
         task.send_input_start = _usec(now)
         sent = 0
         extra = self._monitor_files(task, worker)
+        conn.before_task(task.id)
         try:
             for spec in (*task.files, *extra) if extra else task.files:
                 if not spec.is_input:
@@ -1419,7 +1420,10 @@ class WorkQueue(AbstractionsMixin):
         conn = self._conns.get(w.key)
         if conn is None:
             return
-        conn.write(m.Kill(task.id).encode(), later)
+        if later:
+            conn.write_after(m.Kill(task.id).encode(), task.id)
+        else:
+            conn.write(m.Kill(task.id).encode())
         self._unlink_inputs(conn, task, w, outputs_too, later)
 
     def _unlink_inputs(self, conn: WorkerConnection, task: Task, w: WorkerRecord,

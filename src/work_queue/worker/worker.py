@@ -261,6 +261,8 @@ class Session:
         #: Tasks whose process ended and was reported, their process group not yet ended.
         self.exited: list[TaskRun] = []
         self.free_sandboxes: list[str] = []
+        #: Tasks started as soon as their block was read, since the loop last looked.
+        self.started_early = 0
         #: Sandboxes ``s.<n>`` made so far (the next name).
         self.sandboxes_made = 0
         self.idle_interpreters: list[WarmInterpreter] = []
@@ -393,7 +395,8 @@ class Session:
                     self._task_exited(data)
             now = time.time()
             self._check_tasks(now)
-            started = self._start_waiting(now)
+            started = self._start_waiting(now) + self.started_early
+            self.started_early = 0
             # Results and started tasks first; cleaning up after finished tasks can wait.
             self.flush()
             if started or not events or len(self.finished) > 16:
@@ -600,6 +603,10 @@ class Session:
             logger.debug("rx: %s", spec)
         self.w.last_task_id = max(self.w.last_task_id, spec.task_id)
         self._accept_task(spec)
+        if len(self.waiting) == 1:
+            # Nothing else waits: start it now, before reading what came after its block
+            # (the cleanup of the previous task, say), which can be done while it starts up.
+            self.started_early += self._start_waiting(time.time())
 
     def _dir_line(self, msg: m.Message) -> None:
         top = self.dir_stack[-1]
