@@ -49,11 +49,13 @@ class ManagerCounters:
         """Account a task whose outputs were retrieved."""
         exec_time = int(task.cmd_execution_time)
         self.time_workers_execute += exec_time
-        self.time_receive += max(0, int(task.receive_output_finish - task.receive_output_start))
+        receive = int(task.receive_output_finish - task.receive_output_start)
+        if receive > 0:
+            self.time_receive += receive
         if task.result == WORK_QUEUE_RESULT_SUCCESS:
             self.time_workers_execute_good += exec_time
             self.time_send_good += int(task.send_input_finish - task.send_input_start)
-            self.time_receive_good += int(task.receive_output_finish - task.receive_output_start)
+            self.time_receive_good += receive
         elif task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
             self.time_workers_execute_exhaustion += exec_time
             self.tasks_exhausted_attempts += 1
@@ -74,24 +76,28 @@ class CapacityEstimator:
     def __init__(self) -> None:
         from collections import deque
 
-        self.reports: deque[tuple[float, float, float, tuple[float, ...]]] = deque()
+        #: (transfer, execute, manager time, allocation box) of the last tasks
+        self.reports: deque[tuple[float, float, float, Any]] = deque()
         self.limit = REPORTS_MIN
         self.weighted = float(DEFAULT_CAPACITY_TASKS)
         self.instantaneous = DEFAULT_CAPACITY_TASKS
         self.manager_load = 0.0
 
     def add(self, task: Any, tasks_on_workers: int) -> None:
-        box = task.resources_allocated
-        transfer = (task.send_input_finish - task.send_input_start) + \
-            (task.receive_output_finish - task.receive_output_start)
+        send_start = task.send_input_start
+        receive_finish = task.receive_output_finish
+        transfer = (task.send_input_finish - send_start) + \
+            (receive_finish - task.receive_output_start)
         execute = float(task.cmd_execution_time)
-        total = task.receive_output_finish - task.send_input_start
-        manager = max(0.0, total - transfer - execute)
-        self.reports.append((transfer, execute, manager, (max(box.cores, 0), max(box.memory, 0),
-                                                          max(box.disk, 0), max(box.gpus, 0))))
-        self.limit = max(self.limit, 2 * tasks_on_workers)
-        while len(self.reports) >= self.limit:
-            self.reports.popleft()
+        manager = receive_finish - send_start - transfer - execute
+        reports = self.reports
+        # Boxes are never changed once made, so the box itself is kept.
+        reports.append((transfer, execute, manager if manager > 0 else 0.0,
+                        task.resources_allocated))
+        if 2 * tasks_on_workers > self.limit:
+            self.limit = 2 * tasks_on_workers
+        while len(reports) >= self.limit:
+            reports.popleft()
         if transfer > 0:
             self.instantaneous = math.ceil(execute / max(transfer + manager, 1))
             self.weighted = math.ceil(0.05 * self.instantaneous + 0.95 * self.weighted)
@@ -108,7 +114,8 @@ class CapacityEstimator:
             transfer = sum(r[0] for r in self.reports)
             execute = sum(r[1] for r in self.reports)
             manager = sum(r[2] for r in self.reports)
-            sums = [sum(r[3][i] for r in self.reports) for i in range(4)]
+            sums = [sum(max(getattr(r[3], name), 0) for r in self.reports)
+                    for name in ("cores", "memory", "disk", "gpus")]
         transfer, execute, manager = max(1.0, transfer), max(1.0, execute), max(1.0, manager)
         ratio = max(DEFAULT_CAPACITY_TASKS, math.ceil(execute / (transfer + manager)))
         return {

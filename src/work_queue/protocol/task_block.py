@@ -126,8 +126,8 @@ _RESOURCE_FIELDS = {name.encode(): name for name in m.RESOURCE_FORMATS}
 
 
 def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskSpec, int] | None:
-    """The usual block (``task``, ``cmd``, ``category`` and resource lines, ``end``) read in
-    one copy and without a message object per line; None for anything else, which
+    """The usual block (``task``, ``cmd``, then ``category`` and resource lines, ``end``)
+    read in one copy and without a message object per line; None for anything else, which
     ``read_task_block`` then reads line by line with the same result."""
     end = data.find(b"\nend\n", start)
     if end < 0:
@@ -135,45 +135,33 @@ def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskS
     block = bytes(data[start:end + 1])
     if b"\r" in block:
         return None
+    size = len(block)
     nl = block.find(b"\n")
-    first = block[:nl]
-    if not first.startswith(b"task ") or b" " in first[5:] or nl > max_line:
+    if not block.startswith(b"task ") or b" " in block[5:nl] or nl > max_line:
         return None
     try:
-        spec = TaskSpec(int(first[5:]))
-    except ValueError:
-        return None
-    pos = nl + 1
-    size = len(block)
-    while pos < size:
-        nl = block.find(b"\n", pos)
-        if nl - pos > max_line:
-            return None
-        verb, space, value = block[pos:nl].partition(b" ")
-        if not space or b" " in value:
-            return None
-        name = _RESOURCE_FIELDS.get(verb)
-        if name is not None:
-            try:
-                setattr(spec, name, float(value))
-            except ValueError:
-                return None
-            pos = nl + 1
-        elif verb == b"cmd":
-            try:
-                n = int(value)
-            except ValueError:
-                return None
-            if n < 0 or nl + 1 + n > size:
+        spec = TaskSpec(int(block[5:nl]))
+        pos = nl + 1
+        if block.startswith(b"cmd ", pos):
+            nl = block.find(b"\n", pos)
+            length = block[pos + 4:nl]
+            n = int(length)
+            if b" " in length or n < 0 or nl + 1 + n > size:
                 return None  # a command holding a line "end" is read the long way
             spec.command = block[nl + 1:nl + 1 + n].decode("utf-8", "surrogateescape")
             pos = nl + 1 + n
-        elif verb == b"category":
-            try:
-                spec.category = value.decode()
-            except UnicodeDecodeError:
-                return None
-            pos = nl + 1
-        else:
-            return None
+        if pos < size:
+            for line in block[pos:-1].split(b"\n"):
+                verb, space, value = line.partition(b" ")
+                if not space or b" " in value or len(line) > max_line:
+                    return None
+                name = _RESOURCE_FIELDS.get(verb)
+                if name is not None:
+                    setattr(spec, name, float(value))
+                elif verb == b"category":
+                    spec.category = value.decode()
+                else:
+                    return None
+    except (ValueError, UnicodeDecodeError):
+        return None
     return spec, end + 5

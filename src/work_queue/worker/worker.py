@@ -251,7 +251,8 @@ class Session:
         self.last_watch = 0.0
         self.watcher = ReadWatcher()
         self.outcome: str | None = None
-        self.used = {"cores": 0.0, "memory": 0.0, "disk": 0.0, "gpus": 0.0}
+        #: Resources of the started tasks, in use until they end.
+        self.used_cores = self.used_memory = self.used_disk = self.used_gpus = 0.0
         #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
         #: directory costs as much as starting a short task).
         self.trash: list[str] = []
@@ -662,13 +663,16 @@ class Session:
 
     def _account(self, run: TaskRun, sign: int) -> None:
         """Add (+1) or remove (-1) a started task's resources from what is in use."""
-        for key in ("cores", "memory", "disk", "gpus"):
-            self.used[key] += sign * getattr(run, key)
+        self.used_cores += sign * run.cores
+        self.used_memory += sign * run.memory
+        self.used_disk += sign * run.disk
+        self.used_gpus += sign * run.gpus
 
     def _fits(self, run: TaskRun) -> bool:
-        u, w = self.used, self.w
-        return (u["cores"] + run.cores <= w.cores and u["memory"] + run.memory <= w.memory
-                and u["disk"] + run.disk <= w.disk and u["gpus"] + run.gpus <= w.gpus)
+        w = self.w
+        return (self.used_cores + run.cores <= w.cores
+                and self.used_memory + run.memory <= w.memory
+                and self.used_disk + run.disk <= w.disk and self.used_gpus + run.gpus <= w.gpus)
 
     def _start_waiting(self, now: float) -> int:
         """Start the waiting tasks that fit; returns how many started."""
