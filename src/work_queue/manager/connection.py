@@ -27,8 +27,11 @@ class WorkerConnection:
     """Socket plus protocol state of one peer."""
 
     def __init__(self, sock: socket.socket, address: str, key: int, now: float,
-                 io_timeout: float) -> None:
+                 io_timeout: float, pending: set[WorkerConnection] | None = None) -> None:
         self.sock = sock
+        #: The manager's set of connections with something queued to send (this one joins
+        #: it when it queues something), so a flush looks at those only.
+        self.pending: set[WorkerConnection] = pending if pending is not None else set()
         self.address = address
         self.key = key
         self.reader: MessageReader = worker_stream_reader()
@@ -73,6 +76,7 @@ class WorkerConnection:
 
             self.debug(wire_text("tx to", self, data))
         self.out += data
+        self.pending.add(self)
         if not later:
             self.urgent = True
 
@@ -81,6 +85,7 @@ class WorkerConnection:
         whatever is sent next, so the next task reaches the worker (and starts) first."""
         self.tail += data
         self.tail_ids.add(task_id)
+        self.pending.add(self)
 
     def before_task(self, task_id: int) -> None:
         """Called before task ``task_id`` is written: an earlier attempt of the same task
@@ -130,6 +135,7 @@ class WorkerConnection:
             if len(data) != count:
                 raise OSError(f"short read of {getattr(fileobj, 'name', '?')}")
             self.out += data
+            self.pending.add(self)
             if isinstance(self.sock, ssl.SSLSocket):
                 # End the file's bytes with this send, hence with a TLS record.  A CCTools
                 # worker reads them with SSL_read sized to what is left of the file; bytes of

@@ -165,6 +165,8 @@ class WorkQueue(AbstractionsMixin):
         self._watcher = ReadWatcher()
         self._watcher.register(self._listener, None)
         self._conns: dict[int, WorkerConnection] = {}
+        #: Connections with something queued to send (see WorkerConnection.pending).
+        self._unsent: set[WorkerConnection] = set()
         self._next_key = 1
         self._closed = False
         self._last_periodic = now
@@ -714,8 +716,13 @@ class WorkQueue(AbstractionsMixin):
         return progressed
 
     def _flush_all(self, everything: bool = True) -> None:
-        for conn in list(self._conns.values()):
-            if (conn.out or conn.tail) and (everything or conn.urgent):
+        if not self._unsent:
+            return
+        for conn in list(self._unsent):
+            if not (conn.out or conn.tail) or conn.closed:
+                self._unsent.discard(conn)
+            elif everything or conn.urgent:
+                self._unsent.discard(conn)
                 try:
                     conn.flush()
                 except OSError as e:
@@ -757,7 +764,8 @@ class WorkQueue(AbstractionsMixin):
             sock.setblocking(False)
             key = self._next_key
             self._next_key += 1
-            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout)
+            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
+                                    self._unsent)
             if self._debug:
                 conn.debug = self._debug.write
                 self._debug.write(f"new connection from {conn.address}")
@@ -775,7 +783,8 @@ class WorkQueue(AbstractionsMixin):
             now = self._now()
             key = self._next_key
             self._next_key += 1
-            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout)
+            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
+                                    self._unsent)
             if self._debug:
                 conn.debug = self._debug.write
                 self._debug.write(f"new connection from {conn.address}")
@@ -804,6 +813,7 @@ class WorkQueue(AbstractionsMixin):
         if conn.closed and conn.key not in self._conns:
             return
         self._conns.pop(conn.key, None)
+        self._unsent.discard(conn)
         self._watcher.unregister(conn.sock)
         conn.close()
         w = conn.worker
