@@ -251,3 +251,21 @@ def test_task_state_is_remembered_after_the_task_leaves(state, clock):
     assert state.pop_returned() is a
     assert state.state_of(a.id) == ts.DONE and state.state_of(b.id) == ts.CANCELED
     assert state.state_of(999) == ts.UNKNOWN
+
+
+def test_statistics_of_a_returned_task_are_counted_when_settled(state, clock):
+    """A retrieved task is returned at once; its statistics wait for ``settle()`` (the
+    manager calls it after its next send, and before any look at the statistics)."""
+    w = add_worker(state, 1)
+    t = FakeTask()
+    state.submit(t, clock.now)
+    (d,) = dispatch_all(state, clock.now)
+    t.cmd_execution_time = 5_000_000
+    finish(state, t, clock.advance(5))
+    assert state.returned and not w.tasks  # returned, and its worker is free again
+    assert state.counters.time_workers_execute == 0 and w.tasks_complete == 0
+    state.settle()
+    assert state.counters.time_workers_execute == 5_000_000 and w.tasks_complete == 1
+    assert state.categories["default"].stats.time_workers_execute == 5_000_000
+    state.settle()  # nothing counted twice
+    assert state.counters.time_workers_execute == 5_000_000

@@ -78,6 +78,8 @@ class ManagerState:
         self.tasks: dict[int, Any] = {}
         self.ready = ReadyQueue()
         self.returned: deque[int] = deque()
+        #: Retrieved tasks (and their workers) whose statistics are not counted yet.
+        self.unsettled: list[tuple[Any, WorkerRecord | None]] = []
         self.workers: dict[int, WorkerRecord] = {}
         #: Ready workers that have room for at least one more task (see refresh()).
         self.free: dict[int, WorkerRecord] = {}
@@ -295,9 +297,31 @@ class ManagerState:
         return worker
 
     def retrieved(self, task: Any, now: float) -> None:
-        """Outputs are fetched: the task is ready to be returned by ``wait()``."""
+        """Outputs are fetched: the task is ready to be returned by ``wait()``.
+
+        Its statistics are counted at the next :meth:`settle` (after the manager's next
+        send), unless its measurements decide its next allocation.
+        """
         task.state = ts.transition(task.id, task.state, "retrieved")
         worker = self._release(task)
+        if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION or (
+                task.result in _MEASURED_RESULTS and getattr(task, "measured", None) is not None):
+            self._account(task, worker, now)
+        else:
+            self.unsettled.append((task, worker))
+            self.returned.append(task.id)
+
+    def settle(self) -> None:
+        """Count the statistics of the tasks retrieved since the last call."""
+        if self.unsettled:
+            pending, self.unsettled = self.unsettled, []
+            for task, worker in pending:
+                self._account(task, worker, 0.0, returned=True)
+
+    def _account(self, task: Any, worker: WorkerRecord | None, now: float,
+                 returned: bool = False) -> None:
+        """Statistics of a retrieved task; and, unless already ``returned``, whether it
+        goes back to the application or, having exhausted its allocation, runs again."""
         if worker is not None:
             if task.result == WORK_QUEUE_RESULT_SUCCESS:
                 worker.fast_abort_alarm = False  # evidence the worker is not slow
@@ -318,6 +342,8 @@ class ManagerState:
                 measured, task.result != WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
                 self.largest_worker()):
             self.category_updates.append(c)
+        if returned:
+            return
         if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
             if measured is not None:
                 c.exhausted_seen.merge_max(measured)
@@ -460,6 +486,7 @@ class ManagerState:
         the same task) times the average time of its category's successful tasks, once there
         are at least 10 of them.
         """
+        self.settle()
         cats = self.categories
         if not any(c.fast_abort > 0 for c in cats.values()):
             return []

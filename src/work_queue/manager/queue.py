@@ -258,6 +258,7 @@ class WorkQueue(AbstractionsMixin):
         return self._stats_now()
 
     def _stats_now(self) -> Stats:
+        self._state.settle()
         return snapshot(self._state, self._now())
 
     # -- configuration ---------------------------------------------------------------------------
@@ -424,10 +425,12 @@ class WorkQueue(AbstractionsMixin):
         c = self._state.categories.get(_category_name(category))
         if c is None:
             raise KeyError(f"no category named {category!r}")
+        self._state.settle()
         return category_snapshot(self._state, c)
 
     def stats_by_category(self) -> dict[str, Stats]:
         """``stats_category`` for every category."""
+        self._state.settle()
         return {name: category_snapshot(self._state, c)
                 for name, c in self._state.categories.items()}
 
@@ -479,6 +482,7 @@ class WorkQueue(AbstractionsMixin):
             raise ValueError(f"task {task.id} is already submitted (state "
                              f"{C.TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
         if task.state != ts.UNKNOWN:
+            self._state.settle()  # its statistics are counted before they are reset
             task._reset_results()
         before = getattr(task, "_before_submit", None)
         if before is not None:
@@ -668,6 +672,9 @@ class WorkQueue(AbstractionsMixin):
         """One iteration of the manager loop; True if anything happened."""
         progressed = self._dispatch_all(now)
         self._flush_all()
+        # The statistics of the tasks returned since the last pass, now that the workers
+        # have their next tasks (they are off the path from one task to the next).
+        self._state.settle()
         # Block in poll unless there is more to do now: more tasks to place, or tasks to return.
         more = progressed and self._state.dispatch_pending
         poll = 0.0 if more or self._state.returned else poll_timeout
@@ -848,6 +855,7 @@ class WorkQueue(AbstractionsMixin):
 
     def _periodic(self, now: float) -> None:
         self._last_periodic = now
+        self._state.settle()
         self._advertiser.maybe_update(now)  # issue 5
         stall = float(self._tune["min-transfer-timeout"])
         for conn in list(self._conns.values()):
