@@ -8,7 +8,9 @@ first the round-trip floor of ``spawn_baseline.py`` (bare sockets and ``posix_sp
 manager or worker bookkeeping) measured in the same invocation.  With
 ``CCTOOLS_HOME=/path/to/cctools`` the same is measured with the CCTools manager and a CCTools
 worker (the baseline; ``x CCTools`` is its median over ours) and with our manager and a CCTools
-worker; ``--all-pairs`` adds CCTools' manager with our worker.
+worker; ``--all-pairs`` adds CCTools' manager with our worker.  ``over floor`` is a median
+minus the floor's of the same repetition: what the manager and worker add, the figure that
+moves least when the machine's speed drifts.
 """
 
 from __future__ import annotations
@@ -74,11 +76,11 @@ def main() -> int:
         if args.all_pairs:
             pairs.append(("CCTools", "ours"))
     print(f"{args.tasks} tasks of {args.command!r}, one at a time (milliseconds)")
-    print(f"{'manager/workers':>16} {'median':>7} {'p90':>7} {'p99':>7} {'x CCTools':>9}",
-          flush=True)
+    print(f"{'manager/workers':>16} {'median':>7} {'p90':>7} {'p99':>7} {'x CCTools':>9} "
+          f"{'over floor':>10}", flush=True)
     for _ in range(args.repeat):
-        med, p90, p99 = summary(round_trip_floor(args.tasks))
-        print(f"{'floor':>16} {med:7.2f} {p90:7.2f} {p99:7.2f} {'-':>9}", flush=True)
+        floor, p90, p99 = summary(round_trip_floor(args.tasks))
+        print(f"{'floor':>16} {floor:7.2f} {p90:7.2f} {p99:7.2f} {'-':>9} {'-':>10}", flush=True)
         baseline = None
         for manager, workers in pairs:
             argv = cct.worker_argv(home if workers == "CCTools" else None)
@@ -93,8 +95,8 @@ def main() -> int:
             if (manager, workers) == ("CCTools", "CCTools"):
                 baseline = med
             ratio = f"{baseline / med:9.2f}" if baseline else f"{'-':>9}"
-            print(f"{manager + '/' + workers:>16} {med:7.2f} {p90:7.2f} {p99:7.2f} {ratio}",
-                  flush=True)
+            print(f"{manager + '/' + workers:>16} {med:7.2f} {p90:7.2f} {p99:7.2f} {ratio} "
+                  f"{med - floor:10.2f}", flush=True)
     if home is None:
         cct.skip_note()
     return 0
