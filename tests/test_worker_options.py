@@ -223,3 +223,30 @@ def test_statistics_count_a_task_the_moment_wait_returns_it(queue, workers):
     stats = queue.stats
     assert stats.tasks_done == 2
     assert stats.time_workers_execute >= first + t.cmd_execution_time
+
+
+def test_a_worker_keeps_no_files_or_processes_of_finished_tasks(queue, workers, tmp_path):
+    """After many tasks, one at a time and in bursts, the worker holds about as many open
+    files, child processes and sandboxes as after a few: the tidying it leaves for later is
+    done."""
+    proc = workers.start(queue.port, cores=2)
+
+    def run(n, burst):
+        for i in range(0, n, burst):
+            for _ in range(burst):
+                queue.submit(wq.Task("echo out; sleep 0.001 &"))
+            for t in wait_all(queue):
+                assert t.result == wq.WORK_QUEUE_RESULT_SUCCESS and t.output == "out\n"
+        time.sleep(0.1)  # the worker tidies up once idle
+        fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        sandboxes = [p for p in (tmp_path / "workers").rglob("*")
+                     if p.is_dir() and p.name.startswith(("s.", "t."))]
+        return fds, len(children), len(sandboxes)
+
+    fds, children, sandboxes = run(10, 1)
+    more_fds, more_children, more_sandboxes = run(200, 1)
+    assert more_fds <= fds + 2 and more_children == children == 0
+    assert more_sandboxes <= max(sandboxes, 2)
+    burst_fds, burst_children, burst_sandboxes = run(200, 20)
+    assert burst_fds <= fds + 2 and burst_children == 0 and burst_sandboxes <= 66

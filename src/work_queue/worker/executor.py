@@ -207,8 +207,9 @@ def _new_output_file() -> int:
         return fd
 
 
-def read_output(fd: int, limit: int = 1 << 30) -> bytes:
-    """Everything the task printed (up to ``limit`` bytes), then close ``fd``."""
+def read_output(fd: int, limit: int = 1 << 30, close: bool = True) -> bytes:
+    """Everything the task printed (up to ``limit`` bytes), then close ``fd`` (unless the
+    caller will)."""
     try:
         size = os.fstat(fd).st_size
         if size == 0:
@@ -226,7 +227,8 @@ def read_output(fd: int, limit: int = 1 << 30) -> bytes:
             offset += len(data)
         return b"".join(chunks)
     finally:
-        os.close(fd)
+        if close:
+            os.close(fd)
 
 
 def start_process(run: TaskRun, env: dict[str, str], now: float) -> None:

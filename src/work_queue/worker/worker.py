@@ -261,6 +261,8 @@ class Session:
         self.finished: list[TaskRun] = []
         #: Tasks whose process ended and was reported, their process group not yet ended.
         self.exited: list[TaskRun] = []
+        #: Output files of reported tasks, closed at the next housekeeping.
+        self.unclosed: list[int] = []
         self.free_sandboxes: list[str] = []
         #: Tasks started as soon as their block was read, since the loop last looked.
         self.started_early = 0
@@ -382,7 +384,7 @@ class Session:
         while self.outcome is None:
             now = time.time()
             timeout = self._next_timeout(now)
-            if self.finished or self.exited:
+            if self.finished or self.exited or self.unclosed:
                 timeout = min(timeout, HOUSEKEEPING_DELAY)
             events = self.watcher.wait(timeout)
             for data in events:
@@ -432,6 +434,9 @@ class Session:
         for run in self.exited:
             end_process_group(run)
         self.exited.clear()
+        for fd in self.unclosed:
+            os.close(fd)
+        self.unclosed.clear()
 
     def _make_sandbox(self, spec: TaskSpec) -> str:
         """An empty directory for the task: ``<workspace>/t.<taskid>`` for a task run by a
@@ -726,9 +731,7 @@ class Session:
                 logger.warning("task %d: input %s missing: %s", spec.task_id, remote, e)
                 self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
                 return
-        env = dict(self._task_env(spec, run))
-        # Temporary files of the task stay in (and are deleted with) its sandbox.
-        env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
+        env = self._task_env(spec, run)
         self._account(run, +1)
         if run.coprocess is not None:
             self._start_coprocess_call(run, now)
@@ -763,9 +766,9 @@ class Session:
             self.watcher.register(run.pidfd, spec.task_id)
 
     def _task_env(self, spec: TaskSpec, run: TaskRun) -> dict[str, str]:
-        """The environment of a task, but for its sandbox's variables (kept: tasks that
-        look alike share one)."""
-        key = (tuple(spec.env), run.cores, run.memory, run.disk, run.gpus)
+        """The environment of a task (kept: tasks that look alike in the same sandbox share
+        one; it is only read)."""
+        key = (tuple(spec.env), run.cores, run.memory, run.disk, run.gpus, run.sandbox)
         env = self.env_cache.get(key)
         if env is not None:
             return env
@@ -788,7 +791,9 @@ class Session:
         env["DISK"] = str(int(run.disk))
         if run.gpus > 0:
             env["GPUS"] = str(int(run.gpus))
-        if len(self.env_cache) > 64:
+        # Temporary files of the task stay in (and are deleted with) its sandbox.
+        env["TMPDIR"] = env["TEMP"] = env["TMP"] = run.sandbox
+        if len(self.env_cache) > 256:
             self.env_cache.clear()
         self.env_cache[key] = env
         return env
@@ -991,7 +996,8 @@ class Session:
         # Final growth of watched files is covered by the full 'get' that follows.
         output = b""
         if run.output_fd >= 0:
-            output = read_output(run.output_fd)
+            output = read_output(run.output_fd, close=False)  # closed at housekeeping
+            self.unclosed.append(run.output_fd)
             run.output_fd = -1
         elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
         if run.summary:
