@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +27,14 @@ from ..constants import (
     WORK_QUEUE_RESULT_SUCCESS,
     WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
     WORK_QUEUE_RESULT_TASK_TIMEOUT,
+    WORK_QUEUE_SCHEDULE_FCFS,
     WORK_QUEUE_SCHEDULE_TIME,
     WORK_QUEUE_SCHEDULE_UNSET,
 )
 from . import task_state as ts
 from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, Categories
 from .resources import BoxPolicy, Resources, allocation_box
-from .scheduling import ReadyQueue, WorkerRecord, choose_worker, worker_can_take
+from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
 from .stats import CapacityEstimator, ManagerCounters
 
 #: Results whose measurements feed a category's statistics (CCTools).
@@ -233,38 +233,35 @@ class ManagerState:
             box.merge_max(minimum)
         return box
 
-    def _usable(self, workers: Iterable[WorkerRecord], now: float) -> Iterator[WorkerRecord]:
-        """The workers that may get tasks now: not draining, host not blocked."""
-        if self.blocked:
-            return (w for w in workers
-                    if not w.draining and not self.is_blocked(w.hostname, now))
-        return (w for w in workers if not w.draining)
-
     def _place(self, task: Any, now: float) -> Dispatch | None:
         mult = self.policy.submit_multiplier
-        boxes: dict[int, Resources] = {}
-
-        def eligible(prefetch: bool) -> Any:
-            # Without prefetch only the workers that have room now are looked at (kept in
-            # ``roomy``), so a full cluster costs no extra scan of every worker.
-            for w in self._usable(self.free.values() if prefetch else self.roomy.values(),
-                                  now):
+        algorithm = task.algorithm if task.algorithm != WORK_QUEUE_SCHEDULE_UNSET \
+            else self.algorithm
+        blocked = self.blocked
+        # A worker with free resources first (only those are kept in ``roomy``, so a full
+        # cluster costs no scan of every worker); a prefetch slot only when none has room, so
+        # a task never queues behind another while a worker sits idle.
+        for prefetch, workers in ((False, self.roomy), (True, self.free)):
+            pool: list[WorkerRecord] = []
+            boxes: dict[int, Resources] = {}
+            for w in workers.values():
+                # Usable: not draining, host not blocked (checked only for candidates).
+                if w.draining or (blocked and self.is_blocked(w.hostname, now)):
+                    continue
                 bucket = w.bucket(task)
                 box = self.box_for(task, bucket)
                 if worker_can_take(bucket, box, task, mult, now, prefetch):
+                    if algorithm == WORK_QUEUE_SCHEDULE_FCFS:
+                        return Dispatch(task, w, box)
+                    pool.append(w)
                     boxes[w.key] = box
-                    yield w
-
-        algorithm = task.algorithm if task.algorithm != WORK_QUEUE_SCHEDULE_UNSET \
-            else self.algorithm
-        # A worker with free resources first; a prefetch slot only when none has room, so a
-        # task never queues behind another while a worker sits idle.
-        worker = choose_worker(eligible(False), algorithm, task, self.rng)
-        if worker is None:
-            worker = choose_worker(eligible(True), algorithm, task, self.rng)
-        if worker is None:
-            return None
-        return Dispatch(task, worker, boxes[worker.key])
+                    if len(pool) >= CANDIDATES:
+                        break
+            if pool:
+                worker = choose_worker(pool, algorithm, task, self.rng)
+                if worker is not None:
+                    return Dispatch(task, worker, boxes[worker.key])
+        return None
 
     def commit_dispatch(self, d: Dispatch, now: float) -> None:
         """Record that ``d.task`` was sent to ``d.worker``."""
