@@ -162,3 +162,24 @@ def test_the_usual_block_is_read_in_one_go():
     # Anything else in a block (here a file) is left to the line-by-line reading.
     assert _read_plain_block(bytearray(block.replace(b"end\n", b"infile a b 0\nend\n", 1)),
                              0, 4096) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10**6), st.sampled_from(["default", "a-b", "é", "x" * 5000]),
+       st.lists(st.one_of(st.integers(-5, 10**6).map(str),
+                          st.sampled_from(["1.000", "1e3", "nan", "-0", " 1", "x", ""])),
+                min_size=4, max_size=4))
+def test_the_usual_block_reads_as_its_lines_do(task_id, category, values):
+    """Blocks shaped exactly as our manager writes them, with odd values too: read whole,
+    they give what reading them line by line gives (or the same refusal)."""
+    cores, gpus, memory, disk = values
+    block = (f"task {task_id}\ncmd 4\ntruecategory {category}\ncores {cores}\ngpus {gpus}\n"
+             f"memory {memory}\ndisk {disk}\nend\n").encode()
+
+    def read(split: int) -> list[TaskSpec] | str:
+        try:
+            return drain_blocks(block, split)
+        except RemoteProtocolError:
+            return "refused"
+
+    assert repr(read(len(block))) == repr(read(1))  # repr: nan == nan
