@@ -232,7 +232,7 @@ def test_a_worker_keeps_no_files_or_processes_of_finished_tasks(queue, workers, 
     proc = workers.start(queue.port, cores=2)
 
     def run(n, burst):
-        for i in range(0, n, burst):
+        for _round in range(n // burst):
             for _ in range(burst):
                 queue.submit(wq.Task("echo out; sleep 0.001 &"))
             for t in wait_all(queue):
