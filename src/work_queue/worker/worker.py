@@ -450,7 +450,10 @@ class Session:
         else:
             path = f"{self.w.workspace}/t.{spec.task_id}"
             if any(old.sandbox == path for old in self.finished):
-                self._clean_finished()  # the same task again: its old sandbox goes first
+                # The same task again: its old sandbox goes first (after what is left of
+                # the processes that might still write into it).
+                self._end_exited()
+                self._clean_finished()
         try:
             os.mkdir(path)
         except OSError:
