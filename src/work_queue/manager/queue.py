@@ -165,6 +165,8 @@ class WorkQueue(AbstractionsMixin):
         self._watcher = ReadWatcher()
         self._watcher.register(self._listener, None)
         self._conns: dict[int, WorkerConnection] = {}
+        #: The category and resource lines of a task block, by category and allocation.
+        self._box_lines: dict[tuple[Any, ...], bytes] = {}
         #: Connections with something queued to send (see WorkerConnection.pending).
         self._unsent: set[WorkerConnection] = set()
         self._next_key = 1
@@ -1052,8 +1054,15 @@ class WorkQueue(AbstractionsMixin):
             cop = coprocess.encode()
             parts += [f"coprocess {len(cop)}\n".encode(), cop]
         box = d.box
-        parts.append(f"category {task.category}\ncores {box.cores:.3f}\ngpus {box.gpus:.0f}\n"
-                     f"memory {box.memory:.0f}\ndisk {box.disk:.0f}\n".encode())
+        key = (task.category, box.cores, box.gpus, box.memory, box.disk)
+        lines = self._box_lines.get(key)
+        if lines is None:
+            if len(self._box_lines) > 1000:
+                self._box_lines.clear()
+            lines = self._box_lines[key] = (
+                f"category {task.category}\ncores {box.cores:.3f}\ngpus {box.gpus:.0f}\n"
+                f"memory {box.memory:.0f}\ndisk {box.disk:.0f}\n".encode())
+        parts.append(lines)
         if task.end_time > 0 and not monitored:
             parts.append(f"end_time {task.end_time:.6f}\n".encode())
         wall = task.resources_requested.wall_time
@@ -1438,10 +1447,11 @@ class WorkQueue(AbstractionsMixin):
         conn = self._conns.get(w.key)
         if conn is None:
             return
+        line = b"kill %d\n" % task.id  # m.Kill(task.id).encode()
         if later:
-            conn.write_after(m.Kill(task.id).encode(), task.id)
+            conn.write_after(line, task.id)
         else:
-            conn.write(m.Kill(task.id).encode())
+            conn.write(line)
         self._unlink_inputs(conn, task, w, outputs_too, later)
 
     def _unlink_inputs(self, conn: WorkerConnection, task: Task, w: WorkerRecord,

@@ -339,10 +339,14 @@ def parse_from_worker(line: bytes) -> Message:
                 raise RemoteProtocolError(f"malformed info line {line!r}")
             return Info(parts[1].decode(), b" ".join(parts[2:]).decode("utf-8", "replace"))
         if verb == b"result" and n == 6:
-            return Result(
-                _int(parts[1], line), _int(parts[2], line), _int(parts[3], line),
-                _int(parts[4], line), _int(parts[5], line),
-            )
+            try:
+                return Result(int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4]),
+                              int(parts[5]))
+            except ValueError:  # numbers as "4.000" (8.x workers), or garbage
+                return Result(
+                    _int(parts[1], line), _int(parts[2], line), _int(parts[3], line),
+                    _int(parts[4], line), _int(parts[5], line),
+                )
         if verb == b"end" and n == 1:
             return End()
         if verb == b"wq-py-summary" and n == 3:
