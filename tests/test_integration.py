@@ -563,3 +563,22 @@ def test_result_properties(queue, workers):
     assert t.resources_requested.cores == 1 and t.resources_allocated.cores == 1
     assert t.resources_allocated.memory == 1000
     assert t.exhausted_attempts == 0 and t.total_transfer_time >= 0
+
+
+def test_large_inputs_of_consecutive_tasks_on_one_worker(queue, workers):
+    """A large input goes out with sendfile right after its ``put`` line; the cleanup lines of
+    the worker's previous task must not slip in between (they wait for the next task block)."""
+    workers.start(queue.port, cores=1)
+    sizes = [65536, 100_000, 70_000, 200_000, 65536, 1 << 20]
+    for i, size in enumerate(sizes):
+        with open(f"big.{i}", "wb") as f:
+            f.write(bytes([i]) * size)
+    for i, size in enumerate(sizes):  # one at a time: each follows a finished task
+        t = wq.Task(f"wc -c < big.{i}")
+        t.specify_input_file(f"big.{i}")
+        queue.submit(t)
+        done = queue.wait(30)
+        assert done is t and t.result == wq.WORK_QUEUE_RESULT_SUCCESS, t.output
+        assert int(t.output) == size
+        assert t.try_count == 1  # not retried after the worker dropped a garbled stream
+    assert queue.stats.workers_joined == 1 and queue.stats.workers_removed == 0

@@ -102,8 +102,10 @@ class WorkerConnection:
         self.tail.clear()
         self.tail_ids.clear()
 
-    def flush(self) -> None:
-        if self.tail:
+    def flush(self, tail: bool = True) -> None:
+        """Send what is queued; with ``tail`` (at a message boundary) the ``write_after``
+        lines too.  ``send_file`` flushes without them: it is in the middle of a ``put``."""
+        if tail and self.tail:
             self._untail()
         if self.out and not self.closed:
             data = bytes(self.out)
@@ -141,9 +143,9 @@ class WorkerConnection:
                 # worker reads them with SSL_read sized to what is left of the file; bytes of
                 # the next message left decrypted inside OpenSSL are invisible to its poll(),
                 # and it would wait for more traffic before reading the task.
-                self.flush()
+                self.flush(tail=False)
             return
-        self.flush()
+        self.flush(tail=False)  # the file's header goes first; cleanup lines must not follow it
         self.sock.settimeout(max(self.io_timeout, 60.0))
         try:
             sent = self.sock.sendfile(fileobj, offset, count)
