@@ -582,3 +582,16 @@ def test_large_inputs_of_consecutive_tasks_on_one_worker(queue, workers):
         assert int(t.output) == size
         assert t.try_count == 1  # not retried after the worker dropped a garbled stream
     assert queue.stats.workers_joined == 1 and queue.stats.workers_removed == 0
+
+
+def test_the_readme_demo_runs(tmp_path):
+    """``./demo.sh`` runs ``examples/gzip_demo.py``: a manager, two single-shot local
+    workers, 20 gzip tasks with inputs up to 72 KB, outputs verified."""
+    import subprocess
+    import sys
+
+    demo = os.path.join(os.path.dirname(__file__), "..", "examples", "gzip_demo.py")
+    done = subprocess.run([sys.executable, demo], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "outputs verified: yes" in done.stdout
