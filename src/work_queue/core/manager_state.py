@@ -136,14 +136,6 @@ class ManagerState:
             return task.resources_requested  # type: ignore[no-any-return]
         return c.task_max(task.resources_requested, task.resource_request)
 
-    def minimum_of(self, task: Any) -> Resources | None:
-        """The smallest allocation of ``task`` (measured sizes, the category minimum)."""
-        c = self.categories.get(task.category)
-        if c is None or c.plain:
-            return None
-        return c.task_min(task.resources_requested, task.resource_request,
-                          self.largest_worker())
-
     def largest_worker(self) -> Resources:
         """Field-wise largest worker (``current_max_worker``)."""
         if self._largest is None:
@@ -208,7 +200,9 @@ class ManagerState:
     def box_for(self, task: Any, w: WorkerRecord) -> Resources:
         """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
         c = self.categories.get(task.category)
-        if c is None or c.plain:  # limits_of and minimum_of, without looking c up twice
+        # The largest allocation (limits_of) and the smallest (measured sizes, the category
+        # minimum), with the category looked up once.
+        if c is None or c.plain:
             limits, minimum = task.resources_requested, task.resources_min
         else:
             limits = c.task_max(task.resources_requested, task.resource_request)

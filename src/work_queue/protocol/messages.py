@@ -339,14 +339,10 @@ def parse_from_worker(line: bytes) -> Message:
                 raise RemoteProtocolError(f"malformed info line {line!r}")
             return Info(parts[1].decode(), b" ".join(parts[2:]).decode("utf-8", "replace"))
         if verb == b"result" and n == 6:
-            try:
-                return Result(int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4]),
-                              int(parts[5]))
-            except ValueError:  # numbers as "4.000" (8.x workers), or garbage
-                return Result(
-                    _int(parts[1], line), _int(parts[2], line), _int(parts[3], line),
-                    _int(parts[4], line), _int(parts[5], line),
-                )
+            return Result(
+                _int(parts[1], line), _int(parts[2], line), _int(parts[3], line),
+                _int(parts[4], line), _int(parts[5], line),
+            )
         if verb == b"end" and n == 1:
             return End()
         if verb == b"wq-py-summary" and n == 3:
@@ -711,9 +707,6 @@ class Unknown(Message):
         return self.line + b"\n"
 
 
-_TASK_RESOURCE_NAMES = frozenset(RESOURCE_FORMATS)
-
-
 def _resource_line(name: str) -> Callable[[bytes, bytes], Message]:
     return lambda value, line: TaskResource(name, _float(value, line))
 
@@ -748,18 +741,9 @@ def parse_from_manager(line: bytes) -> Message:
                     from None
     elif line == b"end":
         return End()
+    # task, cmd, category, env, kill and the resource lines were read above (_TASK_LINES).
     s = verb.decode("utf-8", "replace")
     try:
-        if verb == b"task" and n == 2:
-            return TaskStart(_int(parts[1], line))
-        if verb == b"cmd" and n == 2:
-            return Cmd(_int(parts[1], line))
-        if verb == b"end" and n == 1:
-            return End()
-        if s in _TASK_RESOURCE_NAMES and n == 2:
-            return TaskResource(s, _float(parts[1], line))
-        if verb == b"category" and n == 2:
-            return Category(parts[1].decode())
         if verb in (b"infile", b"outfile") and n == 4:
             return TaskFile(s, parts[1].decode("utf-8", "surrogateescape"),
                             url_decode(parts[2]), _int(parts[3], line))
@@ -768,10 +752,6 @@ def parse_from_manager(line: bytes) -> Message:
                        leading_zero=parts[3].startswith(b"0"))
         if verb == b"dir" and n == 2:
             return Dir(url_decode(parts[1]), parts[1].decode("utf-8", "surrogateescape"))
-        if verb == b"env" and n == 2:
-            return Env(_int(parts[1], line))
-        if verb == b"kill" and n == 2:
-            return Kill(_int(parts[1], line))
         if verb == b"send_results":
             return SendResults(_int(parts[1], line) if n > 1 else -1)
         if verb == b"unlink" and n == 2:

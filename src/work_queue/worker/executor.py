@@ -329,7 +329,6 @@ def reap(run: TaskRun, now: float, block: bool = False, tidy: bool = True) -> bo
         try:
             info = os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            info = None
             status = 255 << 8
         else:
             if info is None or info.si_pid == 0:
