@@ -122,18 +122,16 @@ def read_task_block(data: bytearray, start: int, parse: Callable[[bytes], m.Mess
             return spec, pos
 
 
-#: ``<resource> <number>`` lines of a block, by verb: the TaskSpec field each sets.
-_RESOURCE_FIELDS = {name.encode(): name for name in m.RESOURCE_FORMATS}
-
 #: The rest of a block as our manager writes it for a task without files or environment.
 _USUAL_LINES = re.compile(rb"category ([^ \n]+)\ncores ([^ \n]+)\ngpus ([^ \n]+)\n"
                           rb"memory ([^ \n]+)\ndisk ([^ \n]+)\n")
 
 
 def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskSpec, int] | None:
-    """The usual block (``task``, ``cmd``, then ``category`` and resource lines, ``end``)
-    read in one copy and without a message object per line; None for anything else, which
-    ``read_task_block`` then reads line by line with the same result."""
+    """The usual block (``task``, ``cmd``, then ``category``, ``cores``, ``gpus``,
+    ``memory``, ``disk`` as our manager writes them, ``end``) read in one copy and without a
+    message object per line; None for anything else, which ``read_task_block`` then reads
+    line by line with the same result."""
     end = data.find(b"\nend\n", start)
     if end < 0:
         return None
@@ -156,24 +154,13 @@ def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskS
             spec.command = block[nl + 1:nl + 1 + n].decode("utf-8", "surrogateescape")
             pos = nl + 1 + n
         usual = _USUAL_LINES.fullmatch(block, pos) if 0 < size - pos <= max_line else None
-        if usual is not None:
-            # The lines exactly as our manager writes them: one match instead of a loop.
-            category, cores, gpus, memory, disk = usual.groups()
-            spec.category = category.decode()
-            spec.cores, spec.gpus = float(cores), float(gpus)
-            spec.memory, spec.disk = float(memory), float(disk)
-        elif pos < size:
-            for line in block[pos:-1].split(b"\n"):
-                verb, space, value = line.partition(b" ")
-                if not space or b" " in value or len(line) > max_line:
-                    return None
-                name = _RESOURCE_FIELDS.get(verb)
-                if name is not None:
-                    setattr(spec, name, float(value))
-                elif verb == b"category":
-                    spec.category = value.decode()
-                else:
-                    return None
+        if usual is None:
+            return None
+        # The lines exactly as our manager writes them: one match instead of a loop.
+        category, cores, gpus, memory, disk = usual.groups()
+        spec.category = category.decode()
+        spec.cores, spec.gpus = float(cores), float(gpus)
+        spec.memory, spec.disk = float(memory), float(disk)
     except (ValueError, UnicodeDecodeError):
         return None
     return spec, end + 5
