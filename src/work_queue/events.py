@@ -1,4 +1,5 @@
-"""What the manager and the worker wait on: sockets, task pidfds, warm interpreters.
+"""What the manager and the worker wait on (sockets, task pidfds, warm interpreters), and
+how they read a socket that is ready.
 
 A thin layer over ``epoll`` (``selectors`` elsewhere): the caller registers a file
 descriptor with the object to hand back when it is readable.  ``selectors`` builds a key
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import select
 import selectors
+import socket
+import ssl
 from typing import Any
 
 
@@ -70,3 +73,29 @@ class ReadWatcher:
             self._selector.close()  # type: ignore[union-attr]
         self._data.clear()
         self._fd_of.clear()
+
+
+def read_ready(sock: socket.socket, buf: bytearray, view: memoryview,
+               streamed_left: int) -> bytes | memoryview | None:
+    """One read from a readable ``sock`` into the caller's kept ``buf`` (``view`` of it): no
+    fresh 1 MB allocation per read.  None when nothing can be read after all; ``b""`` when
+    the peer closed; other errors raise OSError.
+
+    ``streamed_left`` > 0 means the reader is inside a file's bytes with that many still to
+    come and nothing buffered: the read stops at the file's end and returns a view of
+    ``buf``, valid until the next read into it (the consumer writes it out before that).
+    Otherwise a copy.  On a TLS socket, decrypted bytes the poller cannot see are read too.
+    """
+    tls = isinstance(sock, ssl.SSLSocket)
+    try:
+        if streamed_left > 0 and not tls:
+            n = sock.recv_into(view[:min(streamed_left, len(buf))])
+            return view[:n]
+        n = sock.recv_into(buf)
+        data = bytes(view[:n])
+        while tls and n and sock.pending():  # type: ignore[attr-defined]
+            n = sock.recv_into(buf)
+            data += view[:n]
+        return data
+    except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None

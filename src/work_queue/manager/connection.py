@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.scheduling import WorkerRecord
 from ..errors import RemoteProtocolError
+from ..events import read_ready
 from ..protocol.reader import MessageReader, worker_stream_reader
 
 RECV_SIZE = 1 << 20
@@ -158,29 +159,14 @@ class WorkerConnection:
 
     def receive(self) -> bool:
         """Read what is available; False when the peer closed the connection."""
-        tls = isinstance(self.sock, ssl.SSLSocket)
-        left = -1 if tls else self.reader.streamed_left
+        # Into one buffer kept for all connections: the manager reads them one at a time,
+        # and writes a streamed chunk out before it reads from any connection again.
         try:
-            # Into one buffer kept for all connections (the manager reads them one at a
-            # time): no fresh 1 MB allocation per read.
-            if left > 0:
-                # Inside a file's bytes: read no further than its end and hand them over
-                # without a copy (a streamed chunk, written out by the manager before it
-                # reads from any connection again).
-                n = self.sock.recv_into(_RECV_VIEW[:min(left, RECV_SIZE)])
-                data: bytes | memoryview = _RECV_VIEW[:n]
-            else:
-                n = self.sock.recv_into(_RECV_BUFFER)
-                data = bytes(_RECV_VIEW[:n])
-            # A TLS socket may hold decrypted bytes the selector cannot see.
-            while n and tls and self.sock.pending():
-                n = self.sock.recv_into(_RECV_BUFFER)
-                data += _RECV_VIEW[:n]  # type: ignore[operator]
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
-                ssl.SSLWantWriteError):
-            return True
+            data = read_ready(self.sock, _RECV_BUFFER, _RECV_VIEW, self.reader.streamed_left)
         except OSError:
             return False
+        if data is None:
+            return True
         if not data:
             return False
         self.bytes_received += len(data)

@@ -771,17 +771,23 @@ class WorkQueue(AbstractionsMixin):
                     sock.close()
                     continue
             sock.setblocking(False)
-            key = self._next_key
-            self._next_key += 1
-            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
-                                    self._unsent)
-            if self._debug:
-                conn.debug = self._debug.write
-                self._debug.write(f"new connection from {conn.address}")
-            if self._password is not None:
-                conn.auth_step = "line"
-            self._conns[key] = conn
-            self._watcher.register(sock, conn)
+            self._add_connection(sock, addr, now, "line" if self._password is not None else None)
+
+    def _add_connection(self, sock: Any, addr: Any, now: float,
+                        auth_step: str | None) -> WorkerConnection:
+        """Make a connection of ``sock`` and watch it; ``auth_step`` where its password
+        exchange stands (None: no password)."""
+        key = self._next_key
+        self._next_key += 1
+        conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
+                                self._unsent)
+        if self._debug:
+            conn.debug = self._debug.write
+            self._debug.write(f"new connection from {conn.address}")
+        conn.auth_step = auth_step
+        self._conns[key] = conn
+        self._watcher.register(sock, conn)
+        return conn
 
     def _adopt_handoffs(self) -> None:
         """Connections the status thread accepted while the application was busy and that
@@ -790,16 +796,7 @@ class WorkQueue(AbstractionsMixin):
         while not handoff.empty():
             sock, addr, data, authed = handoff.get()
             now = self._now()
-            key = self._next_key
-            self._next_key += 1
-            conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
-                                    self._unsent)
-            if self._debug:
-                conn.debug = self._debug.write
-                self._debug.write(f"new connection from {conn.address}")
-            conn.auth_step = "done" if authed else None
-            self._conns[key] = conn
-            self._watcher.register(sock, conn)
+            conn = self._add_connection(sock, addr, now, "done" if authed else None)
             if data:
                 conn.bytes_received += len(data)
                 conn.reader.feed(data)
@@ -1447,7 +1444,7 @@ class WorkQueue(AbstractionsMixin):
         conn = self._conns.get(w.key)
         if conn is None:
             return
-        line = b"kill %d\n" % task.id  # m.Kill(task.id).encode()
+        line = m.Kill(task.id).encode()
         if later:
             conn.write_after(line, task.id)
         else:

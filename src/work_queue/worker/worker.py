@@ -45,7 +45,7 @@ from ..constants import (
     WORK_QUEUE_WATCH,
 )
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..events import ReadWatcher
+from ..events import ReadWatcher, read_ready
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
@@ -445,8 +445,7 @@ class Session:
         if not spec.coprocess or spec.coprocess == extensions.PYTHON_WARM:
             if self.free_sandboxes:
                 return self.free_sandboxes.pop()
-            self.sandboxes_made += 1
-            path = f"{self.w.workspace}/s.{self.sandboxes_made}"
+            path = self._sandbox_name()
         else:
             path = f"{self.w.workspace}/t.{spec.task_id}"
             if any(old.sandbox == path for old in self.finished):
@@ -461,6 +460,11 @@ class Session:
             os.mkdir(path)
         return path
 
+    def _sandbox_name(self) -> str:
+        """A new name ``<workspace>/s.<n>`` for a sandbox not tied to a task id."""
+        self.sandboxes_made += 1
+        return f"{self.w.workspace}/s.{self.sandboxes_made}"
+
     def _recycle(self, sandbox: str) -> None:
         """Keep an empty sandbox for the next task (creating and deleting a directory costs
         as much as starting a short task); anything else goes to the trash.  A kept one is
@@ -471,8 +475,7 @@ class Session:
             empty = False
         if empty and len(self.free_sandboxes) < 64:
             if os.path.basename(sandbox).startswith("t."):
-                self.sandboxes_made += 1
-                kept = f"{self.w.workspace}/s.{self.sandboxes_made}"
+                kept = self._sandbox_name()
                 try:
                     os.rename(sandbox, kept)
                 except OSError:
@@ -515,23 +518,10 @@ class Session:
 
     def _receive(self) -> None:
         buf, view = self._recv_buffer
-        tls = isinstance(self.sock, ssl.SSLSocket)
-        left = -1 if tls or isinstance(self.sink, _SmallObject) else self.reader.streamed_left
-        try:
-            # recv_into a kept buffer: no fresh 1 MB allocation (and page faults) per read
-            if left > 0:
-                # Inside a file's bytes: read no further than its end, and write them out
-                # from the receive buffer without a copy (before the next read).
-                n = self.sock.recv_into(view[:min(left, len(buf))])
-                data: bytes | memoryview = view[:n]
-            else:
-                n = self.sock.recv_into(buf)
-                data = bytes(view[:n])
-            while tls and n and self.sock.pending():
-                n = self.sock.recv_into(buf)
-                data += view[:n]  # type: ignore[operator]
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
-                ssl.SSLWantWriteError):
+        # A small object is collected from the chunks: those must be copies.
+        left = -1 if isinstance(self.sink, _SmallObject) else self.reader.streamed_left
+        data = read_ready(self.sock, buf, view, left)
+        if data is None:
             return
         if not data:
             self.outcome = LOST
