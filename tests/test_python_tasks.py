@@ -211,3 +211,60 @@ def test_python_task_time_limit_and_cancel(queue, workers):
     queue.submit(after)
     wait_all(queue)
     assert after.output == 4
+
+
+# A function whose file exists only at the manager: the worker must still show its source.
+_REMOTE_SCRIPT = """
+import linecache, sys
+from work_queue.manager.function_pickle import dumps_function
+import cloudpickle
+source = "import math\\n\\ndef boom(x):\\n    y = math.sqrt(x)\\n    raise KeyError(f'no {y}')\\n"
+name = "/nonexistent-manager-dir/user_script.py"
+linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # as IPython does
+scope = {}
+exec(compile(source, name, "exec"), scope)
+open("function.p", "wb").write(dumps_function(scope["boom"]))
+open("args.p", "wb").write(cloudpickle.dumps([(4,), {}]))
+print(cloudpickle.__version__)
+"""
+
+
+def _remote_traceback_with(tmp_path, pythonpath):
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    made = subprocess.run([sys.executable, "-c", _REMOTE_SCRIPT], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    ran = subprocess.run([sys.executable, pytask_runner.__file__, "function.p", "args.p",
+                          "out.p"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    error = cloudpickle.loads((tmp_path / "out.p").read_bytes())
+    assert isinstance(error, KeyError)
+    return made.stdout.strip(), error.remote_traceback
+
+
+def _check_traceback(text):
+    assert 'File "/nonexistent-manager-dir/user_script.py", line 5, in boom' in text, text
+    assert "raise KeyError(f'no {y}')" in text, text
+
+
+def test_remote_traceback_names_the_users_file_and_line(tmp_path):
+    src = os.path.dirname(os.path.dirname(wq.__file__))
+    version, text = _remote_traceback_with(tmp_path, src)
+    assert version == cloudpickle.__version__
+    _check_traceback(text)
+
+
+def test_remote_traceback_with_the_oldest_cloudpickle_allowed(tmp_path):
+    """pyproject.toml allows cloudpickle>=2.2.0 (the first release for Python 3.11)."""
+    target = tmp_path / "old"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--disable-pip-version-check", "--target", str(target),
+                          "cloudpickle==2.2.0"], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, f"cannot install cloudpickle 2.2.0 to test it: {pip.stderr}"
+    src = os.path.dirname(os.path.dirname(wq.__file__))
+    work = tmp_path / "work"
+    work.mkdir()
+    version, text = _remote_traceback_with(work, f"{target}{os.pathsep}{src}")
+    assert version == "2.2.0"
+    _check_traceback(text)

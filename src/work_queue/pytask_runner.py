@@ -9,6 +9,7 @@ The result file holds the function's return value, or the exception it raised wi
 traceback text in its ``remote_traceback`` attribute.
 """
 
+import io
 import sys
 import traceback
 
@@ -23,6 +24,38 @@ def _load(source):
         return cloudpickle.load(f)
 
 
+def _load_function(source):
+    """Unpickle the function, then the source lines the manager appended after it, if any.
+
+    The lines (``{filename: {line number: text}}``) go into :mod:`linecache`, so that the
+    traceback of an exception shows the user's source lines although their file is not here.
+    """
+    import pickle
+
+    import cloudpickle
+
+    if not isinstance(source, bytes):
+        with open(source, "rb") as f:
+            source = f.read()
+    stream = io.BytesIO(source)
+    func = cloudpickle.load(stream)
+    if stream.tell() < len(source):
+        _remember_lines(pickle.load(stream))
+    return func
+
+
+def _remember_lines(sources):
+    """Put the manager's copy of each file's lines where :mod:`traceback` looks for them."""
+    import linecache
+
+    for filename, numbered in sources.items():
+        lines = ["\n"] * max(numbered, default=0)
+        for number, text in numbered.items():
+            lines[number - 1] = text
+        # No modification time: linecache.checkcache leaves such entries alone.
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
 def run(function, arguments, out):
     """Call the pickled function on the pickled ``(args, kwargs)``; pickle what happened.
 
@@ -31,7 +64,7 @@ def run(function, arguments, out):
     """
     import cloudpickle
 
-    func = _load(function)
+    func = _load_function(function)
     args, kwargs = _load(arguments)
     try:
         result = func(*args, **kwargs)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..constants import WORK_QUEUE_CACHE, WORK_QUEUE_FILE, WORK_QUEUE_OUTPUT
 from .files import make_file_spec
+from .function_pickle import dumps_function
 from .task import Task
 
 try:
@@ -44,11 +45,11 @@ class PythonTaskNoResult(Exception):
     """The output of a PythonTask that did not run to completion (see ``t.result``)."""
 
 
-def _pickle(what: str, value: Any) -> bytes:
+def _pickle(what: str, value: Any, dumps: Any = None) -> bytes:
     if cloudpickle is None:
         raise RuntimeError("PythonTask needs the cloudpickle module: pip install cloudpickle")
     try:
-        return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+        return (dumps or cloudpickle.dumps)(value)  # type: ignore[no-any-return]
     except Exception as e:
         raise TypeError(f"PythonTask cannot serialize {what} with cloudpickle: "
                         f"{type(e).__name__}: {e}") from e
@@ -61,7 +62,7 @@ class PythonTask(Task):
         if not callable(func):
             raise TypeError(f"PythonTask needs a callable, not {type(func).__name__}")
         name = getattr(func, "__qualname__", repr(func))
-        function_bytes = _pickle(f"function {name}", func)
+        function_bytes = _pickle(f"function {name}", func, dumps_function)
         args_bytes = _pickle(f"the arguments of {name}", [args, kwargs])
         super().__init__(f"python{sys.version_info[0]} {WRAPPER_NAME} function.p args.p out.p "
                          f"{PYTHON_VERSION}")
