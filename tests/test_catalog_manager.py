@@ -219,3 +219,61 @@ def test_manager_trims_idle_workers_of_a_factory_over_its_max(catalog, in_tmp, m
         for p in procs:
             p.kill()
         q.close()
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free (a catalog listens on both)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def test_named_manager_serves_a_catalog_when_none_answers(in_tmp, monkeypatch):
+    """No catalog configured and none at the default address: the named manager serves one
+    on loopback, and a worker started with -M NAME finds it there (issue 14)."""
+    port = _free_port_pair()
+    monkeypatch.delenv("CATALOG_HOST", raising=False)
+    monkeypatch.setenv("CATALOG_PORT", str(port))
+    monkeypatch.setenv("WORK_QUEUE_UPDATE_INTERVAL", "0.2")
+    q = wq.WorkQueue(port=0, name="served-catalog-test")
+    w = subprocess.Popen(worker_cmd("-M", "served-catalog-test"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        t = wq.Task("echo found")
+        q.submit(t)
+        wait_all(q, timeout=30)
+        assert t.output == "found\n"
+        records = client.query_catalogs([("127.0.0.1", port)], 'type == "wq_master"')
+        assert [r["project"] for r in records] == ["served-catalog-test"]
+    finally:
+        q.close()
+        stop(w)
+    with pytest.raises(client.CatalogError):  # the manager's catalog is gone with it
+        client.query_catalogs([("127.0.0.1", port)], 'type == "wq_master"', timeout=1)
+
+
+def test_worker_says_at_once_that_no_catalog_answers(tmp_path):
+    port = _free_port_pair()
+    w = subprocess.Popen(worker_cmd("-M", "nobody-here", "-C", f"127.0.0.1:{port}",
+                                    "-s", str(tmp_path)),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert w.stderr is not None
+        line = ""
+        while "catalog" not in line:  # blocks until the next message
+            line = w.stderr.readline()
+            assert line, "the worker ended without a word about the catalog"
+        assert "no catalog server answered" in line and f"127.0.0.1:{port}" in line, line
+        assert "nobody-here" in line
+    finally:
+        stop(w)

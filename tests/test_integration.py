@@ -501,6 +501,22 @@ def test_tls_with_files(in_tmp, workers):
         q.close()
 
 
+def test_ssl_pair_with_neither_given_is_plain_text(in_tmp, workers):
+    """CCTools' own test programs pass ssl=(None, None): no key and no certificate, no TLS."""
+    q = wq.WorkQueue(port=0, ssl=(None, None))
+    try:
+        assert not q.using_ssl
+        t = wq.Task("echo plain")
+        q.submit(t)
+        workers.start(q.port)
+        wait_all(q)
+        assert t.output == "plain\n"
+    finally:
+        q.close()
+    with pytest.raises(ValueError, match="no certificate"):
+        wq.WorkQueue(port=0, ssl=("key.pem", None))
+
+
 def test_wait_forever_on_an_empty_queue_returns(queue):
     start = time.time()
     assert queue.wait() is None

@@ -1,7 +1,7 @@
 """Replay the CCTools 7.17.1 recordings against our own manager and our own worker.
 
-The recordings live in ``shared/design/protocol-transcripts`` next to the repository checkout
-(see its README, "What a replay test should check"); the tests are skipped when it is absent.
+The recordings are kept in ``tests/data/protocol-transcripts`` (see its README, "What a replay
+test should check"); a missing one is an error, not a skip.
 
 * **Playing the worker** (``test_manager_replays``): the test connects to our ``WorkQueue`` like
   the recorded CCTools worker, sends the recorded W->M stream message by message (each group only
@@ -54,7 +54,8 @@ from work_queue.protocol.messages import parse_from_manager, parse_from_worker
 from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader
 from work_queue.protocol.urlcodec import url_decode
 
-TRANSCRIPTS = Path(__file__).resolve().parents[1].parent / "shared/design/protocol-transcripts"
+#: Copies of the CCTools 7.17.1 recordings (shared/design/protocol-transcripts).
+TRANSCRIPTS = Path(__file__).resolve().parent / "data" / "protocol-transcripts"
 W2M, M2W = "W->M", "M->W"
 IO_TIMEOUT = 10.0
 
@@ -63,8 +64,8 @@ _RECORD_RE = re.compile(rb"^(>>> W->M|<<< M->W) (\d+)$")
 
 @pytest.fixture(autouse=True)
 def _need_transcripts():
-    if not (TRANSCRIPTS / "a-handshake-one-task.wqt").is_file():
-        pytest.skip(f"no protocol transcripts at {TRANSCRIPTS}")
+    """The recordings are part of the repository: their absence is a failure, not a skip."""
+    assert (TRANSCRIPTS / "a-handshake-one-task.wqt").is_file(), f"no transcripts at {TRANSCRIPTS}"
 
 
 # -- reading recordings ------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Decode the CCTools 7.17.1 golden recordings with our codec and re-encode them byte for byte.
 
-The recordings live in ``shared/design/protocol-transcripts`` next to the repository checkout;
-the tests are skipped when that folder is absent.
+The recordings are kept in ``tests/data/protocol-transcripts``; a missing one is an error.
 
 Each ``.wqt`` direction is one byte stream (record boundaries are timing artefacts).  The W->M
 stream is decoded with ``parse_from_worker``, the M->W stream with ``parse_from_manager``; every
@@ -35,8 +34,9 @@ from work_queue.protocol.buffer import ReceiveBuffer
 from work_queue.protocol.messages import parse_from_manager, parse_from_worker
 from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader
 
-TRANSCRIPTS = Path(__file__).resolve().parents[1].parent / "shared/design/protocol-transcripts"
-WQT_FILES = sorted(TRANSCRIPTS.glob("*.wqt")) if TRANSCRIPTS.is_dir() else []
+#: Copies of the CCTools 7.17.1 recordings (shared/design/protocol-transcripts).
+TRANSCRIPTS = Path(__file__).resolve().parent / "data" / "protocol-transcripts"
+WQT_FILES = sorted(TRANSCRIPTS.glob("*.wqt"))
 W2M, M2W = "W->M", "M->W"
 PASSWORD = b"golden-secret\n"  # f-password's password file, trailing newline included
 
@@ -148,8 +148,8 @@ def _ids(paths):
 
 @pytest.fixture(autouse=True)
 def _need_transcripts():
-    if not WQT_FILES:
-        pytest.skip(f"no protocol transcripts at {TRANSCRIPTS}")
+    """The recordings are part of the repository: their absence is a failure, not a skip."""
+    assert (TRANSCRIPTS / "a-handshake-one-task.wqt").is_file(), f"no transcripts at {TRANSCRIPTS}"
 
 
 def test_transcripts_present():

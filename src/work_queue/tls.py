@@ -16,11 +16,20 @@ import tempfile
 from typing import Any
 
 
-def server_context(spec: Any) -> ssl.SSLContext:
-    """A server context from ``True`` (self-signed) or a ``(key, cert)`` pair of paths."""
+def server_context(spec: Any) -> ssl.SSLContext | None:
+    """A server context from ``True`` (self-signed) or a ``(key, cert)`` pair of paths; None
+    (plain text) from a false value or a pair with neither given, as CCTools does (its own
+    test programs pass ``ssl=(None, None)``)."""
+    if not spec:
+        return None
     if spec is True:
         key, cert = self_signed_pair()
     elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+        if spec[0] is None and spec[1] is None:
+            return None
+        if spec[0] is None or spec[1] is None:
+            missing = "key" if spec[0] is None else "certificate"
+            raise ValueError(f"ssl=(key_file, cert_file) names no {missing} file: {spec!r}")
         key, cert = (os.fspath(p) for p in spec)
     else:
         raise ValueError("ssl must be True or a (key_file, cert_file) pair, "

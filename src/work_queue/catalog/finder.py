@@ -42,6 +42,8 @@ class ManagerFinder:
         self._fetched = -1e9
         #: The manager of the previous connection, tried last next time.
         self.last: tuple[str, int] | None = None
+        #: Whether the catalog's silence was already reported (once, until it answers).
+        self.unreachable_said = False
 
     def records(self) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -50,8 +52,15 @@ class ManagerFinder:
                 self._records = client.find_managers(self.name_regex, self.catalogs)
                 self._fetched = now
             except client.CatalogError as e:
-                logger.info("no catalog answered: %s", e)
+                # Said at once and clearly, then quietly while it lasts: a worker usually
+                # starts before its manager, or the catalog comes up later.
+                log = logger.info if self.unreachable_said else logger.warning
+                log("no catalog server answered (%s): %s; still looking for a manager named "
+                    "%r (set -C HOST:PORT or CATALOG_HOST to use another catalog)",
+                    client.format_catalogs(self.catalogs), e, self.name_regex)
+                self.unreachable_said = True
                 return []
+            self.unreachable_said = False
         return list(self._records)
 
     def forget(self) -> None:

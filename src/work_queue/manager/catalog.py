@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
+import time
 from typing import Any
 
 from ..catalog import client
+from . import local_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class Advertiser:
         self.last: float | None = None
         self._thread: threading.Thread | None = None
         self.sent = 0
+        #: Whether the last update reached no catalog (said once, until one takes it again).
+        self.unreachable_said = False
 
     def catalogs(self) -> list[tuple[str, int]]:
         chosen = getattr(self.queue, "_catalog", None)
@@ -98,12 +103,16 @@ class Advertiser:
             logger.warning("could not build the catalog record: %s", e)
             return False
         catalogs = self.catalogs()
-        self._thread = threading.Thread(target=self._send, args=(catalogs, record),
+        default = local_catalog.is_default(getattr(q, "_catalog", None), dict(os.environ))
+        self._thread = threading.Thread(target=self._send, args=(catalogs, record, default),
                                         name="wq-catalog-update", daemon=True)
         self._thread.start()
         return True
 
-    def _send(self, catalogs: list[tuple[str, int]], record: dict[str, Any]) -> None:
+    def _send(self, catalogs: list[tuple[str, int]], record: dict[str, Any],
+              default: bool = False) -> None:
+        if default and not local_catalog.ensure(self, catalogs[0][1]):
+            return
         protocol = (os.environ.get("CATALOG_UPDATE_PROTOCOL") or "tcp").lower()
         try:
             limit = int(os.environ.get("CATALOG_UPDATE_LIMIT", client.UPDATE_LIMIT))
@@ -121,16 +130,24 @@ class Advertiser:
             logger.debug("catalog update failed: %s", e)
             return
         self.sent += n
-        if not n:
-            logger.debug("no catalog took the update (%s)", client.format_catalogs(catalogs))
+        if not n and not self.unreachable_said:
+            logger.warning("no catalog server took the record of manager %r (%s): workers "
+                           "started with -M will not find it", self.queue.name,
+                           client.format_catalogs(catalogs))
+        self.unreachable_said = not n
 
-    def final(self, now: float, wait: float = 2.0) -> None:
-        """The last update, when the manager closes (waits a little for it to leave)."""
-        if self.queue.name:
-            if self._thread is not None:
-                self._thread.join(wait)
-            if self.maybe_update(now, force=True) and self._thread is not None:
-                self._thread.join(wait)
+    def final(self, now: float, wait: float = 1.0) -> None:
+        """The last update, when the manager closes: waits at most ``wait`` seconds in all for
+        it (and one still on its way) to leave.  Nothing is sent while the interpreter is
+        finalizing: a thread cannot start then (``Thread.start()`` would block forever)."""
+        if not self.queue.name or sys.is_finalizing():
+            return
+        deadline = time.monotonic() + wait
+        if self._thread is not None:
+            self._thread.join(wait)
+        if self.maybe_update(now, force=True) and self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        local_catalog.release(self)
 
 
 class FactoryLimits:

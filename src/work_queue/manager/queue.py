@@ -42,7 +42,7 @@ from ..events import ReadWatcher
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
-from . import catalog, logs, monitoring, status
+from . import at_exit, catalog, logs, monitoring, status
 from .abstractions import AbstractionsMixin
 from .connection import (
     FileOutput,
@@ -144,7 +144,7 @@ class WorkQueue(AbstractionsMixin):
                  stats_log: str | None = None, transactions_log: str | None = None,
                  debug_log: str | None = None, ssl: Any = None,
                  status_display_interval: float | None = None) -> None:
-        self._tls = tls.server_context(ssl) if ssl else None
+        self._tls = tls.server_context(ssl)
         self._now = time.time
         now = self._now()
         self._state = ManagerState(now)
@@ -193,6 +193,7 @@ class WorkQueue(AbstractionsMixin):
         self._factory_limits = catalog.FactoryLimits(self)
         self._status_responder = status.StatusResponder(self)
         self._status_responder.start()
+        at_exit.track(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class WorkQueue(AbstractionsMixin):
         if self._closed:
             return
         self._closed = True
+        at_exit.forget(self)
         # issue 5: a last catalog update; the status thread stops before the listener closes
         if hasattr(self, "_status_responder"):
             self._status_responder.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from typing import Any
 
 from .. import __version__
@@ -300,8 +301,8 @@ class StatusResponder:
             self._wake_w.send(b"x")
         except OSError:
             pass
-        if self._thread.is_alive():
-            self._thread.join(2)
+        if self._thread.is_alive() and not sys.is_finalizing():
+            self._thread.join(1)
         for s in (self._wake_r, self._wake_w):
             s.close()
         while not self.handoff.empty():
