@@ -18,4 +18,14 @@ if ! command -v chromium >/dev/null 2>&1; then
     command -v chromium >/dev/null 2>&1 || \
         echo "run-tests.sh: chromium is not available; the status page test will skip"
 fi
+# Coffea 0.7 (the TopCoffea slides' version) pins an old numpy and awkward, so it gets a venv of
+# its own with this package; tests/test_coffea.py runs its example there (about a minute to set up).
+if [ -z "${WQ_COFFEA_PYTHON:-}" ]; then
+    if [ ! -x .venv-coffea/bin/python ]; then python3 -m venv .venv-coffea; fi
+    if .venv-coffea/bin/pip install -q --disable-pip-version-check 'coffea==0.7.31' -e .; then
+        export WQ_COFFEA_PYTHON="$PWD/.venv-coffea/bin/python"
+    else
+        echo "run-tests.sh: coffea 0.7.31 could not be installed; its tests will skip"
+    fi
+fi
 exec .venv/bin/python -m pytest "$@"

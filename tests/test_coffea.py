@@ -1,6 +1,7 @@
 """Coffea 0.7's WorkQueueExecutor, unmodified, runs ``examples/coffea_workqueue.py`` here.
 
-Coffea is heavy, so CI does not install it: these tests run with a Python that has coffea 0.7
+Coffea 0.7 pins old libraries, so run-tests.sh installs it in a venv of its own (.venv-coffea)
+and names it in ``WQ_COFFEA_PYTHON``; these tests run with a Python that has coffea 0.7
 (this one, or the one ``WQ_COFFEA_PYTHON`` names, e.g. a venv made with ``pip install
 'coffea==0.7.31' -e .``) and are skipped otherwise.  This checkout's ``src`` goes first on
 that Python's path, so the manager and the workers are the code under test.

@@ -208,7 +208,8 @@ def test_password_and_ssl(in_tmp, tmp_path):
 
 
 @pytest.mark.skipif(not os.access(CCTOOLS_STATUS, os.X_OK),
-                    reason="no CCTools work_queue_status at /tmp/cctools")
+                    reason="no CCTools work_queue_status at /tmp/cctools (an interoperability "
+                    "check by hand: CI never builds CCTools)")
 def test_cctools_work_queue_status_against_our_manager_and_catalog(in_tmp):
     srv = CatalogServer(port=0, history_dir=None).start()
     q = wq.WorkQueue(port=0, name="cct-check")
