@@ -3,63 +3,14 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
 
 import work_queue as wq
 from tests.conftest import wait_all, wait_until
-
-HANDSHAKE = (b"workqueue 11 fakehost Linux x86_64 7.17.1\n"
-             b"info worker-id worker-00000000000000000000000000000000\n"
-             b"alive\nresource workers 1 1 1\nresource disk 1000 1000 1000\n"
-             b"resource memory 1000 1000 1000\nresource gpus 0 0 0\nresource cores 1 1 1\n"
-             b"resource tag 0\ninfo end_of_resource_update 0\ninfo tasks_running 0\n"
-             b"info worker-end-time 0\n")
-
-
-class FakeWorker:
-    """A scripted worker on a raw socket, run in a thread while the test drives the manager."""
-
-    def __init__(self, port: int, script) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.received = b""
-        self.thread = threading.Thread(target=script, args=(self,), daemon=True)
-        self.thread.start()
-
-    def take_task_and_report(self, result: bytes) -> None:
-        """Handshake, receive a task, announce a result and send ``result`` when asked."""
-        self.sock.sendall(HANDSHAKE)
-        self.read_until(b"end\n")
-        self.sock.sendall(b"available_results\n")
-        self.read_until(b"send_results")
-        self.sock.sendall(result)
-
-    def requested_output(self) -> str:
-        """Wait for the manager's ``get`` and return the name it asks for."""
-        self.read_until(b"get ")
-        data = self.read_until(b" 1\n", after=b"get ")
-        return data.split(b"get ")[1].split()[0].decode()
-
-    def read_until(self, marker: bytes, timeout: float = 10, after: bytes = b"") -> bytes:
-        """Read until ``marker`` appears (after the first ``after``, if given)."""
-        self.sock.settimeout(timeout)
-        while marker not in self.received[self.received.find(after):]:
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:  # the manager closed on bytes it had not read
-                break
-            if not data:
-                break
-            self.received += data
-        return self.received
-
-
-def drive(q: wq.WorkQueue, fake: FakeWorker, timeout: float = 10) -> None:
-    deadline = time.time() + timeout
-    while fake.thread.is_alive() and time.time() < deadline:
-        q.wait(0.05)
+from tests.fake_peer import HANDSHAKE, drive
+from tests.fake_peer import FakePeer as FakeWorker
 
 
 def test_worker_dying_inside_a_result_payload(queue, workers):

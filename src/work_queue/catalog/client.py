@@ -363,17 +363,7 @@ def authenticate(sock: socket.socket, password: bytes, deadline: float) -> bytes
         return line
 
     sock.settimeout(max(0.1, deadline - time.monotonic()))
-    sock.sendall(auth.AUTH_LINE + b"\n")
-    if readline() != auth.AUTH_LINE:
-        raise AuthenticationError("the manager does not use a password")
-    mine = auth.make_challenge()
-    sock.sendall(mine + b"\n")
-    theirs = readline()
-    sock.sendall(auth.response_for(password, theirs) + b"\n")
-    ok = readline() == auth.response_for(password, mine)
-    sock.sendall(b"ok\n" if ok else b"failure\n")
-    if readline() != b"ok" or not ok:
-        raise AuthenticationError("password authentication with the manager failed")
+    auth.run_blocking(auth.PasswordExchange(password, initiator=True), sock.sendall, readline)
     return bytes(buf)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..core.scheduling import WorkerRecord
 from ..errors import RemoteProtocolError
 from ..events import read_ready
+from ..protocol.auth import PasswordExchange
 from ..protocol.reader import MessageReader, worker_stream_reader
 
 RECV_SIZE = 1 << 20
@@ -55,9 +56,8 @@ class WorkerConnection:
         #: Output file being written for the current ``file`` item, and its owner.
         self.sink: Any = None
         #: Password exchange progress (None when no password, "done" once verified).
-        self.auth_step: str | None = None
-        self.auth_challenge = b""
-        self.auth_peer_ok: bool | None = None
+        #: The password exchange while it is under way (None: no password, or done).
+        self.auth: PasswordExchange | None = None
         self.closed = False
         self.bytes_received = 0
         #: Debug-log writer when the manager has a debug log.
@@ -176,6 +176,9 @@ class WorkerConnection:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.auth is not None:
+                self.auth.finish()  # its challenge is no longer one of ours
+                self.auth = None
             if self.sink is not None:
                 self.sink.abort()  # a half-received output never appears under its name
                 self.sink = None

@@ -37,7 +37,7 @@ from ..core.manager_state import Dispatch, ManagerState
 from ..core.resources import Resources
 from ..core.scheduling import WorkerRecord
 from ..core.stats import Stats, category_snapshot, snapshot
-from ..errors import RemoteProtocolError
+from ..errors import AuthenticationError, RemoteProtocolError
 from ..events import ReadWatcher
 from ..protocol import auth, extensions
 from ..protocol import messages as m
@@ -773,12 +773,12 @@ class WorkQueue(AbstractionsMixin):
                     sock.close()
                     continue
             sock.setblocking(False)
-            self._add_connection(sock, addr, now, "line" if self._password is not None else None)
+            self._add_connection(sock, addr, now, self._password is not None)
 
     def _add_connection(self, sock: Any, addr: Any, now: float,
-                        auth_step: str | None) -> WorkerConnection:
-        """Make a connection of ``sock`` and watch it; ``auth_step`` where its password
-        exchange stands (None: no password)."""
+                        needs_password: bool) -> WorkerConnection:
+        """Make a connection of ``sock`` and watch it; with ``needs_password``, nothing but
+        the password exchange is accepted from it until that succeeds."""
         key = self._next_key
         self._next_key += 1
         conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
@@ -786,7 +786,9 @@ class WorkQueue(AbstractionsMixin):
         if self._debug:
             conn.debug = self._debug.write
             self._debug.write(f"new connection from {conn.address}")
-        conn.auth_step = auth_step
+        if needs_password:
+            assert self._password is not None
+            conn.auth = auth.PasswordExchange(self._password, initiator=False)
         self._conns[key] = conn
         self._watcher.register(sock, conn)
         return conn
@@ -798,7 +800,7 @@ class WorkQueue(AbstractionsMixin):
         while not handoff.empty():
             sock, addr, data, authed = handoff.get()
             now = self._now()
-            conn = self._add_connection(sock, addr, now, "done" if authed else None)
+            conn = self._add_connection(sock, addr, now, False)  # authenticated if need be
             if data:
                 conn.bytes_received += len(data)
                 conn.reader.feed(data)
@@ -1093,7 +1095,7 @@ class WorkQueue(AbstractionsMixin):
     def _process(self, conn: WorkerConnection, now: float) -> None:
         conn.last_message = now
         conn.spoke_since_check = True
-        if conn.auth_step not in (None, "done") and not self._authenticate(conn):
+        if conn.auth is not None and not self._authenticate(conn):
             return
         reader = conn.reader
         while not conn.closed:
@@ -1109,32 +1111,21 @@ class WorkQueue(AbstractionsMixin):
 
     def _authenticate(self, conn: WorkerConnection) -> bool:
         """Advance the password exchange; True once it succeeded."""
-        assert self._password is not None
+        exchange = conn.auth
+        assert exchange is not None
         buf = conn.reader._buffer
-        while conn.auth_step != "done":
+        while not exchange.done:
             line = buf.maybe_next_line()
             if line is None:
                 return False
-            step = conn.auth_step
-            if step == "line":
-                if line != auth.AUTH_LINE:
-                    raise RemoteProtocolError("worker did not authenticate (no password?)")
-                conn.auth_challenge = auth.make_challenge()
-                conn.write(auth.AUTH_LINE + b"\n" + conn.auth_challenge + b"\n")
-                conn.auth_step = "challenge"
-            elif step == "challenge":
-                conn.write(auth.response_for(self._password, line) + b"\n")
-                conn.auth_step = "response"
-            elif step == "response":
-                ok = line == auth.response_for(self._password, conn.auth_challenge)
-                conn.auth_peer_ok = ok
-                conn.write(b"ok\n" if ok else b"failure\n")
-                conn.auth_step = "verdict"
-            elif step == "verdict":
-                conn.flush()
-                if line != b"ok" or not conn.auth_peer_ok:
-                    raise RemoteProtocolError("password authentication failed")
-                conn.auth_step = "done"
+            try:
+                reply = exchange.receive(line)
+            except AuthenticationError as e:
+                raise RemoteProtocolError(f"password authentication failed: {e}") from None
+            if reply:
+                conn.write(reply)
+        conn.flush()
+        conn.auth = None
         return True
 
     def _on_message(self, conn: WorkerConnection, msg: m.Message, now: float) -> None:

@@ -15,6 +15,7 @@ from ..core.categories import ALLOCATION_FIRST, ALLOCATION_MAX
 from ..core.resources import WorkerResources, allocation_box
 from ..core.rmsummary import format_value
 from ..core.stats import category_snapshot
+from ..errors import AuthenticationError
 
 HTTP_ALIASES = {"queue": "queue_status", "tasks": "task_status", "workers": "worker_status",
                 "categories": "wable_status", "resources": "resources_status"}
@@ -378,18 +379,10 @@ class StatusResponder:
 
             authed = False
             if q._password is not None:
-                password = q._password
-                if line() != auth.AUTH_LINE:
-                    return
-                challenge = auth.make_challenge()
-                sock.sendall(auth.AUTH_LINE + b"\n" + challenge + b"\n")
-                theirs = line()
-                if theirs is None:
-                    return
-                sock.sendall(auth.response_for(password, theirs) + b"\n")
-                ok = line() == auth.response_for(password, challenge)
-                sock.sendall(b"ok\n" if ok else b"failure\n")
-                if line() != b"ok" or not ok:
+                exchange = auth.PasswordExchange(q._password, initiator=False)
+                try:
+                    auth.run_blocking(exchange, sock.sendall, line)
+                except AuthenticationError:
                     return
                 authed = True
             try:

@@ -326,17 +326,8 @@ class Session:
                 buf.feed(data)
             return line
 
-        self.sock.sendall(auth.AUTH_LINE + b"\n")
-        if readline() != auth.AUTH_LINE:
-            raise AuthenticationError("manager does not use a password")
-        mine = auth.make_challenge()
-        self.sock.sendall(mine + b"\n")
-        theirs = readline()
-        self.sock.sendall(auth.response_for(password, theirs) + b"\n")
-        ok = readline() == auth.response_for(password, mine)
-        self.sock.sendall(b"ok\n" if ok else b"failure\n")
-        if readline() != b"ok" or not ok:
-            raise AuthenticationError("password authentication failed")
+        auth.run_blocking(auth.PasswordExchange(password, initiator=True),
+                          self.sock.sendall, readline)
 
     def _handshake(self) -> None:
         w = self.w

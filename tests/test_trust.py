@@ -1,0 +1,187 @@
+"""Hostile peers (issue 15): nobody without the password gets in, one bad peer stalls nobody,
+outputs are complete or absent.  Each test plays the attacker byte by byte with one fake peer
+(tests/fake_peer.py) against the real manager or a real worker."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import work_queue as wq
+from tests.conftest import WORKER_CMD
+from tests.fake_peer import HANDSHAKE, FakePeer, drive
+from work_queue.errors import AuthenticationError
+from work_queue.protocol import auth
+
+PASSWORD = b"the-real-password\n"
+HEX_ANSWER = re.compile(rb"^[0-9a-f]{40}$", re.M)
+
+
+@pytest.fixture
+def guarded(in_tmp):
+    """A manager with a password and one task waiting for whoever gets in."""
+    q = wq.WorkQueue(port=0)
+    q.specify_password(PASSWORD.decode())
+    q.submit(wq.Task("touch PWNED"))
+    yield q
+    q.close()
+
+
+# -- 1. reflection -------------------------------------------------------------------------------
+
+def test_exchange_objects_of_one_process_refuse_each_others_challenges():
+    # an honest exchange with a peer (another process) that knows the password succeeds
+    ours = auth.PasswordExchange(PASSWORD, initiator=True)
+    assert ours.opening() == auth.AUTH_LINE + b"\n"
+    mine = ours.receive(auth.AUTH_LINE).strip()
+    theirs = b"q" * auth.CHALLENGE_LENGTH
+    assert ours.receive(theirs).strip() == auth.response_for(PASSWORD, theirs)
+    assert ours.receive(auth.response_for(PASSWORD, mine)) == b"ok\n"
+    assert ours.receive(b"ok") == b"" and ours.done
+    # a challenge this process issued, sent back on another exchange, is not answered
+    victim = auth.PasswordExchange(PASSWORD, initiator=False)
+    issued = victim.receive(auth.AUTH_LINE).split(b"\n")[1]
+    other = auth.PasswordExchange(PASSWORD, initiator=False)
+    other.receive(auth.AUTH_LINE)
+    with pytest.raises(AuthenticationError, match="reflection"):
+        other.receive(issued)
+    victim.finish()  # once that exchange is over, its challenge is an ordinary string again
+    third = auth.PasswordExchange(PASSWORD, initiator=False)
+    third.receive(auth.AUTH_LINE)
+    assert HEX_ANSWER.match(third.receive(issued).strip())
+
+
+def _reflect_on(peer: FakePeer, answerer: FakePeer | None = None) -> None:
+    """The attack: take the manager's challenge, have the manager answer it (on ``answerer``,
+    or on the same connection), replay the answer as ours, then ask for work."""
+    peer.send(auth.AUTH_LINE + b"\n")
+    assert peer.line() == auth.AUTH_LINE
+    challenge = peer.line()
+    assert challenge is not None
+    helper = answerer or peer
+    if answerer is not None:
+        answerer.send(auth.AUTH_LINE + b"\n")
+        assert answerer.line() == auth.AUTH_LINE
+        answerer.line()  # the helper connection's own challenge, ignored
+    helper.send(challenge + b"\n")
+    answer = helper.line()
+    if answer is None or not HEX_ANSWER.match(answer):
+        peer.read_to_close(timeout=2)
+        return  # refused: the manager did not compute the answer for us
+    peer.send(answer + b"\n")
+    peer.line()  # the manager's verdict on our response
+    peer.send(b"ok\n" + HANDSHAKE)
+    peer.read_to_close(timeout=3)
+
+
+def test_manager_does_not_answer_its_own_challenge_on_the_same_connection(guarded):
+    attacker = FakePeer(guarded.port, _reflect_on)
+    drive(guarded, attacker)
+    assert not HEX_ANSWER.search(attacker.received), attacker.received
+    assert b"touch PWNED" not in attacker.received
+    assert attacker.closed_by_peer and guarded.stats.workers_connected == 0
+
+
+def test_manager_does_not_answer_its_challenge_on_another_connection(guarded):
+    helper_sock = socket.create_connection(("127.0.0.1", guarded.port))
+
+    def script(peer: FakePeer) -> None:
+        helper = FakePeer(helper_sock, lambda p: None)
+        _reflect_on(peer, helper)
+        helper.read_to_close(timeout=2)
+        assert not HEX_ANSWER.search(helper.received), helper.received
+
+    attacker = FakePeer(guarded.port, script)
+    drive(guarded, attacker)
+    assert b"touch PWNED" not in attacker.received
+    assert guarded.stats.workers_connected == 0
+
+
+def test_status_thread_does_not_answer_a_challenge_of_the_loop(guarded):
+    """The answer asked from the status thread (which serves while the program is outside
+    wait()) while the loop's exchange is under way."""
+    attacker_sock = socket.create_connection(("127.0.0.1", guarded.port))
+    attacker_sock.sendall(auth.AUTH_LINE + b"\n")
+    guarded.wait(0.2)  # the loop accepts it and sends its challenge
+    reader = FakePeer(attacker_sock, lambda p: None)
+    assert reader.line() == auth.AUTH_LINE
+    challenge = reader.line()
+    # outside wait(): the status thread takes the next connection
+    helper = socket.create_connection(("127.0.0.1", guarded.port))
+    helper.settimeout(5)
+    helper.sendall(auth.AUTH_LINE + b"\n")
+    got = b""
+    while got.count(b"\n") < 2:
+        got += helper.recv(4096)
+    helper.sendall(challenge + b"\n")
+    rest = b""
+    try:
+        while chunk := helper.recv(4096):
+            rest += chunk
+    except TimeoutError:
+        pass
+    assert not HEX_ANSWER.search(got + rest), got + rest
+    helper.close()
+    attacker_sock.close()
+
+
+def test_worker_does_not_answer_its_own_challenge(tmp_path):
+    """A fake manager echoes the worker's challenge and answer back: the worker refuses, runs
+    nothing and does not compute the answer for it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    pw = tmp_path / "pw"
+    pw.write_bytes(PASSWORD)
+    worker = subprocess.Popen([*WORKER_CMD, "--password", str(pw), "-t", "10", "-s",
+                               str(tmp_path), "--single-shot", "localhost",
+                               str(listener.getsockname()[1])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              cwd=tmp_path)
+    try:
+        listener.settimeout(20)
+        sock, _ = listener.accept()
+        fake = FakePeer(sock, lambda p: None)
+        assert fake.line() == auth.AUTH_LINE
+        fake.send(auth.AUTH_LINE + b"\n")
+        challenge = fake.line()
+        assert challenge is not None
+        fake.send(challenge + b"\n")  # the worker's own challenge, back to it
+        answer = fake.line(timeout=5)
+        if answer is not None and HEX_ANSWER.match(answer):
+            fake.send(answer + b"\n")
+            fake.line()
+            fake.send(b"ok\n")
+            command = b"touch PWNED"
+            fake.send(b"task 1\ncmd %d\n%s\nend\n" % (len(command), command))
+        fake.read_to_close(timeout=5)
+        assert not HEX_ANSWER.search(fake.received), fake.received
+    finally:
+        worker.kill()
+        worker.wait()
+        listener.close()
+    assert not any("PWNED" in files for _, _, files in os.walk(tmp_path))
+
+
+def test_honest_peers_still_authenticate(guarded, workers):
+    pw = os.path.abspath("pw")
+    with open(pw, "wb") as f:
+        f.write(PASSWORD)
+    t = wq.Task("echo in")
+    guarded.submit(t)
+    workers.start(guarded.port, "--password", pw)
+    done = []
+    while len(done) < 2:
+        r = guarded.wait(10)
+        assert r is not None
+        done.append(r)
+    assert t.output == "in\n"
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
