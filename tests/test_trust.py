@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -185,3 +186,58 @@ def test_honest_peers_still_authenticate(guarded, workers):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+# -- 2. memory before the handshake and for tasks never given -------------------------------------
+
+@pytest.mark.parametrize("header", [
+    b"result 0 0 157286400 1000 424242\n",
+    b"cache-invalid file-1-x 157286400\n",
+    b"wq-py-summary 424242 157286400\n",
+    b"update 424242 out.txt 0 157286400\n",
+])
+def test_payloads_before_the_handshake_are_refused_at_once(queue, header):
+    def script(peer: FakePeer) -> None:
+        peer.send(header)
+        try:
+            for _ in range(40):  # up to 40 MB, unless the manager hangs up first
+                peer.send(b"x" * (1 << 20))
+        except OSError:
+            pass
+        peer.read_to_close(timeout=5)
+
+    attacker = FakePeer(queue.port, script)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        drive(queue, attacker)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert attacker.closed_by_peer
+    assert peak < 8 << 20, f"the manager kept {peak} bytes for a stranger"
+
+
+def test_output_of_a_task_never_given_is_read_to_nowhere(queue, workers):
+    size = 30 << 20
+
+    def script(peer: FakePeer) -> None:
+        peer.send(HANDSHAKE)
+        peer.send(b"result 0 0 %d 1000 424242\n" % size)
+        for _ in range(size >> 20):
+            peer.send(b"y" * (1 << 20))
+        peer.send(b"alive\n")
+        time.sleep(0.3)
+
+    import tracemalloc
+
+    peer = FakePeer(queue.port, script)
+    tracemalloc.start()
+    try:
+        drive(queue, peer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not peer.closed_by_peer  # an unknown task's output is no reason to hang up
+    assert peak < 8 << 20, f"the manager kept {peak} bytes of an output nobody asked for"

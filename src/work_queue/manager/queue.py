@@ -126,6 +126,38 @@ def _category_name(category: object) -> str:
     return category
 
 
+#: What a connection may send before its worker handshake: the handshake, status requests.
+_BEFORE_HANDSHAKE = (m.Hello, m.StatusRequest, m.HttpGet, m.NameQuery, m.Alive)
+#: The largest payload other than a task's output that a worker may send in one message
+#: (an error text, a resource summary, a piece of a watched file).
+MAX_SIDE_PAYLOAD = 64 << 20
+
+
+def admission(conn: WorkerConnection) -> Any:
+    """The rule for the payloads ``conn`` announces, asked before any byte of one is kept.
+
+    Before the handshake nothing with a payload is accepted (the connection is dropped); the
+    output of a task this worker does not hold (cancelled meanwhile, or never given) is read
+    to nowhere; any other payload over :data:`MAX_SIDE_PAYLOAD` drops the connection.  So the
+    memory one connection holds is its line buffer, the outputs of the tasks it runs, and at
+    most one side payload."""
+
+    def admit(msg: m.Message) -> bool:
+        w = conn.worker
+        if w is None:
+            raise RemoteProtocolError(f"{type(msg).__name__} with a payload before the "
+                                      f"handshake")
+        task_id = getattr(msg, "task_id", None)
+        if task_id is not None and task_id not in w.tasks:
+            return False
+        if not isinstance(msg, m.Result) and msg.payload_length > MAX_SIDE_PAYLOAD:
+            raise RemoteProtocolError(f"{type(msg).__name__} of {msg.payload_length} bytes "
+                                      f"(the limit is {MAX_SIDE_PAYLOAD})")
+        return True
+
+    return admit
+
+
 class WorkQueue(AbstractionsMixin):
     """A queue of tasks served by workers that connect to ``port``.
 
@@ -789,6 +821,7 @@ class WorkQueue(AbstractionsMixin):
         if needs_password:
             assert self._password is not None
             conn.auth = auth.PasswordExchange(self._password, initiator=False)
+        conn.reader.admit = admission(conn)
         self._conns[key] = conn
         self._watcher.register(sock, conn)
         return conn
@@ -1130,6 +1163,8 @@ class WorkQueue(AbstractionsMixin):
 
     def _on_message(self, conn: WorkerConnection, msg: m.Message, now: float) -> None:
         w = conn.worker
+        if w is None and not isinstance(msg, _BEFORE_HANDSHAKE):
+            raise RemoteProtocolError(f"{type(msg).__name__} before the handshake")
         if isinstance(msg, m.Result):
             self._on_result(conn, msg, now)
         elif isinstance(msg, m.End):

@@ -59,7 +59,7 @@ class MessageReader:
     """Turns a byte stream into messages using one direction's parse table."""
 
     __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line", "_direct",
-                 "_blocks")
+                 "_blocks", "admit", "_discarding")
     # next_event reads ReceiveBuffer's fields directly on its fast path (the same module
     # family; kept in step with buffer.py).
 
@@ -75,6 +75,12 @@ class MessageReader:
         #: Received bytes that are all payload of the current streamed message, kept as they
         #: came instead of being copied through the buffer (bulk transfers stay zero-copy).
         self._direct: bytes | None = None
+        #: Asked about each message whose payload is read whole, before a byte of it is kept:
+        #: True keeps it, False reads it to nowhere (the message then comes with an empty
+        #: payload), and an exception refuses it.  None keeps everything.
+        self.admit: Callable[[Message], bool] | None = None
+        #: The message whose payload is being read to nowhere, delivered once it has passed.
+        self._discarding: Message | None = None
 
     def feed(self, data: bytes) -> None:
         if (self._direct is None and 0 < len(data) <= self._stream_left
@@ -126,6 +132,17 @@ class MessageReader:
         return self._slow_next_event()
 
     def _slow_next_event(self) -> Event:
+        if self._discarding is None:
+            return self._next_from_buffer()
+        while True:  # a payload read to nowhere: its chunks are dropped as they come
+            event = self._next_from_buffer()
+            if not isinstance(event, Chunk):
+                return event
+            if event.last:
+                msg, self._discarding = self._discarding, None
+                return msg
+
+    def _next_from_buffer(self) -> Event:
         buf = self._buffer
         if self._direct is not None:
             data, self._direct = self._direct, None
@@ -176,6 +193,11 @@ class MessageReader:
         if msg.STREAMED:
             self._stream_left = n
             return msg
+        if self.admit is not None and not self.admit(msg):
+            msg.payload = b""  # type: ignore[attr-defined]
+            self._discarding = msg
+            self._stream_left = n
+            return self._slow_next_event()
         if n:
             data = buf.maybe_exactly(n)
             if data is None:
