@@ -188,7 +188,7 @@ if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
 
 
-# -- 2. memory before the handshake and for tasks never given -------------------------------------
+# -- 2. memory before the handshake and for tasks never given ---------------------------------
 
 @pytest.mark.parametrize("header", [
     b"result 0 0 157286400 1000 424242\n",
@@ -241,3 +241,43 @@ def test_output_of_a_task_never_given_is_read_to_nowhere(queue, workers):
         tracemalloc.stop()
     assert not peer.closed_by_peer  # an unknown task's output is no reason to hang up
     assert peak < 8 << 20, f"the manager kept {peak} bytes of an output nobody asked for"
+
+
+# -- 4. directory outputs are staged -----------------------------------------------------------
+
+def _die_inside_a_directory_reply(items: bytes):
+    def script(peer: FakePeer) -> None:
+        peer.send(HANDSHAKE)
+        peer.read_until(b"end\n")
+        task_id = int(re.search(rb"task (\d+)", peer.received).group(1))
+        peer.send(b"available_results\n")
+        peer.read_until(b"send_results")
+        peer.send(b"result 0 0 0 1000 %d\nend\n" % task_id)
+        name = peer.requested_output()
+        peer.send(items.replace(b"NAME", name.encode()))
+        time.sleep(0.2)
+        peer.sock.close()  # dies in the middle of the reply
+    return script
+
+
+@pytest.mark.parametrize("kind", ["directory", "file"])
+def test_an_output_half_received_leaves_nothing_for_the_rerun(queue, workers, kind):
+    if kind == "directory":
+        t = wq.Task("mkdir -p out && echo fresh > out/fresh.txt")
+        t.specify_directory("out", "out", wq.WORK_QUEUE_OUTPUT)
+    else:
+        t = wq.Task("echo fresh > out")
+        t.specify_output_file("out")
+    queue.submit(t)
+    fake = FakePeer(queue.port, _die_inside_a_directory_reply(
+        b"dir NAME 0\nfile NAME/stale.txt 6\nstale\n"))
+    drive(queue, fake)
+    assert not os.path.exists("out"), os.listdir(".")
+    assert not [n for n in os.listdir(".") if n.startswith(".out")]  # no staging left behind
+    workers.start(queue.port)
+    (done,) = [queue.wait(30)]
+    assert done is t and t.result == wq.WORK_QUEUE_RESULT_SUCCESS, t.result_str
+    if kind == "directory":
+        assert sorted(os.listdir("out")) == ["fresh.txt"]
+    else:
+        assert open("out").read() == "fresh\n"

@@ -8,6 +8,7 @@ cannot complete within the I/O timeout raises ``OSError`` and the worker is drop
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import tempfile
@@ -58,6 +59,8 @@ class WorkerConnection:
         #: Password exchange progress (None when no password, "done" once verified).
         #: The password exchange while it is under way (None: no password, or done).
         self.auth: PasswordExchange | None = None
+        #: The directory output of the current ``get`` reply, while it arrives.
+        self.staging: StagedDirectory | None = None
         self.closed = False
         self.bytes_received = 0
         #: Debug-log writer when the manager has a debug log.
@@ -182,6 +185,9 @@ class WorkerConnection:
             if self.sink is not None:
                 self.sink.abort()  # a half-received output never appears under its name
                 self.sink = None
+            if self.staging is not None:
+                self.staging.abort()  # nor a half-received directory
+                self.staging = None
             try:
                 self.sock.close()
             except OSError:
@@ -250,6 +256,45 @@ class MemoryOutput:
         if self.file is not None:
             self.file.close()
         self.parts = []
+
+
+class StagedDirectory:
+    """A directory output received beside its final name and renamed into place when its
+    ``get`` reply ended without error, so a directory output is complete or absent: a worker
+    that dies halfway, a disk that fills, or a ``dir`` reply for a file output leave nothing,
+    and a later attempt never sees an earlier attempt's pieces.  Committing replaces whatever
+    was at the final path (an earlier run's directory or file)."""
+
+    def __init__(self, path: str) -> None:
+        ensure_parent(path)
+        directory, name = os.path.split(path)
+        self.path = path
+        self.failed = False
+        self.staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=directory or ".")
+        os.chmod(self.staging, 0o777 & ~_umask())
+
+    def path_for(self, final: str) -> str:
+        """Where an item whose final path is ``final`` (the directory or below it) goes now."""
+        return self.staging + final[len(self.path):]
+
+    def commit(self) -> None:
+        old = None
+        if os.path.lexists(self.path):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.", suffix=".old",
+                                   dir=os.path.dirname(self.path) or ".")
+            os.replace(self.path, os.path.join(old, "x"))
+        os.replace(self.staging, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class FileOutput:

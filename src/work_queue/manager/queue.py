@@ -47,6 +47,7 @@ from .abstractions import AbstractionsMixin
 from .connection import (
     FileOutput,
     MemoryOutput,
+    StagedDirectory,
     WorkerConnection,
     ensure_parent,
     local_output_path,
@@ -1370,11 +1371,26 @@ class WorkQueue(AbstractionsMixin):
             conn.results_requested = False
             return
         _, task, spec = what
+        staging, conn.staging = conn.staging, None
+        if staging is not None:
+            self._finish_staging(task, staging)
         if self._txn:
             self._txn.output_done(task, spec, now)
         task._pending_gets -= 1
         if task._pending_gets == 0 and task.state == ts.WAITING_RETRIEVAL:
             self._task_retrieved(conn, task, now)
+
+    def _finish_staging(self, task: Task, staging: StagedDirectory) -> None:
+        """A directory output's reply ended: into place if it all arrived, else nothing."""
+        if staging.failed or task.state != ts.WAITING_RETRIEVAL:
+            staging.abort()
+            return
+        try:
+            staging.commit()
+        except OSError as e:
+            logger.warning("cannot put output directory %s in place: %s", staging.path, e)
+            staging.abort()
+            self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
 
     def _current_get(self, conn: WorkerConnection) -> tuple[Task, Any]:
         if not conn.expect or conn.expect[0][0] != "get":
@@ -1392,14 +1408,25 @@ class WorkQueue(AbstractionsMixin):
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_MISSING)
             return
         path = local_output_path(base, spec.cachename, msg.name)  # type: ignore[attr-defined]
+        staging = conn.staging
         if isinstance(msg, m.DirItem):
-            if live:
-                try:
-                    os.makedirs(path, exist_ok=True)
-                except OSError as e:
-                    logger.warning("cannot create output directory %s: %s", path, e)
-                    self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+            if not live:
+                return
+            try:
+                if path == base and staging is None:
+                    conn.staging = StagedDirectory(base)
+                elif staging is not None:
+                    os.makedirs(staging.path_for(path), exist_ok=True)
+                else:
+                    raise RemoteProtocolError(f"worker sent {msg.name!r} before its directory")
+            except OSError as e:
+                logger.warning("cannot create output directory %s: %s", path, e)
+                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+                if staging is not None:
+                    staging.failed = True
             return
+        if staging is not None:
+            path = staging.path_for(path)
         # FileItem: data chunks follow
         conn.sink = None
         if live and spec.memory:
@@ -1425,6 +1452,8 @@ class WorkQueue(AbstractionsMixin):
                     sink.commit()
             except OSError as e:
                 task, _ = self._current_get(conn)
+                if conn.staging is not None:
+                    conn.staging.failed = True
                 logger.warning("writing output failed: %s", e)
                 self._debug_msg(f"writing an output of task {task.id} failed: {e}")
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
