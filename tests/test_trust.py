@@ -281,3 +281,38 @@ def test_an_output_half_received_leaves_nothing_for_the_rerun(queue, workers, ki
         assert sorted(os.listdir("out")) == ["fresh.txt"]
     else:
         assert open("out").read() == "fresh\n"
+
+
+# -- 10. a trickle is a stall ---------------------------------------------------------------------
+
+def test_a_payload_trickling_in_is_dropped_at_its_deadline(queue, workers):
+    """Every byte is progress, but 100 bytes/s for a 2,000-byte output misses the deadline
+    the tunables give (at least min-transfer-timeout, here 1 s): the worker is dropped and the
+    task runs elsewhere."""
+    queue.tune("min-transfer-timeout", 1)
+    t = wq.Task("echo honest")
+    queue.submit(t)
+    dropped_after = []
+
+    def script(peer: FakePeer) -> None:
+        peer.send(HANDSHAKE)
+        peer.read_until(b"end\n")
+        task_id = int(re.search(rb"task (\d+)", peer.received).group(1))
+        peer.send(b"available_results\n")
+        peer.read_until(b"send_results")
+        peer.send(b"result 0 0 2000 1000 %d\n" % task_id)
+        start = time.monotonic()
+        try:
+            for _ in range(2000):
+                peer.send(b"z")
+                time.sleep(0.01)
+        except OSError:
+            pass
+        peer.read_to_close(timeout=1)
+        dropped_after.append(time.monotonic() - start)
+
+    fake = FakePeer(queue.port, script)
+    drive(queue, fake, timeout=30)
+    assert fake.closed_by_peer and dropped_after and dropped_after[0] < 5, dropped_after
+    workers.start(queue.port)
+    assert queue.wait(30) is t and t.output == "honest\n"

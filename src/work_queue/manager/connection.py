@@ -59,6 +59,10 @@ class WorkerConnection:
         #: Password exchange progress (None when no password, "done" once verified).
         #: The password exchange while it is under way (None: no password, or done).
         self.auth: PasswordExchange | None = None
+        #: When the payload arriving now must be complete (see WorkQueue._transfer_wait),
+        #: and which payload of the reader that deadline is for.
+        self.payload_deadline = 0.0
+        self.payload_number = 0
         #: The directory output of the current ``get`` reply, while it arrives.
         self.staging: StagedDirectory | None = None
         self.closed = False

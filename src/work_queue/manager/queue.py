@@ -890,6 +890,14 @@ class WorkQueue(AbstractionsMixin):
             pass
         self._drop(conn, reason, count_lost=False)
 
+    def _transfer_wait(self, length: int) -> float:
+        """Seconds a transfer of ``length`` bytes may take (CCTools get_transfer_wait_time):
+        at a tenth (``transfer-outlier-factor``) of ``default-transfer-rate``, and never less
+        than ``min-transfer-timeout``."""
+        rate = float(self._tune["default-transfer-rate"]) / \
+            max(1.0, float(self._tune["transfer-outlier-factor"]))
+        return max(float(self._tune["min-transfer-timeout"]), length / max(rate, 1.0))
+
     def _periodic(self, now: float) -> None:
         self._last_periodic = now
         self._state.settle()
@@ -901,6 +909,13 @@ class WorkQueue(AbstractionsMixin):
                     self._debug_msg(f"{conn.address} did not complete its handshake in "
                                     f"{self._keepalive_timeout:.0f} s; dropping it")
                     self._drop(conn, "UNKNOWN", count_lost=False)
+                continue
+            if conn.reader.in_payload and conn.payload_number == conn.reader.payloads_started \
+                    and now > conn.payload_deadline:
+                # Each byte is progress, but not enough: slower than the tunables allow.
+                self._debug_msg(f"worker {conn.address} sends a payload of "
+                                f"{conn.reader.payload_length} bytes too slowly; dropping it")
+                self._drop(conn, "FAILURE")
                 continue
             if (conn.reader.in_payload or conn.expect) and now - conn.last_message > stall:
                 # Half a message, or an answer we wait for, then silence.
@@ -1135,6 +1150,9 @@ class WorkQueue(AbstractionsMixin):
         while not conn.closed:
             ev = reader.next_event()
             if ev is NEED_DATA:
+                if reader.in_payload and conn.payload_number != reader.payloads_started:
+                    conn.payload_number = reader.payloads_started
+                    conn.payload_deadline = now + self._transfer_wait(reader.payload_length)
                 return
             if isinstance(ev, Chunk):
                 self._on_chunk(conn, ev)

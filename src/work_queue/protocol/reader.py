@@ -59,7 +59,7 @@ class MessageReader:
     """Turns a byte stream into messages using one direction's parse table."""
 
     __slots__ = ("_buffer", "_parse", "_whole", "_stream_left", "_max_line", "_direct",
-                 "_blocks", "admit", "_discarding")
+                 "_blocks", "admit", "_discarding", "payloads_started", "payload_length")
     # next_event reads ReceiveBuffer's fields directly on its fast path (the same module
     # family; kept in step with buffer.py).
 
@@ -81,6 +81,9 @@ class MessageReader:
         self.admit: Callable[[Message], bool] | None = None
         #: The message whose payload is being read to nowhere, delivered once it has passed.
         self._discarding: Message | None = None
+        #: How many payloads have started, and the length of the last one (for deadlines).
+        self.payloads_started = 0
+        self.payload_length = 0
 
     def feed(self, data: bytes) -> None:
         if (self._direct is None and 0 < len(data) <= self._stream_left
@@ -190,6 +193,8 @@ class MessageReader:
         n = msg.payload_length
         if n < 0:
             raise RemoteProtocolError(f"negative payload length in {line!r}")
+        self.payloads_started += 1
+        self.payload_length = n
         if msg.STREAMED:
             self._stream_left = n
             return msg
