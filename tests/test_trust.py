@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import pytest
 
@@ -190,6 +191,16 @@ if __name__ == "__main__":
 
 # -- 2. memory before the handshake and for tasks never given ---------------------------------
 
+def _peak_memory_driving(queue: wq.WorkQueue, peer: FakePeer) -> int:
+    """The most memory Python held while the manager served ``peer`` to the end."""
+    tracemalloc.start()
+    try:
+        drive(queue, peer)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("header", [
     b"result 0 0 157286400 1000 424242\n",
     b"cache-invalid file-1-x 157286400\n",
@@ -207,14 +218,7 @@ def test_payloads_before_the_handshake_are_refused_at_once(queue, header):
         peer.read_to_close(timeout=5)
 
     attacker = FakePeer(queue.port, script)
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        drive(queue, attacker)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _peak_memory_driving(queue, attacker)
     assert attacker.closed_by_peer
     assert peak < 8 << 20, f"the manager kept {peak} bytes for a stranger"
 
@@ -230,15 +234,8 @@ def test_output_of_a_task_never_given_is_read_to_nowhere(queue, workers):
         peer.send(b"alive\n")
         time.sleep(0.3)
 
-    import tracemalloc
-
     peer = FakePeer(queue.port, script)
-    tracemalloc.start()
-    try:
-        drive(queue, peer)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _peak_memory_driving(queue, peer)
     assert not peer.closed_by_peer  # an unknown task's output is no reason to hang up
     assert peak < 8 << 20, f"the manager kept {peak} bytes of an output nobody asked for"
 
