@@ -313,3 +313,40 @@ def test_a_payload_trickling_in_is_dropped_at_its_deadline(queue, workers):
     assert fake.closed_by_peer and dropped_after and dropped_after[0] < 5, dropped_after
     workers.start(queue.port)
     assert queue.wait(30) is t and t.output == "honest\n"
+
+
+# -- 3. a worker that does not read stalls nobody ----------------------------------------------
+
+def test_a_worker_that_does_not_read_blocks_nobody(queue, workers):
+    """A fake worker takes a task with a 20 MB input and never reads it.  The manager keeps
+    serving: a real worker's task comes back meanwhile; the reader is dropped at its transfer
+    deadline (20 MB at a tenth of 100 MB/s: 2 s here) and its task runs on the real worker."""
+    queue.tune("min-transfer-timeout", 1)
+    queue.tune("default-transfer-rate", 100 << 20)
+    with open("big.bin", "wb") as f:
+        f.write(os.urandom(20 << 20))
+    big = wq.Task("wc -c < big.bin")
+    big.specify_input_file("big.bin")
+    queue.submit(big)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", queue.port))
+
+    def script(peer: FakePeer) -> None:
+        peer.send(HANDSHAKE)
+        time.sleep(4)  # reads nothing
+
+    fake = FakePeer(sock, script)
+    deadline = time.time() + 10
+    while queue.stats.tasks_running < 1:
+        queue.wait(0.1)
+        assert time.time() < deadline, "the fake worker never got the big task"
+    small = wq.Task("echo small")
+    queue.submit(small)
+    workers.start(queue.port)
+    start = time.time()
+    first = queue.wait(10)
+    assert first is small, "the manager did not serve the other worker meanwhile"
+    assert time.time() - start < 3
+    assert queue.wait(20) is big and big.output.strip() == str(20 << 20)
+    fake.sock.close()

@@ -36,6 +36,17 @@ class ReadWatcher:
             self._selector.register(fd, selectors.EVENT_READ)  # type: ignore[union-attr]
         self._data[fd] = data
 
+    def want_write(self, fileobj: Any, on: bool) -> None:
+        """Also report ``fileobj`` when it has room to write (``on``), or no longer."""
+        fd = self._fd_of.get(fileobj, -1) if not isinstance(fileobj, int) else fileobj
+        if fd < 0 or fd not in self._data:
+            return
+        if self._epoll is not None:
+            self._epoll.modify(fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+        else:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+            self._selector.modify(fd, events)  # type: ignore[union-attr]
+
     def unregister(self, fileobj: Any) -> None:
         """Stop watching (a file descriptor not being watched is fine)."""
         if isinstance(fileobj, int):

@@ -7,12 +7,15 @@ cannot complete within the I/O timeout raises ``OSError`` and the worker is drop
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
 import ssl
 import tempfile
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..core.scheduling import WorkerRecord
@@ -20,6 +23,7 @@ from ..errors import RemoteProtocolError
 from ..events import read_ready
 from ..protocol.auth import PasswordExchange
 from ..protocol.reader import MessageReader, worker_stream_reader
+from .outbox import Outbox
 
 RECV_SIZE = 1 << 20
 _RECV_BUFFER = bytearray(RECV_SIZE)
@@ -30,8 +34,15 @@ class WorkerConnection:
     """Socket plus protocol state of one peer."""
 
     def __init__(self, sock: socket.socket, address: str, key: int, now: float,
-                 io_timeout: float, pending: set[WorkerConnection] | None = None) -> None:
+                 io_timeout: float, pending: set[WorkerConnection] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.sock = sock
+        #: Bytes and files the socket did not take yet (sending never blocks).
+        self.outbox = Outbox(sock, clock)
+        #: Told (connection, True/False) when the connection starts or stops waiting for room
+        #: to write, so the manager watches its socket for that.
+        self.watch_write: Callable[[WorkerConnection, bool], None] | None = None
+        self.watching_write = False
         #: The manager's set of connections with something queued to send (this one joins
         #: it when it queues something), so a flush looks at those only.
         self.pending: set[WorkerConnection] = pending if pending is not None else set()
@@ -119,17 +130,20 @@ class WorkerConnection:
             data = bytes(self.out)
             self.out.clear()
             self.urgent = False
-            try:
-                sent = self.sock.send(data)  # usually all of it: the socket buffer has room
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
-                    ssl.SSLWantReadError):
-                sent = 0
-            if sent < len(data):
-                self.sock.settimeout(self.io_timeout)
-                try:
-                    self.sock.sendall(data[sent:])
-                finally:
-                    self.sock.setblocking(False)
+            self.outbox.send(data)
+            if self.outbox:
+                self._watch(True)
+
+    def drain(self) -> None:
+        """Send more of what waits in the outbox (its socket has room)."""
+        if self.outbox.drain():
+            self._watch(False)
+
+    def _watch(self, on: bool) -> None:
+        if on != self.watching_write:
+            self.watching_write = on
+            if self.watch_write is not None:
+                self.watch_write(self, on)
 
     def send_file(self, fileobj: Any, offset: int, count: int) -> None:
         """Send ``count`` bytes of ``fileobj`` from ``offset`` (after pending control lines).
@@ -154,18 +168,21 @@ class WorkerConnection:
                 self.flush(tail=False)
             return
         self.flush(tail=False)  # the file's header goes first; cleanup lines must not follow it
-        self.sock.settimeout(max(self.io_timeout, 60.0))
         try:
-            sent = self.sock.sendfile(fileobj, offset, count)
-            if sent != count:
-                raise OSError(f"sent {sent} of {count} bytes")
-        finally:
-            self.sock.setblocking(False)
+            fd = fileobj.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fileobj.seek(offset)
+            self.outbox.send(fileobj.read(count))  # a buffer in memory
+        else:
+            self.outbox.send_file(fd, offset, count)
+        if self.outbox:
+            self._watch(True)
 
     # -- input ---------------------------------------------------------------------------------
 
-    def receive(self) -> bool:
-        """Read what is available; False when the peer closed the connection."""
+    def receive(self) -> bool | None:
+        """Read what is available: True if something came, None if nothing could be read,
+        False when the peer closed the connection."""
         # Into one buffer kept for all connections: the manager reads them one at a time,
         # and writes a streamed chunk out before it reads from any connection again.
         try:
@@ -173,7 +190,7 @@ class WorkerConnection:
         except OSError:
             return False
         if data is None:
-            return True
+            return None
         if not data:
             return False
         self.bytes_received += len(data)
@@ -192,6 +209,7 @@ class WorkerConnection:
             if self.staging is not None:
                 self.staging.abort()  # nor a half-received directory
                 self.staging = None
+            self.outbox.close()
             try:
                 self.sock.close()
             except OSError:

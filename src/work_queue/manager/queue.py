@@ -732,7 +732,17 @@ class WorkQueue(AbstractionsMixin):
                 continue
             if conn.closed:
                 continue
-            if not conn.receive():
+            if conn.watching_write:
+                try:
+                    conn.drain()
+                except OSError as e:
+                    self._debug_msg(f"sending to {conn.address} failed: {e}")
+                    self._drop(conn, "UNKNOWN" if conn.worker is None else "FAILURE")
+                    continue
+            got = conn.receive()
+            if got is None:
+                continue  # it had room to write, nothing to read
+            if not got:
                 self._drop(conn, "UNKNOWN" if conn.worker is None else "FAILURE")
                 progressed = True
                 continue
@@ -815,7 +825,8 @@ class WorkQueue(AbstractionsMixin):
         key = self._next_key
         self._next_key += 1
         conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
-                                self._unsent)
+                                self._unsent, self._now)
+        conn.watch_write = self._watch_write
         if self._debug:
             conn.debug = self._debug.write
             self._debug.write(f"new connection from {conn.address}")
@@ -890,6 +901,9 @@ class WorkQueue(AbstractionsMixin):
             pass
         self._drop(conn, reason, count_lost=False)
 
+    def _watch_write(self, conn: WorkerConnection, on: bool) -> None:
+        self._watcher.want_write(conn.sock, on)
+
     def _transfer_wait(self, length: int) -> float:
         """Seconds a transfer of ``length`` bytes may take (CCTools get_transfer_wait_time):
         at a tenth (``transfer-outlier-factor``) of ``default-transfer-rate``, and never less
@@ -909,6 +923,14 @@ class WorkQueue(AbstractionsMixin):
                     self._debug_msg(f"{conn.address} did not complete its handshake in "
                                     f"{self._keepalive_timeout:.0f} s; dropping it")
                     self._drop(conn, "UNKNOWN", count_lost=False)
+                continue
+            box = conn.outbox
+            if box.blocked_since is not None and \
+                    now > box.blocked_since + self._transfer_wait(box.blocked_bytes):
+                # It reads too slowly, or not at all: the others must not wait for it.
+                self._debug_msg(f"worker {conn.address} did not take {box.blocked_bytes} bytes "
+                                f"in time; dropping it")
+                self._drop(conn, "FAILURE")
                 continue
             if conn.reader.in_payload and conn.payload_number == conn.reader.payloads_started \
                     and now > conn.payload_deadline:
