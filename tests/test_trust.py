@@ -350,3 +350,24 @@ def test_a_worker_that_does_not_read_blocks_nobody(queue, workers):
     assert time.time() - start < 3
     assert queue.wait(20) is big and big.output.strip() == str(20 << 20)
     fake.sock.close()
+
+
+# -- 9. names as long as the file system allows --------------------------------------------------
+
+@pytest.mark.parametrize("name", ["n" * 240, "名" * 26 + ".txt", "d" * 255])
+def test_local_names_as_long_as_the_file_system_allows(queue, workers, name):
+    """Outputs and inputs whose local names are long (240 and 255 bytes, or 26 CJK characters,
+    which CCTools' cache names made too long) come back and go out like any other."""
+    with open(name, "wb") as f:
+        f.write(b"i" * (2 << 20))
+    t = wq.Task("wc -c < in > out.txt && cp out.txt result")
+    t.specify_input_file(name, "in")
+    t.specify_output_file(name + ".out" if len(name.encode()) < 250 else name[:-5] + ".out",
+                          "result")
+    queue.submit(t)
+    workers.start(queue.port)
+    assert queue.wait(30) is t
+    assert t.result == wq.WORK_QUEUE_RESULT_SUCCESS, t.result_str
+    out = name + ".out" if len(name.encode()) < 250 else name[:-5] + ".out"
+    assert open(out).read().strip() == str(2 << 20)
+    assert not [n for n in os.listdir(".") if n.endswith(".part")]

@@ -292,7 +292,8 @@ class StagedDirectory:
         directory, name = os.path.split(path)
         self.path = path
         self.failed = False
-        self.staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=directory or ".")
+        self.staging = tempfile.mkdtemp(prefix=f".{short_name(name)}.", suffix=".part",
+                                        dir=directory or ".")
         os.chmod(self.staging, 0o777 & ~_umask())
 
     def path_for(self, final: str) -> str:
@@ -302,7 +303,8 @@ class StagedDirectory:
     def commit(self) -> None:
         old = None
         if os.path.lexists(self.path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.", suffix=".old",
+            old = tempfile.mkdtemp(prefix=f".{short_name(os.path.basename(self.path))}.",
+                                   suffix=".old",
                                    dir=os.path.dirname(self.path) or ".")
             os.replace(self.path, os.path.join(old, "x"))
         os.replace(self.staging, self.path)
@@ -311,6 +313,15 @@ class StagedDirectory:
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def short_name(name: str, limit: int = 100) -> str:
+    """At most ``limit`` bytes of ``name`` (whole characters), for the temporary names made
+    beside an output: the output's own name may be as long as the file system allows."""
+    data = os.fsencode(name)
+    if len(data) <= limit:
+        return name
+    return os.fsdecode(data[:limit].decode("utf-8", "ignore").encode("utf-8"))
 
 
 def _umask() -> int:
@@ -332,7 +343,8 @@ class FileOutput:
             raise IsADirectoryError(f"{path} is a directory")
         directory, name = os.path.split(path)
         while True:
-            self.partial = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.part")
+            self.partial = os.path.join(directory,
+                                        f".{short_name(name)}.{os.urandom(4).hex()}.part")
             try:
                 # 0o666 minus the umask, like any file the program creates itself
                 fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

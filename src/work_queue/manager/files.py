@@ -111,4 +111,20 @@ def make_file_spec(type_: int, direction: int, source: str | bytes, remote_name:
         name = f"buffer-{ident}-{_md5(data if ident == 0 else b'buffer')}"
     else:
         raise ValueError(f"unknown file type {type_}")
-    return FileSpec(type_, direction, source, remote_name, flags, name, offset, length)
+    return FileSpec(type_, direction, source, remote_name, flags, _fit(name), offset, length)
+
+
+#: The longest cache name we make.  A worker stores each object under its cache name, and
+#: file systems refuse names over 255 bytes: CCTools' ``file-<id>-<md5>-<encoded basename>``
+#: overflows with a 240-byte basename, or 26 CJK characters (each becomes 9 bytes encoded).
+MAX_CACHE_NAME = 200
+
+
+def _fit(name: str) -> str:
+    """``name`` cut to :data:`MAX_CACHE_NAME` bytes, never inside a ``%XX`` escape (the md5
+    before the basename keeps cut names apart).  Names are ASCII once encoded."""
+    if len(name) <= MAX_CACHE_NAME:
+        return name
+    cut = name[:MAX_CACHE_NAME]
+    escape = cut.rfind("%", len(cut) - 2)
+    return cut[:escape] if escape >= 0 else cut
