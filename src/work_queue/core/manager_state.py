@@ -20,6 +20,7 @@ from typing import Any
 
 from ..constants import (
     WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
+    WORK_QUEUE_RESULT_FORSAKEN,
     WORK_QUEUE_RESULT_MAX_RETRIES,
     WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR,
     WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
@@ -36,6 +37,10 @@ from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, Cate
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
 from .stats import CapacityEstimator, ManagerCounters
+
+#: Workers lost in a row with a task on them before that task comes back FORSAKEN (the
+#: default of tune("lost-workers-in-a-row")).
+LOST_WORKERS_LIMIT = 3
 
 #: Results whose measurements feed a category's statistics (CCTools).
 _MEASURED_RESULTS = frozenset((
@@ -93,6 +98,8 @@ class ManagerState:
         self.algorithm = WORK_QUEUE_SCHEDULE_TIME
         self.wait_for_workers = 0
         self.schedule_depth = 100
+        #: See remove_worker; 0 never gives a task up.
+        self.lost_workers_limit = LOST_WORKERS_LIMIT
         self.hungry_minimum = 10
         self.hungry_minimum_factor = 2.0
         self.next_task_id = 1
@@ -275,6 +282,7 @@ class ManagerState:
 
     def result_arrived(self, task: Any) -> None:
         """The worker said the task finished; outputs are still to be fetched."""
+        task.workers_lost_in_a_row = 0
         task.state = ts.transition(task.id, task.state, "result")
 
     def _release(self, task: Any) -> WorkerRecord | None:
@@ -365,6 +373,11 @@ class ManagerState:
         if task.end_time > 0 and task.end_time <= now:
             task.state = ts.transition(task.id, task.state, "fail")
             task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
+            self.returned.append(task.id)
+            return
+        if 0 < self.lost_workers_limit <= getattr(task, "workers_lost_in_a_row", 0):
+            task.state = ts.transition(task.id, task.state, "fail")
+            task.result = WORK_QUEUE_RESULT_FORSAKEN
             self.returned.append(task.id)
             return
         task.state = ts.transition(task.id, task.state, "requeue")
@@ -541,8 +554,13 @@ class ManagerState:
         else:
             self.free.pop(worker.key, None)
 
-    def remove_worker(self, key: int, now: float) -> list[Any]:
-        """Forget a worker; its tasks go back to the queue.  Returns the requeued tasks."""
+    def remove_worker(self, key: int, now: float, lost: bool = False) -> list[Any]:
+        """Forget a worker; its tasks go back to the queue.  Returns the requeued tasks.
+
+        ``lost``: its connection died.  A task that was on :attr:`lost_workers_limit` such
+        workers in a row (while it was sent, run or retrieved) is not tried again: it comes
+        back FORSAKEN, since it is likely what kills them (an input or output that breaks the
+        transfer, a command that brings the node down)."""
         worker = self.workers.pop(key, None)
         self.free.pop(key, None)
         self.roomy.pop(key, None)
@@ -555,6 +573,8 @@ class ManagerState:
             task.worker_key = -1
             worker.tasks.pop(task.id, None)
             worker.bucket(task).add_box(task.resources_allocated, -1)
+            if lost:
+                task.workers_lost_in_a_row = getattr(task, "workers_lost_in_a_row", 0) + 1
             self.requeue(task, now)
         self.dispatch_pending = True
         return tasks

@@ -76,6 +76,8 @@ TUNE_DEFAULTS: dict[str, float] = {
     "hungry-minimum-factor": 2,
     "wait-for-workers": 0,
     "attempt-schedule-depth": 100,
+    # ours: workers lost in a row with a task on them before it comes back FORSAKEN (0: never)
+    "lost-workers-in-a-row": 3,
     "wait-retrieve-many": 0,
     "proportional-resources": 1,
     "proportional-whole-tasks": 1,
@@ -500,6 +502,8 @@ class WorkQueue(AbstractionsMixin):
             st.categories.set_steady_n_tasks(max(1, int(value)))
         elif key == "attempt-schedule-depth":
             st.schedule_depth = max(1, int(value))
+        elif key == "lost-workers-in-a-row":
+            st.lost_workers_limit = int(value)
         elif key == "keepalive-interval":
             self._keepalive_interval = value
         elif key == "keepalive-timeout":
@@ -878,7 +882,7 @@ class WorkQueue(AbstractionsMixin):
                 self._txn.worker_disconnected(None, conn.address, reason, self._now())
             return
         now = self._now()
-        requeued = self._state.remove_worker(w.key, now)
+        requeued = self._state.remove_worker(w.key, now, lost=reason == "FAILURE")
         if count_lost and reason == "FAILURE":
             self._state.counters.workers_lost += 1
         elif reason == "IDLE_OUT":

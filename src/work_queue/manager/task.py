@@ -100,6 +100,8 @@ class Task:
     _summary_text: str | None = None
     #: How many times fast abort took this task back from a slow worker.
     fast_abort_count = 0
+    #: Workers whose connection died, one after another, while this task was on them.
+    workers_lost_in_a_row = 0
     #: Measured resources of the last attempt (monitoring), or None.
     measured = None
 
@@ -398,4 +400,4 @@ _RESULT_FIELDS = (*_TIMING_FIELDS, "id", "state", "result", "return_status", "_o
                   "resources_allocated", "resources_measured", "limits_exceeded",
                   "exhausted_attempts", "time_when_submitted", "_pending_gets", "measured",
                   "_monitor_files", "_monitor_summary", "_monitor_mode", "_summary_text",
-                  "fast_abort_count", "resource_request")
+                  "fast_abort_count", "resource_request", "workers_lost_in_a_row")
