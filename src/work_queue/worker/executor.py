@@ -8,11 +8,13 @@ stdout+stderr merged into one file.  Completion is noticed through a pidfd that 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +71,10 @@ class TaskRun:
     wait_status: int = 0
     #: the process ended but is not reaped yet (a zombie keeps its process group's id)
     unreaped: bool = False
+    #: the EscapeWatch's count of started tasks when this one started
+    epoch: int = 0
+    #: the inputs the worker placed in the sandbox were removed (the task ended)
+    inputs_removed: bool = False
 
     @property
     def running(self) -> bool:
@@ -412,3 +418,81 @@ def remove_tree(path: str) -> None:
         return
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
+
+
+#: prctl(2) option: orphaned descendants are reparented to this process, not to init.
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def child_pids(pid: int) -> list[int] | None:
+    """The children of process ``pid`` (its main thread's), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return None
+
+
+class EscapeWatch:
+    """Which tasks may have left a process behind (one that still has the task's sandbox as
+    its working directory, and may write into it).
+
+    The worker becomes a child subreaper: a process that outlives its task, even one that
+    left the task's process group and session (``setsid``), becomes a child of the worker
+    when its parent exits, so every such process is a child of the worker the worker did
+    not start (an *escapee*).  ``scan`` notes each escapee with the number of tasks started
+    when it was first seen.  A task started after an escapee was first seen cannot be its
+    ancestor; so the sandbox of a task is safe to reuse when every escapee was first seen
+    before the task started (``clean_since``).  Escapees that ended are reaped by ``scan``.
+    Without a subreaper (not Linux) nothing is known to be safe: ``enabled`` is False.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.enabled = _become_subreaper() and child_pids(self.pid) is not None
+        self.starts = 0
+        #: live escapees: pid -> ``starts`` when first seen
+        self.seen: dict[int, int] = {}
+
+    def task_started(self) -> int:
+        """Count a task start; returns its epoch (for ``clean_since``)."""
+        self.starts += 1
+        return self.starts
+
+    def scan(self, known: set[int]) -> None:
+        """Note the worker's children not in ``known`` (the processes the worker started
+        and waits for itself); reap those that ended."""
+        if not self.enabled:
+            return
+        children = child_pids(self.pid)
+        if children is None:
+            self.enabled = False
+            return
+        alive = set()
+        for pid in children:
+            if pid in known:
+                continue
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done == 0:
+                alive.add(pid)
+                self.seen.setdefault(pid, self.starts)
+        for pid in list(self.seen):
+            if pid not in alive:
+                del self.seen[pid]
+
+    def clean_since(self, epoch: int) -> bool:
+        """Whether no escapee can descend from a task of ``epoch`` (call ``scan`` first)."""
+        return self.enabled and epoch > 0 and all(s < epoch for s in self.seen.values())

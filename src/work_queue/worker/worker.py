@@ -18,6 +18,7 @@ that manager); the worker then reconnects, unless ``--single-shot`` or an idle t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -26,6 +27,7 @@ import random
 import shutil
 import socket
 import ssl
+import stat
 import sys
 import tempfile
 import time
@@ -53,8 +55,10 @@ from . import probe
 from .cache import Cache, LazyObject
 from .coprocess import CoprocessPool
 from .executor import (
+    EscapeWatch,
     TaskRun,
     TaskSpec,
+    child_pids,
     disk_full,
     end_process_group,
     finish_warm_run,
@@ -77,8 +81,14 @@ from .task_monitor import RM_MONITOR_ERROR, TaskMonitor
 logger = logging.getLogger(__name__)
 
 #: Seconds the worker waits for the manager's next message before tidying up after tasks
-#: (ending their process groups, recycling their sandboxes).
+#: (ending their process groups, removing their sandboxes).
 HOUSEKEEPING_DELAY = 0.002
+
+#: Empty sandboxes made ahead of time, while the worker waits, for the next tasks.
+SPARE_SANDBOXES = 4
+
+#: Seconds between looks for ended processes that outlived their tasks, while there are any.
+ESCAPEE_POLL = 0.1
 
 # How a session ended
 RELEASED, EXITED, IDLED_OUT, LOST, WALL_TIME = "released", "exit", "idle", "lost", "wall_time"
@@ -152,6 +162,8 @@ class Worker:
             self.coprocesses = CoprocessPool(config.coprocess, instances, self.workspace)
             self.features.append(self.coprocesses.feature)
         self.last_task_id = 0
+        #: processes that outlived their tasks (decides which sandboxes may be reused)
+        self.escapes = EscapeWatch()
 
     def describe(self) -> str:
         return (f"using {self.cores} cores, {self.memory} MB memory, {self.disk} MB disk, "
@@ -253,16 +265,19 @@ class Session:
         self.outcome: str | None = None
         #: Resources of the started tasks, in use until they end.
         self.used_cores = self.used_memory = self.used_disk = self.used_gpus = 0.0
-        #: Sandboxes of finished tasks, deleted when the worker has a moment (deleting a
-        #: directory costs as much as starting a short task).
+        #: Directories that could not be removed at once (something still wrote into them),
+        #: tried again when the worker has a moment.  No task ever uses them again.
         self.trash: list[str] = []
-        #: Tasks the manager is done with (killed after their result): their sandboxes are
-        #: emptied for reuse after the loop has started what it can.
+        #: Tasks the manager is done with (killed after their result), and tasks that ended
+        #: (their outputs are in the cache): their sandboxes are removed before the next task
+        #: starts (so their space is free for it), or when the worker has a moment.
         self.finished: list[TaskRun] = []
         #: Tasks whose process ended and was reported, their process group not yet ended.
         self.exited: list[TaskRun] = []
         #: Output files of reported tasks, closed at the next housekeeping.
         self.unclosed: list[int] = []
+        #: Empty sandboxes for the next tasks: kept from earlier tasks that left no process
+        #: behind (see ``_clean_finished``), or made ahead of time.
         self.free_sandboxes: list[str] = []
         #: Tasks started as soon as their block was read, since the loop last looked.
         self.started_early = 0
@@ -271,6 +286,8 @@ class Session:
         self.idle_interpreters: list[WarmInterpreter] = []
         self.base_env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
         self.env_cache: dict[tuple[Any, ...], dict[str, str]] = {}
+        #: pidfds of the processes that outlived their tasks, watched to reap them
+        self.escapees: dict[int, _Escapee] = {}
 
     # -- I/O --------------------------------------------------------------------------------------
 
@@ -377,6 +394,11 @@ class Session:
             timeout = self._next_timeout(now)
             if self.finished or self.exited or self.unclosed:
                 timeout = min(timeout, HOUSEKEEPING_DELAY)
+            elif len(self.escapees) < len(self.w.escapes.seen):
+                # Processes that outlived their tasks are the worker's children (it is their
+                # subreaper): one without a pidfd to wake the worker when it ends is looked
+                # for at the next housekeeping, and reaped.
+                timeout = min(timeout, ESCAPEE_POLL)
             events = self.watcher.wait(timeout)
             for data in events:
                 if data is None:
@@ -385,6 +407,8 @@ class Session:
                         return
                 elif isinstance(data, WarmInterpreter):
                     self._interpreter_answered(data)
+                elif isinstance(data, _Escapee):
+                    self._scan_escapees()
                 else:
                     self._task_exited(data)
             now = time.time()
@@ -414,10 +438,11 @@ class Session:
 
     def _housekeeping(self, now: float) -> None:
         """Tidy up after finished tasks and prepare for the next ones."""
-        self._end_exited()
-        if self.finished:
-            self._clean_finished()
+        self._clean_finished()
         make_spare_output_files()
+        self._make_spare_sandboxes()
+        if len(self.escapees) < len(self.w.escapes.seen):
+            self._scan_escapees()  # reaps those that ended
         if self.trash and (len(self.trash) > 256 or not self.waiting):
             self._empty_trash(now)
 
@@ -432,50 +457,125 @@ class Session:
     def _make_sandbox(self, spec: TaskSpec) -> str:
         """An empty directory for the task: ``<workspace>/t.<taskid>`` for a task run by a
         coprocess, as in CCTools (coprocesses, Parsl's among them, look for a task's files
-        there); for any other task an empty one kept from an earlier task, else a new one."""
+        there); for any other task an empty one kept or made ahead of time, else a new one.
+
+        A kept sandbox is checked to be still empty (a task never sees a file it was not
+        given); one that is not is removed.  The sandboxes of finished tasks are empty or
+        gone by now (``_start`` calls ``_free_space`` first)."""
         if not spec.coprocess or spec.coprocess == extensions.PYTHON_WARM:
-            if self.free_sandboxes:
-                return self.free_sandboxes.pop()
+            while self.free_sandboxes:
+                path = self.free_sandboxes.pop()
+                if _is_empty_dir(path):
+                    return path
+                self._discard(path)
             path = self._sandbox_name()
         else:
             path = f"{self.w.workspace}/t.{spec.task_id}"
             if any(old.sandbox == path for old in self.finished):
                 # The same task again: its old sandbox goes first (after what is left of
                 # the processes that might still write into it).
-                self._end_exited()
                 self._clean_finished()
         try:
             os.mkdir(path)
         except OSError:
-            remove_tree(path)
+            self._discard(path)
             os.mkdir(path)
         return path
+
+    def _make_spare_sandboxes(self) -> None:
+        """Make the next tasks' sandboxes while the worker has a moment (off their path)."""
+        while len(self.free_sandboxes) < SPARE_SANDBOXES:
+            path = self._sandbox_name()
+            try:
+                os.mkdir(path)
+            except OSError:
+                return
+            self.free_sandboxes.append(path)
 
     def _sandbox_name(self) -> str:
         """A new name ``<workspace>/s.<n>`` for a sandbox not tied to a task id."""
         self.sandboxes_made += 1
         return f"{self.w.workspace}/s.{self.sandboxes_made}"
 
-    def _recycle(self, sandbox: str) -> None:
-        """Keep an empty sandbox for the next task (creating and deleting a directory costs
-        as much as starting a short task); anything else goes to the trash.  A kept one is
-        never named ``t.<taskid>``, a name a coprocess task may need."""
-        try:
-            empty = not os.listdir(sandbox)
-        except OSError:
-            empty = False
-        if empty and len(self.free_sandboxes) < 64:
+    def _recycle(self, run: TaskRun, safe: bool) -> None:
+        """Keep the empty sandbox of a finished task for a later task (creating and deleting
+        a directory costs as much as starting a short task), if ``safe``: no process the
+        task started can still be running (one that escaped its task, with ``setsid`` say,
+        may still have the sandbox as its working directory and write into it: that sandbox
+        is removed, and a removed directory takes no new files).  Anything else is removed
+        now, files and all, so its space is free for the next task.  A kept one is never
+        named ``t.<taskid>``, a name a coprocess task may need."""
+        sandbox = run.sandbox
+        if safe and len(self.free_sandboxes) < 64 and _is_empty_dir(sandbox):
             if os.path.basename(sandbox).startswith("t."):
                 kept = self._sandbox_name()
                 try:
                     os.rename(sandbox, kept)
                 except OSError:
-                    self.trash.append(sandbox)
+                    self._discard(sandbox)
                     return
                 sandbox = kept
             self.free_sandboxes.append(sandbox)
         else:
-            self.trash.append(sandbox)
+            self._discard(sandbox)
+
+    def _known_children(self) -> set[int]:
+        """The processes the worker started and reaps itself (tasks, interpreters,
+        coprocesses): any other child is a process that outlived its task."""
+        known = {r.pid for r in self.tasks.values() if r.pid > 0 and (r.running or r.unreaped)}
+        known.update(r.pid for r in self.exited if r.unreaped)
+        known.update(i.pid for i in self.idle_interpreters)
+        known.update(r.interp.pid for r in self.tasks.values() if r.interp is not None)
+        if self.w.coprocesses is not None:
+            known.update(c.proc.pid for c in self.w.coprocesses.instances
+                         if c.proc is not None)
+        return known
+
+    def _scan_escapees(self) -> None:
+        """Look for processes that outlived their tasks (reaping those that ended), and watch
+        the live ones' pidfds, so that the worker reaps each as soon as it ends."""
+        seen = self.w.escapes
+        seen.scan(self._known_children())
+        for pid in list(self.escapees):
+            if pid not in seen.seen:
+                self._unwatch_escapee(pid)
+        for pid in seen.seen:
+            if pid not in self.escapees:
+                try:
+                    fd = os.pidfd_open(pid)
+                except (AttributeError, OSError):
+                    continue
+                self.escapees[pid] = _Escapee(pid, fd)
+                self.watcher.register(fd, self.escapees[pid])
+
+    def _unwatch_escapee(self, pid: int) -> None:
+        e = self.escapees.pop(pid)
+        self.watcher.unregister(e.fd)
+        os.close(e.fd)
+
+    def _left_behind(self, run: TaskRun) -> bool:
+        """Whether a warm interpreter that ran ``run`` still has children (the task started
+        them; they are not the worker's, so EscapeWatch does not see them)."""
+        interp = run.interp
+        if interp is None or not interp.alive:
+            return False
+        children = child_pids(interp.pid)
+        return children is None or bool(children)
+
+    def _discard(self, path: str) -> None:
+        """Remove a used sandbox now, files and all.  What cannot be removed at once (a
+        process the task left behind still writes into it) is renamed out of the way, so a
+        name like ``t.<taskid>`` is free again, and tried again later from the trash."""
+        remove_tree(path)
+        if not os.path.lexists(path):
+            return
+        away = self._sandbox_name() + ".old"
+        try:
+            os.rename(path, away)
+            path = away
+        except OSError:
+            pass
+        self.trash.append(path)
 
     def _empty_trash(self, now: float) -> None:
         """Delete old sandboxes, for at most a few milliseconds unless there are many."""
@@ -692,7 +792,10 @@ class Session:
 
     def _start(self, run: TaskRun, now: float) -> None:
         spec = run.spec
+        if self.finished:
+            self._free_space()
         run.sandbox = self._make_sandbox(spec)
+        run.epoch = self.w.escapes.task_started()
         for name in spec.empty_dirs:
             os.makedirs(os.path.join(run.sandbox, name), mode=0o700, exist_ok=True)
         warm = spec.coprocess == extensions.PYTHON_WARM and self.w.warm_python
@@ -853,6 +956,8 @@ class Session:
     def _finish_without_running(self, run: TaskRun, status: int, exit_code: int) -> None:
         run.done = True
         run.status, run.exit_code = status, exit_code
+        if run.sandbox:
+            self.finished.append(run)
         self._announce()
 
     def _task_exited(self, task_id: int) -> None:
@@ -884,6 +989,9 @@ class Session:
         if self.push_results:
             self.flush()
         self._keep_outputs(run)
+        # Its outputs are in the cache: the sandbox is no longer needed (removed before the
+        # next task starts, or when the worker has a moment).
+        self.finished.append(run)
 
     def _keep_outputs(self, run: TaskRun) -> None:
         """Move declared outputs from the sandbox into the cache."""
@@ -1043,13 +1151,42 @@ class Session:
                 self.finished.append(run)
 
     def _clean_finished(self) -> None:
-        for run in self.finished:
-            # Inputs we placed are removed by name, so the sandbox can usually be reused.
-            for _cache, remote, _flags in run.spec.inputs:
-                if remote not in run.memory_inputs:
-                    remove_tree(os.path.join(run.sandbox, remote))
-            self._recycle(run.sandbox)
+        """End what is left of finished tasks' processes, then keep their sandboxes for
+        later tasks or remove them (see ``_recycle``)."""
+        self._end_exited()
+        runs = [r for r in self.finished if r.sandbox and not r.running]
         self.finished.clear()
+        if not runs:
+            return
+        escapes = self.w.escapes
+        self._scan_escapees()
+        for run in runs:
+            if not run.sandbox:  # listed twice (ended, then killed)
+                continue
+            self._remove_inputs(run)
+            self._recycle(run, escapes.clean_since(run.epoch) and not self._left_behind(run))
+            run.sandbox = ""
+
+    def _remove_inputs(self, run: TaskRun) -> None:
+        """Inputs we placed are removed by name, so the sandbox can usually be reused."""
+        if run.inputs_removed:
+            return
+        run.inputs_removed = True
+        for _cache, remote, _flags in run.spec.inputs:
+            if remote not in run.memory_inputs:
+                remove_tree(os.path.join(run.sandbox, remote))
+
+    def _free_space(self) -> None:
+        """Before a task starts, the files finished tasks left are removed, so their space
+        is free for it.  The inputs we placed are unlinked by name; a sandbox then empty
+        holds no space, and is tidied (kept or removed) once the new task has started, off
+        its path; one holding anything else is tidied now, its processes ended first."""
+        for run in self.finished:
+            if run.sandbox and not run.running:
+                self._remove_inputs(run)
+                if not _is_empty_dir(run.sandbox):
+                    self._clean_finished()
+                    return
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -1066,21 +1203,39 @@ class Session:
         self._stream_item(name, path)
         self.send(b"end\n")
 
-    def _stream_item(self, name: str, path: str) -> None:
-        if os.path.islink(path):
-            # Never follow a link out of the workspace: a task must not exfiltrate files.
-            real = os.path.realpath(path)
-            if not real.startswith(self.w.workspace + os.sep):
-                self.send(f"missing {name} 13\n".encode())
-                return
+    def _stream_item(self, name: str, path: str, top: bool = True) -> None:
+        """Send one output (``top``) or one entry of an output directory.
+
+        Only regular files and directories are sent.  Anything else (a FIFO, a socket, a
+        device) is never opened (opening a FIFO blocks until someone writes to it, and the
+        worker with it): as an output it is reported missing at once (the manager returns the
+        task with OUTPUT_MISSING); inside an output directory it is skipped, as the CCTools
+        worker skips unusual files there, and the rest of the directory comes back.
+        """
         try:
-            if os.path.isdir(path):
+            if os.path.islink(path):
+                # Never follow a link out of the workspace: a task must not exfiltrate files.
+                real = os.path.realpath(path)
+                if not real.startswith(self.w.workspace + os.sep):
+                    self.send(f"missing {name} 13\n".encode())
+                    return
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
                 self.send(f"dir {name} 0\n".encode())
                 for entry in sorted(os.listdir(path)):
-                    self._stream_item(f"{name}/{entry}", os.path.join(path, entry))
+                    self._stream_item(f"{name}/{entry}", os.path.join(path, entry), top=False)
                 return
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
+            if not stat.S_ISREG(st.st_mode):
+                self._unusual_output(name, top)
+                return
+            # O_NONBLOCK: should a FIFO replace the file in between, the open does not block.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    self._unusual_output(name, top)
+                    return
+                size = st.st_size
                 self.send(f"file {name} {size}\n".encode())
                 self.flush()
                 if size:
@@ -1093,6 +1248,16 @@ class Session:
             self.send(f"missing {name} 2\n".encode())
         except OSError as e:
             self.send(f"missing {name} {e.errno or 5}\n".encode())
+
+    def _unusual_output(self, name: str, top: bool) -> None:
+        """An output that is neither a regular file nor a directory: missing as an output,
+        skipped inside an output directory."""
+        if top:
+            logger.warning("output %s is not a regular file or a directory", name)
+            self.send(f"missing {name} {errno.EINVAL}\n".encode())
+        else:
+            logger.info("skipping %s in an output directory: not a regular file or a "
+                        "directory", name)
 
     # -- teardown ---------------------------------------------------------------------------------
 
@@ -1111,6 +1276,8 @@ class Session:
             remove_tree(path)
         self.trash.clear()
         self.free_sandboxes.clear()
+        for pid in list(self.escapees):
+            self._unwatch_escapee(pid)
         if self.sink is not None:
             try:
                 self.sink.close()  # type: ignore[attr-defined]
@@ -1125,6 +1292,14 @@ class Session:
         except OSError:
             pass
         self.cache.clear()
+
+
+@dataclass(slots=True)
+class _Escapee:
+    """A process that outlived its task, watched through its pidfd."""
+
+    pid: int
+    fd: int
 
 
 class _SmallObject:
@@ -1148,6 +1323,14 @@ def _warm_python() -> bool:
     except ImportError:
         return False
     return hasattr(socket, "send_fds") and hasattr(os, "posix_spawn")
+
+
+def _is_empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
 
 
 def _entry_name(name: str) -> str:
