@@ -408,3 +408,16 @@ def test_lost_workers_count_only_in_a_row(queue, workers):
         drive(queue, FakePeer(queue.port, take_and_die))
     workers.start(queue.port)
     assert queue.wait(30) is t and t.result == wq.WORK_QUEUE_RESULT_SUCCESS
+
+
+# -- 8. any name crosses the wire -----------------------------------------------------------------
+
+def test_a_newline_in_a_name_inside_an_output_directory(queue, workers):
+    t = wq.Task("mkdir o && printf x > 'o/a\nb' && printf y > 'o/100% sure'")
+    t.specify_directory("o", "o", wq.WORK_QUEUE_OUTPUT)
+    queue.submit(t)
+    workers.start(queue.port)
+    assert queue.wait(30) is t
+    assert t.result == wq.WORK_QUEUE_RESULT_SUCCESS, t.result_str
+    assert sorted(os.listdir("o")) == ["100% sure", "a\nb"]
+    assert open("o/a\nb").read() == "x" and open("o/100% sure").read() == "y"

@@ -42,6 +42,7 @@ from ..events import ReadWatcher
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
+from ..protocol.urlcodec import url_decode
 from . import at_exit, catalog, logs, monitoring, status
 from .abstractions import AbstractionsMixin
 from .connection import (
@@ -1244,8 +1245,8 @@ class WorkQueue(AbstractionsMixin):
             if msg.name == extensions.PREFETCH:
                 w.prefetch = True
                 self._state.refresh(w)
-            elif msg.name == extensions.PUSH_RESULTS:
-                conn.write(m.Feature(extensions.PUSH_RESULTS).encode())
+            elif msg.name in (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES):
+                conn.write(m.Feature(msg.name).encode())
         elif isinstance(msg, m.CacheUpdate):
             if w is not None:
                 w.cached[msg.cachename] = msg.size
@@ -1451,7 +1452,10 @@ class WorkQueue(AbstractionsMixin):
             if live:
                 self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_MISSING)
             return
-        path = local_output_path(base, spec.cachename, msg.name)  # type: ignore[attr-defined]
+        name = msg.name  # type: ignore[attr-defined]
+        if extensions.ENCODED_NAMES in w.features:  # type: ignore[union-attr]
+            name = url_decode(name)
+        path = local_output_path(base, spec.cachename, name)
         staging = conn.staging
         if isinstance(msg, m.DirItem):
             if not live:

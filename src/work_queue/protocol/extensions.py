@@ -25,5 +25,11 @@ PYTHON_WARM = "wq-py-python-warm"
 #: exit code CCTools' resource_monitor would.
 MONITOR = "wq-py-monitor"
 
+#: Once confirmed by the manager, the worker url-encodes the names in its ``file``, ``dir``
+#: and ``missing`` replies (as the manager always does in ``put``, ``dir`` and ``get``), so
+#: any name a file system allows crosses the wire, newlines included.  CCTools sends them as
+#: they are; without this extension our worker leaves out an entry whose name holds a newline.
+ENCODED_NAMES = "wq-py-encoded-names"
+
 #: What our worker announces.
-WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS, PYTHON_WARM, MONITOR)
+WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS, PYTHON_WARM, MONITOR, ENCODED_NAMES)

@@ -51,6 +51,7 @@ from ..events import ReadWatcher, read_ready
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
+from ..protocol.urlcodec import url_encode
 from . import probe
 from .cache import Cache, LazyObject
 from .coprocess import CoprocessPool
@@ -259,6 +260,8 @@ class Session:
         self.results_announced = False
         #: The manager confirmed extensions.PUSH_RESULTS.
         self.push_results = False
+        #: The manager confirmed extensions.ENCODED_NAMES: names in replies are url-encoded.
+        self.encoded_names = False
         self.last_activity = time.time()
         self.last_watch = 0.0
         self.watcher = ReadWatcher()
@@ -680,6 +683,8 @@ class Session:
         elif isinstance(msg, m.Feature):
             if msg.name == extensions.PUSH_RESULTS:
                 self.push_results = True
+            elif msg.name == extensions.ENCODED_NAMES:
+                self.encoded_names = True
         elif isinstance(msg, m.InvalidateFile | m.Tlq | m.Alive):
             pass
         elif isinstance(msg, m.AuthRequest):
@@ -1193,15 +1198,20 @@ class Session:
     def _send_output(self, name: str) -> None:
         small = self.cache.small.get(name)
         if small is not None:
-            self.send(f"file {name} {len(small[0])}\n".encode() + small[0] + b"end\n")
+            self.send(f"file {self._wire(name)} {len(small[0])}\n".encode() + small[0] + b"end\n")
             return
         try:
             path = self.cache.path(name)
         except ValueError:
-            self.send(f"missing {name} 22\n".encode() + b"end\n")
+            self.send(f"missing {self._wire(name)} 22\n".encode() + b"end\n")
             return
         self._stream_item(name, path)
         self.send(b"end\n")
+
+    def _wire(self, name: str) -> str:
+        """``name`` as a reply carries it: url-encoded once the manager confirmed
+        extensions.ENCODED_NAMES, else as it is (CCTools)."""
+        return url_encode(name) if self.encoded_names else name
 
     def _stream_item(self, name: str, path: str, top: bool = True) -> None:
         """Send one output (``top``) or one entry of an output directory.
@@ -1212,16 +1222,22 @@ class Session:
         task with OUTPUT_MISSING); inside an output directory it is skipped, as the CCTools
         worker skips unusual files there, and the rest of the directory comes back.
         """
+        if not top and not self.encoded_names and ("\n" in name or "\r" in name):
+            # A CCTools manager reads names to the end of the line: this entry cannot go (the
+            # requested name itself came in a line, so it holds no line break).
+            logger.warning("skipping %r in an output directory: this manager cannot take a "
+                           "name with a line break", name)
+            return
         try:
             if os.path.islink(path):
                 # Never follow a link out of the workspace: a task must not exfiltrate files.
                 real = os.path.realpath(path)
                 if not real.startswith(self.w.workspace + os.sep):
-                    self.send(f"missing {name} 13\n".encode())
+                    self.send(f"missing {self._wire(name)} 13\n".encode())
                     return
             st = os.stat(path)
             if stat.S_ISDIR(st.st_mode):
-                self.send(f"dir {name} 0\n".encode())
+                self.send(f"dir {self._wire(name)} 0\n".encode())
                 for entry in sorted(os.listdir(path)):
                     self._stream_item(f"{name}/{entry}", os.path.join(path, entry), top=False)
                 return
@@ -1236,7 +1252,7 @@ class Session:
                     self._unusual_output(name, top)
                     return
                 size = st.st_size
-                self.send(f"file {name} {size}\n".encode())
+                self.send(f"file {self._wire(name)} {size}\n".encode())
                 self.flush()
                 if size:
                     self.sock.settimeout(self.cfg.io_timeout)
@@ -1245,16 +1261,16 @@ class Session:
                     finally:
                         self.sock.setblocking(False)
         except FileNotFoundError:
-            self.send(f"missing {name} 2\n".encode())
+            self.send(f"missing {self._wire(name)} 2\n".encode())
         except OSError as e:
-            self.send(f"missing {name} {e.errno or 5}\n".encode())
+            self.send(f"missing {self._wire(name)} {e.errno or 5}\n".encode())
 
     def _unusual_output(self, name: str, top: bool) -> None:
         """An output that is neither a regular file nor a directory: missing as an output,
         skipped inside an output directory."""
         if top:
             logger.warning("output %s is not a regular file or a directory", name)
-            self.send(f"missing {name} {errno.EINVAL}\n".encode())
+            self.send(f"missing {self._wire(name)} {errno.EINVAL}\n".encode())
         else:
             logger.info("skipping %s in an output directory: not a regular file or a "
                         "directory", name)
