@@ -73,6 +73,7 @@ class FakeTask:
         self.category = "default"
         self.resource_request = 0
         self.fast_abort_count = 0
+        self.workers_lost_in_a_row = 0
         self.measured = None
         self.tag = tag
         self.result = wq.WORK_QUEUE_RESULT_UNKNOWN

@@ -375,7 +375,7 @@ class ManagerState:
             task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
             self.returned.append(task.id)
             return
-        if 0 < self.lost_workers_limit <= getattr(task, "workers_lost_in_a_row", 0):
+        if 0 < self.lost_workers_limit <= task.workers_lost_in_a_row:
             task.state = ts.transition(task.id, task.state, "fail")
             task.result = WORK_QUEUE_RESULT_FORSAKEN
             self.returned.append(task.id)
@@ -574,7 +574,7 @@ class ManagerState:
             worker.tasks.pop(task.id, None)
             worker.bucket(task).add_box(task.resources_allocated, -1)
             if lost:
-                task.workers_lost_in_a_row = getattr(task, "workers_lost_in_a_row", 0) + 1
+                task.workers_lost_in_a_row += 1
             self.requeue(task, now)
         self.dispatch_pending = True
         return tasks

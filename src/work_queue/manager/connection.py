@@ -1,8 +1,9 @@
 """One accepted TCP connection on the manager port (a worker or a status client).
 
 Reads are non-blocking (the manager's selector says when); control lines are buffered and
-flushed once per loop pass; bulk file data goes out directly with ``sendfile``.  A send that
-cannot complete within the I/O timeout raises ``OSError`` and the worker is dropped.
+flushed once per loop pass; bulk file data goes out with ``sendfile``.  Sends never block:
+what the socket does not take waits in the connection's :class:`~.outbox.Outbox`, and the
+manager drops a worker that does not take it within its transfer deadline.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class WorkerConnection:
     """Socket plus protocol state of one peer."""
 
     def __init__(self, sock: socket.socket, address: str, key: int, now: float,
-                 io_timeout: float, pending: set[WorkerConnection] | None = None,
+                 pending: set[WorkerConnection] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.sock = sock
         #: Bytes and files the socket did not take yet (sending never blocks).
@@ -60,7 +61,6 @@ class WorkerConnection:
         self.last_message = now
         self.last_check = now
         self.spoke_since_check = False
-        self.io_timeout = io_timeout
         self.worker: WorkerRecord | None = None
         #: Replies we wait for, in order: ("results",) or ("get", task, filespec).
         self.expect: deque[tuple[Any, ...]] = deque()
@@ -289,12 +289,10 @@ class StagedDirectory:
 
     def __init__(self, path: str) -> None:
         ensure_parent(path)
-        directory, name = os.path.split(path)
         self.path = path
         self.failed = False
-        self.staging = tempfile.mkdtemp(prefix=f".{short_name(name)}.", suffix=".part",
-                                        dir=directory or ".")
-        os.chmod(self.staging, 0o777 & ~_umask())
+        # 0o777 minus the umask, like any directory the program creates itself
+        self.staging, _ = create_beside(path, ".part", lambda p: os.mkdir(p, 0o777))
 
     def path_for(self, final: str) -> str:
         """Where an item whose final path is ``final`` (the directory or below it) goes now."""
@@ -303,9 +301,7 @@ class StagedDirectory:
     def commit(self) -> None:
         old = None
         if os.path.lexists(self.path):
-            old = tempfile.mkdtemp(prefix=f".{short_name(os.path.basename(self.path))}.",
-                                   suffix=".old",
-                                   dir=os.path.dirname(self.path) or ".")
+            old, _ = create_beside(self.path, ".old", lambda p: os.mkdir(p, 0o700))
             os.replace(self.path, os.path.join(old, "x"))
         os.replace(self.staging, self.path)
         if old is not None:
@@ -324,10 +320,17 @@ def short_name(name: str, limit: int = 100) -> str:
     return os.fsdecode(data[:limit].decode("utf-8", "ignore").encode("utf-8"))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def create_beside(path: str, suffix: str, make: Callable[[str], Any]) -> tuple[str, Any]:
+    """Create something new beside ``path`` under a fresh hidden name (``make(name)`` must
+    fail with FileExistsError when the name is taken); returns the name and what ``make``
+    returned."""
+    directory, name = os.path.split(path)
+    while True:
+        candidate = os.path.join(directory, f".{short_name(name)}.{os.urandom(4).hex()}{suffix}")
+        try:
+            return candidate, make(candidate)
+        except FileExistsError:
+            continue
 
 
 class FileOutput:
@@ -341,16 +344,9 @@ class FileOutput:
         ensure_parent(path)
         if os.path.isdir(path) and not os.path.islink(path):
             raise IsADirectoryError(f"{path} is a directory")
-        directory, name = os.path.split(path)
-        while True:
-            self.partial = os.path.join(directory,
-                                        f".{short_name(name)}.{os.urandom(4).hex()}.part")
-            try:
-                # 0o666 minus the umask, like any file the program creates itself
-                fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                break
-            except FileExistsError:
-                continue
+        # 0o666 minus the umask, like any file the program creates itself
+        self.partial, fd = create_beside(
+            path, ".part", lambda p: os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         self.file = os.fdopen(fd, "wb")
         self.path = path
 

@@ -16,8 +16,6 @@ import socket
 import threading
 from typing import Any
 
-from ..catalog import client
-
 logger = logging.getLogger("work_queue")
 
 _lock = threading.Lock()
@@ -69,7 +67,3 @@ def release(owner: Any) -> None:
             return
         server, _server, _owner = _server, None, None
     server.stop()
-
-
-def port_of_default() -> int:
-    return client.default_catalogs()[0][1]

@@ -829,8 +829,8 @@ class WorkQueue(AbstractionsMixin):
         the password exchange is accepted from it until that succeeds."""
         key = self._next_key
         self._next_key += 1
-        conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._short_timeout,
-                                self._unsent, self._now)
+        conn = WorkerConnection(sock, f"{addr[0]}:{addr[1]}", key, now, self._unsent,
+                                self._now)
         conn.watch_write = self._watch_write
         if self._debug:
             conn.debug = self._debug.write
