@@ -1,7 +1,7 @@
 """Pure tests of the protocol-11 codec: receive buffer, url codec, messages, reader, auth.
 
 No sockets, no files, no clocks.  Byte strings below are copied from the CCTools 7.17.1
-recordings in ``shared/design/protocol-transcripts`` unless they say otherwise.
+recordings (kept in ``tests/data/protocol-transcripts``) unless they say otherwise.
 """
 
 from __future__ import annotations
