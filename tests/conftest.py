@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import work_queue as wq
+from work_queue._testing import FakeClock
 from work_queue.core.manager_state import ManagerState
 
 #: The worker the integration tests start; set WQ_TEST_WORKER to run them against another
@@ -101,24 +102,13 @@ def wait_until(predicate: Callable[[], bool], q: wq.WorkQueue | None = None,
             time.sleep(0.05)
 
 
-class Clock:
-    """A fake clock for the pure core: tests move time by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def advance(self, s: float) -> float:
-        self.now += s
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def state(clock: Clock) -> Iterator[ManagerState]:
+def state(clock: FakeClock) -> Iterator[ManagerState]:
     """A pure ManagerState whose invariants are checked when the test ends."""
     s = ManagerState(clock.now, seed=1)
     yield s

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import os as _os
 
 from .constants import *  # noqa: F403
@@ -27,6 +25,7 @@ from .errors import (
     RemoteProtocolError,
     WorkQueueError,
 )
+from .version import __version__
 
 #: The manager's classes load on first use, so programs that need only part of the package
 #: (the worker, work_queue_status, resource_monitor) start without importing the manager.

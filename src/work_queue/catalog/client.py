@@ -25,9 +25,9 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .. import tls
 from ..errors import AuthenticationError
 from ..protocol import auth
+from ..tls import client_context
 
 DEFAULT_CATALOG_PORT = 9097
 #: Updates at least this long are compressed (0x1A + zlib) when sent over UDP (CCTools).
@@ -316,7 +316,7 @@ def query_manager(host: str, port: int, request: str = "queue", timeout: float =
     try:
         if ssl:
             sock.settimeout(max(0.1, deadline - time.monotonic()))
-            sock = tls.client_context().wrap_socket(sock, server_hostname=host)
+            sock = client_context().wrap_socket(sock, server_hostname=host)
         leftover = b""
         if password is not None:
             leftover = authenticate(sock, password, deadline)

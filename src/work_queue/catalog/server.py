@@ -37,7 +37,7 @@ import urllib.parse
 import zlib
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from . import client, history, jx, page
 
 logger = logging.getLogger(__name__)

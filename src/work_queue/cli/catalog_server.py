@@ -7,8 +7,8 @@ import os
 import signal
 import sys
 
-from .. import __version__
 from ..catalog.server import DEFAULT_PORT, CatalogServer
+from ..version import __version__
 from .common import parse_time, setup_debug
 
 

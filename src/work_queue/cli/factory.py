@@ -9,7 +9,6 @@ import shutil
 import signal
 import sys
 
-from .. import __version__
 from ..factory.batch import BATCH_TYPES, BatchError, batch_queue_class
 from ..factory.config import ConfigError, ConfigWatcher, FactoryConfig
 from ..factory.runner import (
@@ -19,6 +18,7 @@ from ..factory.runner import (
     WorkerOptions,
     default_catalog,
 )
+from ..version import __version__
 from .common import parse_time, setup_debug
 
 PROG = "work_queue_factory"

@@ -11,9 +11,9 @@ import socket
 import sys
 from typing import Any
 
-from .. import __version__
 from ..catalog import client, jx
 from ..errors import AuthenticationError
+from ..version import __version__
 from .common import parse_time, setup_debug
 
 LEFT, RIGHT = "l", "r"

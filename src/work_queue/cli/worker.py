@@ -8,7 +8,7 @@ import shutil
 import signal
 import sys
 
-from .. import __version__
+from ..version import __version__
 from ..worker.coprocess import CoprocessError
 from ..worker.worker import Worker, WorkerConfig
 from .common import parse_size_mb, parse_time, setup_debug

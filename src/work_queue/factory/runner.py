@@ -334,7 +334,7 @@ class Factory:
         """The ``wq_factory`` record CCTools factories send to the catalog."""
         import getpass
 
-        from .. import __version__
+        from ..version import __version__
         c = self.config
         rec: dict[str, Any] = {"type": "wq_factory", "port": _pretend_port()}
         if self.source.using_catalog:

@@ -27,7 +27,17 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .. import constants as C
+from ..constants import (
+    WORK_QUEUE_CACHE,
+    WORK_QUEUE_FILE,
+    WORK_QUEUE_INPUT,
+    WORK_QUEUE_NOCACHE,
+    WORK_QUEUE_OUTPUT,
+    WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
+    WORK_QUEUE_RESULT_RMONITOR_ERROR,
+    WORK_QUEUE_RESULT_SUCCESS,
+    WORK_QUEUE_RESULT_TASK_TIMEOUT,
+)
 from ..core.resources import Resources
 from ..core.rmsummary import RESOURCE_NAMES, ResourceSummary, format_value
 from ..monitor.measure import RM_OVERFLOW, RM_TIME_EXPIRE
@@ -132,16 +142,16 @@ _EXE_SPECS: dict[str, FileSpec] = {}
 def _executable_spec(path: str) -> FileSpec:
     spec = _EXE_SPECS.get(path)
     if spec is None:
-        spec = _EXE_SPECS[path] = make_file_spec(C.WORK_QUEUE_FILE, C.WORK_QUEUE_INPUT, path,
-                                                 REMOTE_NAME, C.WORK_QUEUE_CACHE)
+        spec = _EXE_SPECS[path] = make_file_spec(WORK_QUEUE_FILE, WORK_QUEUE_INPUT, path,
+                                                 REMOTE_NAME, WORK_QUEUE_CACHE)
     return spec
 
 
 def summary_spec(config: MonitorConfig, task: Any) -> FileSpec:
     """The output that brings the summary back (a file, or kept in memory)."""
     path = config.summary_path(task)
-    spec = make_file_spec(C.WORK_QUEUE_FILE, C.WORK_QUEUE_OUTPUT, path or SUMMARY_NAME,
-                          SUMMARY_NAME, C.WORK_QUEUE_NOCACHE)
+    spec = make_file_spec(WORK_QUEUE_FILE, WORK_QUEUE_OUTPUT, path or SUMMARY_NAME,
+                          SUMMARY_NAME, WORK_QUEUE_NOCACHE)
     spec.memory = path is None
     return spec
 
@@ -188,8 +198,8 @@ def apply_summary(task: Any, text: str | None, config: MonitorConfig) -> None:
     if summary is None:
         task.measured = None
         task.resources_measured = ResourceSummary()
-        if task.result == C.WORK_QUEUE_RESULT_SUCCESS:
-            task.result = C.WORK_QUEUE_RESULT_RMONITOR_ERROR
+        if task.result == WORK_QUEUE_RESULT_SUCCESS:
+            task.result = WORK_QUEUE_RESULT_RMONITOR_ERROR
         return
     task.return_status = summary.exit_status
     if summary.cores > 0:
@@ -199,11 +209,11 @@ def apply_summary(task: Any, text: str | None, config: MonitorConfig) -> None:
     task.measured = summary
     task.resources_measured = summary
     task.limits_exceeded = summary.limits_exceeded
-    if task.result == C.WORK_QUEUE_RESULT_SUCCESS:
+    if task.result == WORK_QUEUE_RESULT_SUCCESS:
         if monitor_code == RM_OVERFLOW:
-            task.result = C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
+            task.result = WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
         elif monitor_code == RM_TIME_EXPIRE:
-            task.result = C.WORK_QUEUE_RESULT_TASK_TIMEOUT
+            task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
     if config.summaries is not None:
         config.summaries.write(text.rstrip("\n") + "\n\n")  # type: ignore[union-attr]
         config.summaries.flush()

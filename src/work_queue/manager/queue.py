@@ -29,8 +29,27 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .. import constants as C
-from .. import tls
+from ..constants import (
+    TASK_STATE_STRINGS,
+    WORK_QUEUE_CACHE,
+    WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL,
+    WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT,
+    WORK_QUEUE_DEFAULT_PORT,
+    WORK_QUEUE_FAILURE_ONLY,
+    WORK_QUEUE_FILE,
+    WORK_QUEUE_INPUT,
+    WORK_QUEUE_PROTOCOL_VERSION,
+    WORK_QUEUE_RESULT_FORSAKEN,
+    WORK_QUEUE_RESULT_INPUT_MISSING,
+    WORK_QUEUE_RESULT_OUTPUT_MISSING,
+    WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR,
+    WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
+    WORK_QUEUE_RESULT_SUCCESS,
+    WORK_QUEUE_RESULT_TASK_TIMEOUT,
+    WORK_QUEUE_RESULT_UNKNOWN,
+    WORK_QUEUE_SUCCESS_ONLY,
+    WORK_QUEUE_WAITFORTASK,
+)
 from ..core import task_state as ts
 from ..core.categories import MODES
 from ..core.manager_state import Dispatch, ManagerState
@@ -43,6 +62,7 @@ from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
 from ..protocol.urlcodec import url_decode
+from ..tls import server_context
 from . import at_exit, catalog, logs, monitoring, status
 from .abstractions import AbstractionsMixin
 from .connection import (
@@ -68,8 +88,8 @@ TUNE_DEFAULTS: dict[str, float] = {
     "default-transfer-rate": 1 << 20,
     "transfer-outlier-factor": 10,
     "fast-abort-multiplier": -1,
-    "keepalive-interval": C.WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL,
-    "keepalive-timeout": C.WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT,
+    "keepalive-interval": WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL,
+    "keepalive-timeout": WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT,
     "short-timeout": 5,
     "long-timeout": 3600,
     "category-steady-n-tasks": 25,
@@ -91,7 +111,7 @@ TUNE_ALIASES = {
 }
 
 #: Worker-side task statuses (``result`` line, first field) and what they become.
-_WORKER_STATUS_FORSAKEN = C.WORK_QUEUE_RESULT_FORSAKEN
+_WORKER_STATUS_FORSAKEN = WORK_QUEUE_RESULT_FORSAKEN
 
 
 #: Seconds a loop pass may spend reading ready connections before it answers them and polls
@@ -175,12 +195,12 @@ class WorkQueue(AbstractionsMixin):
             ``(key_file, cert_file)`` pair; workers then need ``--ssl``.
     """
 
-    def __init__(self, port: int | Sequence[int] = C.WORK_QUEUE_DEFAULT_PORT,
+    def __init__(self, port: int | Sequence[int] = WORK_QUEUE_DEFAULT_PORT,
                  name: str | None = None, shutdown: bool = False,
                  stats_log: str | None = None, transactions_log: str | None = None,
                  debug_log: str | None = None, ssl: Any = None,
                  status_display_interval: float | None = None) -> None:
-        self._tls = tls.server_context(ssl)
+        self._tls = server_context(ssl)
         self._now = time.time
         now = self._now()
         self._state = ManagerState(now)
@@ -189,8 +209,8 @@ class WorkQueue(AbstractionsMixin):
         self._password: bytes | None = None
         self._tune = dict(TUNE_DEFAULTS)
         self._priority = 0
-        self._keepalive_interval = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL)
-        self._keepalive_timeout = float(C.WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT)
+        self._keepalive_interval = float(WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL)
+        self._keepalive_timeout = float(WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT)
         self._short_timeout = 5.0
         self._debug = logs.DebugLog(debug_log) if debug_log else logs.shared_debug_log()
         self._txn = logs.TransactionLog(transactions_log, self._state) if transactions_log \
@@ -522,7 +542,7 @@ class WorkQueue(AbstractionsMixin):
             raise TypeError(f"submit() takes a Task, not {type(task).__name__}")
         if task.state in ts.LIVE_STATES:
             raise ValueError(f"task {task.id} is already submitted (state "
-                             f"{C.TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
+                             f"{TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
         if task.state != ts.UNKNOWN:
             self._state.settle()  # its statistics are counted before they are reset
             task._reset_results()
@@ -536,11 +556,11 @@ class WorkQueue(AbstractionsMixin):
             self._txn.task_waiting(task, now)
         return task_id
 
-    def wait(self, timeout: float = C.WORK_QUEUE_WAITFORTASK) -> Task | None:
+    def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """Wait up to ``timeout`` seconds (-1 = forever) for a task to finish, and return it."""
         return self._wait(timeout, None)
 
-    def wait_for_tag(self, tag: str, timeout: float = C.WORK_QUEUE_WAITFORTASK) -> Task | None:
+    def wait_for_tag(self, tag: str, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """Like ``wait``, but only return a task whose tag is ``tag``."""
         return self._wait(timeout, tag)
 
@@ -667,8 +687,8 @@ class WorkQueue(AbstractionsMixin):
         """
         from .files import make_file_spec
 
-        probe = make_file_spec(C.WORK_QUEUE_FILE, C.WORK_QUEUE_INPUT, local_name,
-                               os.path.basename(local_name) or "x", C.WORK_QUEUE_CACHE)
+        probe = make_file_spec(WORK_QUEUE_FILE, WORK_QUEUE_INPUT, local_name,
+                               os.path.basename(local_name) or "x", WORK_QUEUE_CACHE)
         for w in self._state.workers.values():
             if w.cached.pop(probe.cachename, None) is not None:
                 conn = self._conns.get(w.key)
@@ -1058,7 +1078,7 @@ class WorkQueue(AbstractionsMixin):
             logger.warning("task %d: %s", task.id, e)
             task._output = f"work_queue: {e}\n".encode()
             task.return_status = -1
-            self._state.fail(task, C.WORK_QUEUE_RESULT_INPUT_MISSING, now)
+            self._state.fail(task, WORK_QUEUE_RESULT_INPUT_MISSING, now)
             self._unlink_inputs(conn, task, worker)
             return
         except OSError as e:
@@ -1265,9 +1285,9 @@ class WorkQueue(AbstractionsMixin):
     def _on_hello(self, conn: WorkerConnection, msg: m.Hello, now: float) -> None:
         if conn.worker is not None:
             raise RemoteProtocolError("second handshake on one connection")
-        if msg.protocol != C.WORK_QUEUE_PROTOCOL_VERSION:
+        if msg.protocol != WORK_QUEUE_PROTOCOL_VERSION:
             raise RemoteProtocolError(f"worker speaks protocol {msg.protocol}, "
-                                      f"we speak {C.WORK_QUEUE_PROTOCOL_VERSION}")
+                                      f"we speak {WORK_QUEUE_PROTOCOL_VERSION}")
         w = WorkerRecord(conn.key, hostname=msg.hostname, address=conn.address, os=msg.os,
                          arch=msg.arch, version=msg.version)
         conn.worker = w
@@ -1358,26 +1378,26 @@ class WorkQueue(AbstractionsMixin):
             self._state.requeue(task, now)
             return
         task.result = msg.status
-        if task._monitor_mode is not None and msg.status == C.WORK_QUEUE_RESULT_SUCCESS:
+        if task._monitor_mode is not None and msg.status == WORK_QUEUE_RESULT_SUCCESS:
             # CCTools get_result: the monitor's exit code becomes the result before any output
             # is fetched, so the files a task killed for its limits never wrote do not turn it
             # into OUTPUT_MISSING.
             if msg.exit_code == monitoring.RM_OVERFLOW:
-                task.result = C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
+                task.result = WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
             elif msg.exit_code == monitoring.RM_TIME_EXPIRE:
-                task.result = C.WORK_QUEUE_RESULT_TASK_TIMEOUT
+                task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
         self._state.result_arrived(task)
         if self._txn:
             self._txn.task_event(task, "WAITING_RETRIEVAL", now, conn.address + " ")
         task.receive_output_start = _usec(now)
         task._pending_gets = 0
-        success = msg.status == C.WORK_QUEUE_RESULT_SUCCESS and msg.exit_code == 0
+        success = msg.status == WORK_QUEUE_RESULT_SUCCESS and msg.exit_code == 0
         for spec in task.files:
             if spec.is_input:
                 continue
-            if spec.flags & C.WORK_QUEUE_FAILURE_ONLY and success:
+            if spec.flags & WORK_QUEUE_FAILURE_ONLY and success:
                 continue
-            if spec.flags & C.WORK_QUEUE_SUCCESS_ONLY and not success:
+            if spec.flags & WORK_QUEUE_SUCCESS_ONLY and not success:
                 continue
             conn.write(m.Get(spec.cachename).encode())
             conn.expect.append(("get", task, spec))
@@ -1435,7 +1455,7 @@ class WorkQueue(AbstractionsMixin):
         except OSError as e:
             logger.warning("cannot put output directory %s in place: %s", staging.path, e)
             staging.abort()
-            self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+            self._set_result(task, WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
 
     def _current_get(self, conn: WorkerConnection) -> tuple[Task, Any]:
         if not conn.expect or conn.expect[0][0] != "get":
@@ -1450,7 +1470,7 @@ class WorkQueue(AbstractionsMixin):
         base = "" if spec.memory else spec.local_path(w.os, w.arch)  # type: ignore[union-attr]
         if isinstance(msg, m.MissingItem):
             if live:
-                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_MISSING)
+                self._set_result(task, WORK_QUEUE_RESULT_OUTPUT_MISSING)
             return
         name = msg.name  # type: ignore[attr-defined]
         if extensions.ENCODED_NAMES in w.features:  # type: ignore[union-attr]
@@ -1469,7 +1489,7 @@ class WorkQueue(AbstractionsMixin):
                     raise RemoteProtocolError(f"worker sent {msg.name!r} before its directory")
             except OSError as e:
                 logger.warning("cannot create output directory %s: %s", path, e)
-                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+                self._set_result(task, WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
                 if staging is not None:
                     staging.failed = True
             return
@@ -1484,7 +1504,7 @@ class WorkQueue(AbstractionsMixin):
                 conn.sink = FileOutput(path)
             except OSError as e:
                 logger.warning("cannot write output %s: %s", path, e)
-                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+                self._set_result(task, WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
         task.total_bytes_received += msg.length  # type: ignore[attr-defined]
         if self._txn:
             self._txn.output_bytes(task, msg.length)  # type: ignore[attr-defined]
@@ -1504,7 +1524,7 @@ class WorkQueue(AbstractionsMixin):
                     conn.staging.failed = True
                 logger.warning("writing output failed: %s", e)
                 self._debug_msg(f"writing an output of task {task.id} failed: {e}")
-                self._set_result(task, C.WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
+                self._set_result(task, WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
                 sink.abort()
                 conn.sink = None
 
@@ -1512,7 +1532,7 @@ class WorkQueue(AbstractionsMixin):
     def _set_result(task: Task, result: int) -> None:
         """CCTools ``update_task_result``: serious results (>= 8) win over missing files."""
         current = task.result
-        if result >= 8 or not (current >= 8 and current != C.WORK_QUEUE_RESULT_UNKNOWN):
+        if result >= 8 or not (current >= 8 and current != WORK_QUEUE_RESULT_UNKNOWN):
             task.result = result
 
     def _task_retrieved(self, conn: WorkerConnection, task: Task, now: float) -> None:
@@ -1528,7 +1548,7 @@ class WorkQueue(AbstractionsMixin):
             else:
                 text = monitoring.read_summary(self._monitor, task, task._monitor_files[-1])
             monitoring.apply_summary(task, text, self._monitor)
-            if task.result == C.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
+            if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
                 self._debug_msg(f"task {task.id} exhausted resources on {w.hostname}: "
                                 f"{task.limits_exceeded}")
         self._state.retrieved(task, now)

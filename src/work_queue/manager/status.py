@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from .. import __version__
 from ..constants import TASK_STATE_STRINGS, WORK_QUEUE_PROTOCOL_VERSION
 from ..core import task_state as ts
 from ..core.categories import ALLOCATION_FIRST, ALLOCATION_MAX
@@ -16,6 +15,7 @@ from ..core.resources import WorkerResources, allocation_box
 from ..core.rmsummary import format_value
 from ..core.stats import category_snapshot
 from ..errors import AuthenticationError
+from ..version import __version__
 
 HTTP_ALIASES = {"queue": "queue_status", "tasks": "task_status", "workers": "worker_status",
                 "categories": "wable_status", "resources": "resources_status"}

@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__, tls
 from ..constants import (
     WORK_QUEUE_PROTOCOL_VERSION,
     WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
@@ -52,6 +51,8 @@ from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from ..protocol.urlcodec import url_encode
+from ..tls import client_context
+from ..version import __version__
 from . import probe
 from .cache import Cache, LazyObject
 from .coprocess import CoprocessPool
@@ -230,7 +231,7 @@ class Worker:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if use_ssl:
             try:
-                sock = tls.client_context().wrap_socket(sock, server_hostname=self.config.host)
+                sock = client_context().wrap_socket(sock, server_hostname=self.config.host)
             except (OSError, ValueError) as e:
                 logger.warning("TLS handshake with %s failed: %s", self.config.host, e)
                 sock.close()
