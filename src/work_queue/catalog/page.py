@@ -14,6 +14,8 @@ import json
 import urllib.parse
 from typing import Any
 
+from .records import record_key  # the key the server files managers under
+
 OVERVIEW_FIELDS = ("project", "name", "port", "owner", "version", "tasks_waiting",
                    "tasks_running", "tasks_complete", "workers", "lastheardfrom", "starttime",
                    "ssl", "type")
@@ -89,8 +91,6 @@ def manager_link(key: str) -> str:
 
 def overview_html(server: str, records: list[dict], snapshot_time: int = 0) -> str:
     """The page at ``/``: one row per manager, refreshed every few seconds."""
-    from .server import record_key  # the key the links use
-
     rows = []
     for r in records:
         if r.get("type") not in ("wq_master", "wq_manager"):
