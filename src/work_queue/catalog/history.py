@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 logger = logging.getLogger(__name__)
@@ -106,18 +107,54 @@ def write_checkpoint(path: str, table: dict[str, dict]) -> None:
     os.replace(tmp, path)
 
 
+def _read_checkpoint(path: str) -> dict[str, dict]:
+    """The table a day's checkpoint holds; empty when it is missing or unreadable, because a
+    history query should still answer from the day's log alone."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _created(table: dict[str, dict], rest: str) -> None:
+    key, _, text = rest.partition(" ")
+    value = json.loads(text)
+    if isinstance(value, dict):
+        table[key] = value
+
+
+def _merged(table: dict[str, dict], rest: str) -> None:
+    key, _, text = rest.partition(" ")
+    value = json.loads(text)
+    if isinstance(value, dict):
+        table.setdefault(key, {}).update(value)
+
+
+def _removed(table: dict[str, dict], rest: str) -> None:
+    key, _, name = rest.partition(" ")
+    table.get(key, {}).pop(name, None)
+
+
+def _deleted(table: dict[str, dict], rest: str) -> None:
+    table.pop(rest.strip(), None)
+
+
+#: How each kind of record event changes the table (the time events ``T``/``t`` are handled
+#: by ``snapshot`` itself, since they decide where the replay stops).
+_EVENTS: dict[str, Callable[[dict[str, dict], str], None]] = {
+    "C": _created, "M": _merged, "R": _removed, "D": _deleted,
+}
+
+
 def snapshot(directory: str, when: float) -> dict[str, dict]:
     """The table as it was at ``when`` (epoch seconds): that day's checkpoint, then its log
     replayed up to ``when``.  Corrupt lines are skipped."""
     log, ckpt = _day_paths(directory, when)
-    table: dict[str, dict] = {}
-    try:
-        with open(ckpt, encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict):
-            table = {k: v for k, v in data.items() if isinstance(v, dict)}
-    except (OSError, ValueError):
-        pass
+    table = _read_checkpoint(ckpt)
     try:
         f = open(log, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError:
@@ -127,29 +164,14 @@ def snapshot(directory: str, when: float) -> dict[str, dict]:
         for line in f:
             kind, _, rest = line.rstrip("\n").partition(" ")
             try:
-                if kind == "T":
-                    current = int(rest)
-                elif kind == "t":
-                    current += int(rest)
                 if kind in ("T", "t"):
+                    current = int(rest) if kind == "T" else current + int(rest)
                     if current > when:
                         break
                     continue
-                if kind == "C":
-                    key, _, text = rest.partition(" ")
-                    value = json.loads(text)
-                    if isinstance(value, dict):
-                        table[key] = value
-                elif kind == "M":
-                    key, _, text = rest.partition(" ")
-                    value = json.loads(text)
-                    if isinstance(value, dict):
-                        table.setdefault(key, {}).update(value)
-                elif kind == "R":
-                    key, _, name = rest.partition(" ")
-                    table.get(key, {}).pop(name, None)
-                elif kind == "D":
-                    table.pop(rest.strip(), None)
+                event = _EVENTS.get(kind)
+                if event is not None:
+                    event(table, rest)
             except ValueError:
                 logger.debug("corrupt history line in %s: %r", log, line[:200])
     return table
