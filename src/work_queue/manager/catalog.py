@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
 import time
 from typing import Any
 
 from ..catalog import client
-from . import local_catalog
+from . import local_catalog, snapshot
+from .interfaces import network_interfaces  # noqa: F401  (re-exported for callers)
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +43,6 @@ def update_interval() -> float:
         return max(0.1, float(text)) if text.strip() else UPDATE_INTERVAL
     except ValueError:
         return UPDATE_INTERVAL
-
-
-def network_interfaces() -> list[dict[str, str]]:
-    """This host's IPv4 addresses except loopback (CCTools ``interfaces_of_host``)."""
-    out: list[dict[str, str]] = []
-    try:
-        import psutil
-
-        for name, addrs in psutil.net_if_addrs().items():
-            if name.startswith("lo"):
-                continue
-            for a in addrs:
-                if a.family == socket.AF_INET and a.address:
-                    out.append({"interface": name, "address": a.address, "family": "AF_INET"})
-    except (ImportError, OSError):
-        pass
-    return out
 
 
 def lean_record(full: dict[str, Any]) -> dict[str, Any]:
@@ -95,10 +78,8 @@ class Advertiser:
         if self._thread is not None and self._thread.is_alive() and not force:
             return False  # the previous update is still on its way
         self.last = now
-        from . import status
-
         try:
-            record = status.queue_record(q, now)
+            record = snapshot.queue_record(q, now)
         except Exception as e:  # a status bug must not break the application
             logger.warning("could not build the catalog record: %s", e)
             return False
