@@ -28,13 +28,35 @@ import cctools_driver as cct
 
 import work_queue as wq
 from work_queue.protocol import messages as m
-from work_queue.protocol.reader import NEED_DATA, Chunk, manager_stream_reader
+from work_queue.protocol.reader import NEED_DATA, manager_stream_reader
 
 HANDSHAKE = (b"workqueue 11 sim Linux x86_64 7.17.1\ninfo worker-id worker-%032d\nalive\n"
              b"resource workers 1 1 1\nresource disk 1000 1000 1000\n"
              b"resource memory 1000 1000 1000\nresource gpus 0 0 0\nresource cores 1 1 1\n"
              b"resource tag 0\ninfo end_of_resource_update 0\ninfo tasks_running 0\n"
              b"info worker-end-time 0\n")
+
+
+def _answers(st: dict) -> list[bytes] | None:
+    """What one simulated worker says to what its manager sent; None: it was told to go."""
+    out = []
+    reader = st["reader"]
+    while (ev := reader.next_event()) is not NEED_DATA:
+        if isinstance(ev, m.TaskStart):
+            st["task"] = ev.task_id
+        elif isinstance(ev, m.End) and st["task"] is not None:
+            st["done"].append(st["task"])
+            st["task"] = None
+            out.append(b"available_results\n")
+        elif isinstance(ev, m.SendResults):
+            out += [b"result 0 0 0 100 %d\n" % t for t in st["done"]]
+            out.append(b"end\n")
+            st["done"].clear()
+        elif isinstance(ev, m.Check):
+            out.append(b"alive\ninfo tasks_running 0\n")
+        elif isinstance(ev, m.Release | m.Exit):
+            return None
+    return out
 
 
 def simulate(port: int, n: int, ready: multiprocessing.Event) -> None:  # type: ignore
@@ -60,29 +82,12 @@ def simulate(port: int, n: int, ready: multiprocessing.Event) -> None:  # type: 
                 sel.unregister(s)
                 s.close()
                 continue
-            reader = st["reader"]
-            reader.feed(data)
-            out = []
-            while (ev := reader.next_event()) is not NEED_DATA:
-                if isinstance(ev, Chunk):
-                    continue
-                if isinstance(ev, m.TaskStart):
-                    st["task"] = ev.task_id
-                elif isinstance(ev, m.End) and st["task"] is not None:
-                    st["done"].append(st["task"])
-                    st["task"] = None
-                    out.append(b"available_results\n")
-                elif isinstance(ev, m.SendResults):
-                    out += [b"result 0 0 0 100 %d\n" % t for t in st["done"]]
-                    out.append(b"end\n")
-                    st["done"].clear()
-                elif isinstance(ev, m.Check):
-                    out.append(b"alive\ninfo tasks_running 0\n")
-                elif isinstance(ev, m.Release | m.Exit):
-                    sel.unregister(s)
-                    s.close()
-                    out = []
-                    break
+            st["reader"].feed(data)
+            out = _answers(st)
+            if out is None:
+                sel.unregister(s)
+                s.close()
+                continue
             if out:
                 try:
                     s.setblocking(True)
