@@ -36,15 +36,13 @@ from typing import Any
 
 from ..constants import (
     WORK_QUEUE_PROTOCOL_VERSION,
-    WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
-    WORK_QUEUE_RESULT_FORSAKEN,
     WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_RESULT_SIGNAL,
     WORK_QUEUE_RESULT_SUCCESS,
-    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
-    WORK_QUEUE_RESULT_TASK_TIMEOUT,
     WORK_QUEUE_WATCH,
 )
+from ..core import worker_state as ws
+from ..core.worker_state import WorkerLimits, WorkerState
 from ..errors import AuthenticationError, RemoteProtocolError
 from ..events import ReadWatcher, read_ready
 from ..protocol import auth, extensions
@@ -92,8 +90,9 @@ SPARE_SANDBOXES = 4
 #: Seconds between looks for ended processes that outlived their tasks, while there are any.
 ESCAPEE_POLL = 0.1
 
-# How a session ended
-RELEASED, EXITED, IDLED_OUT, LOST, WALL_TIME = "released", "exit", "idle", "lost", "wall_time"
+# How a session ended (the core decides IDLED_OUT and WALL_TIME)
+RELEASED, EXITED, LOST = "released", "exit", "lost"
+IDLED_OUT, WALL_TIME = ws.IDLED_OUT, ws.WALL_TIME
 
 
 @dataclass
@@ -251,24 +250,25 @@ class Session:
         buf = bytearray(1 << 20)
         self._recv_buffer = (buf, memoryview(buf))
         self.cache = Cache(os.path.join(worker.workspace, "cache"))
+        #: the tasks the worker holds (what the core decides about them is in ``core``)
         self.tasks: dict[int, TaskRun] = {}
-        self.waiting: list[int] = []
+        pool = worker.coprocesses
+        self.core = WorkerState(
+            WorkerLimits(worker.cores, worker.memory, worker.disk, worker.gpus,
+                         self.cfg.idle_timeout, worker.end_time,
+                         pool.feature if pool is not None else "",
+                         len(pool.instances) if pool is not None else 0),
+            time.time())
         self.pending_task: TaskSpec | None = None
         self.dir_stack: list[str] = []
         self.sink: object | None = None
         self.sink_path = ""
         self.debug = logger.isEnabledFor(logging.DEBUG)
-        self.results_announced = False
-        #: The manager confirmed extensions.PUSH_RESULTS.
-        self.push_results = False
         #: The manager confirmed extensions.ENCODED_NAMES: names in replies are url-encoded.
         self.encoded_names = False
-        self.last_activity = time.time()
         self.last_watch = 0.0
         self.watcher = ReadWatcher()
         self.outcome: str | None = None
-        #: Resources of the started tasks, in use until they end.
-        self.used_cores = self.used_memory = self.used_disk = self.used_gpus = 0.0
         #: Directories that could not be removed at once (something still wrote into them),
         #: tried again when the worker has a moment.  No task ever uses them again.
         self.trash: list[str] = []
@@ -283,8 +283,8 @@ class Session:
         #: Empty sandboxes for the next tasks: kept from earlier tasks that left no process
         #: behind (see ``_clean_finished``), or made ahead of time.
         self.free_sandboxes: list[str] = []
-        #: Tasks started as soon as their block was read, since the loop last looked.
-        self.started_early = 0
+        #: Tasks started since the loop last looked.
+        self.started = 0
         #: Sandboxes ``s.<n>`` made so far (the next name).
         self.sandboxes_made = 0
         self.idle_interpreters: list[WarmInterpreter] = []
@@ -368,7 +368,7 @@ class Session:
         lines.append(m.Alive().encode())
         lines += self._resource_lines()
         lines += [m.Info("end_of_resource_update", "0").encode(),
-                  m.Info("tasks_running", str(self._running_count())).encode(),
+                  m.Info("tasks_running", str(self.core.running_count())).encode(),
                   m.Info("worker-end-time", str(int(w.end_time))).encode()]
         self.send(b"".join(lines))
 
@@ -417,8 +417,11 @@ class Session:
                     self._task_exited(data)
             now = time.time()
             self._check_tasks(now)
-            started = self._start_waiting(now) + self.started_early
-            self.started_early = 0
+            self._do(self.core.handle(ws.Tick(self.reader.in_payload), now), now)
+            if self.outcome is not None:
+                return
+            started = self.started
+            self.started = 0
             # Results and started tasks first; cleaning up after finished tasks can wait.
             self.flush()
             if started or not events or len(self.finished) > 16:
@@ -426,19 +429,30 @@ class Session:
                 # scheduled on this CPU and would wait for this work before it can answer.
                 # While a new task starts up, or when nothing happens, it is off everyone's path.
                 self._housekeeping(now)
-            if self.tasks or self.reader.in_payload:
-                self.last_activity = now
-            elif now - self.last_activity > self.cfg.idle_timeout:
-                self.send(m.Info("idle-disconnecting", str(int(self.cfg.idle_timeout))).encode())
-                self.flush()
-                self.outcome = IDLED_OUT
-                return
-            if self.w.end_time and now >= self.w.end_time:
-                self.send(m.Info("wall_time_exhausted", "0").encode())
-                self.flush()
-                self.outcome = WALL_TIME
-                return
             self.flush()
+
+    def _do(self, instructions: list[ws.Instruction], now: float) -> None:
+        """Carry out what the core decided, in order."""
+        for ins in instructions:
+            kind = type(ins)
+            if kind is ws.StartTask:
+                self._start(self.tasks[ins.task_id], now)  # type: ignore[union-attr]
+            elif kind is ws.SendResult:
+                self._send_result(ins)  # type: ignore[arg-type]
+            elif kind is ws.SendMessage:
+                self.send(ins.message.encode())  # type: ignore[union-attr]
+            elif kind is ws.DropTask:
+                self._drop(ins.task_id)  # type: ignore[union-attr]
+            elif kind is ws.KillTask:
+                run = self.tasks[ins.task_id]  # type: ignore[union-attr]
+                run.forced_status = ins.forced_status  # type: ignore[union-attr]
+                kill_process(run)
+            elif kind is ws.SendUpdates:
+                self._send_updates(self.tasks[ins.task_id])  # type: ignore[union-attr]
+            elif kind is ws.EndSession:
+                self.send(ins.message.encode())  # type: ignore[union-attr]
+                self.flush()
+                self.outcome = ins.outcome  # type: ignore[union-attr]
 
     def _housekeeping(self, now: float) -> None:
         """Tidy up after finished tasks and prepare for the next ones."""
@@ -447,7 +461,7 @@ class Session:
         self._make_spare_sandboxes()
         if len(self.escapees) < len(self.w.escapes.seen):
             self._scan_escapees()  # reaps those that ended
-        if self.trash and (len(self.trash) > 256 or not self.waiting):
+        if self.trash and (len(self.trash) > 256 or not self.core.waiting):
             self._empty_trash(now)
 
     def _end_exited(self) -> None:
@@ -592,23 +606,15 @@ class Session:
                 break
 
     def _next_timeout(self, now: float) -> float:
-        timeout = 5.0
+        timeout = self.core.timeout(now)
         for run in self.tasks.values():
             if run.running:
                 if run.pidfd < 0:
                     timeout = min(timeout, 0.01)
-                if run.spec.wall_time > 0:
-                    timeout = min(timeout, run.start + run.spec.wall_time - now)
-                if run.spec.end_time > 0:
-                    timeout = min(timeout, run.spec.end_time - now)
                 if run.watched:
                     timeout = min(timeout, self.cfg.watch_interval)
                 if run.monitor is not None:
                     timeout = min(timeout, run.monitor.next_time() - now)
-        if not self.tasks:
-            timeout = min(timeout, self.last_activity + self.cfg.idle_timeout - now + 0.01)
-        if self.w.end_time:
-            timeout = min(timeout, self.w.end_time - now)
         return max(0.0, timeout)
 
     def _receive(self) -> None:
@@ -621,7 +627,7 @@ class Session:
         if not data:
             self.outcome = LOST
             return
-        self.last_activity = time.time()
+        self.core.handle(ws.ManagerSpoke(), time.time())
         self.reader.feed(data)  # type: ignore[arg-type]
         while self.outcome is None:
             ev = self.reader.next_event()
@@ -671,20 +677,19 @@ class Session:
         elif isinstance(msg, m.Unlink):
             self.cache.remove(msg.name)
         elif isinstance(msg, m.Kill):
-            self._kill(msg.task_id)
+            self._do(self.core.handle(ws.KillRequested(msg.task_id), time.time()), time.time())
         elif isinstance(msg, m.SendResults):
-            self._send_results()
+            self._do(self.core.handle(ws.ResultsRequested(), time.time()), time.time())
         elif isinstance(msg, m.Check):
             self.send(m.Alive().encode()
-                      + m.Info("tasks_running", str(self._running_count())).encode())
+                      + m.Info("tasks_running", str(self.core.running_count())).encode())
         elif isinstance(msg, m.Release):
             self.outcome = RELEASED
         elif isinstance(msg, m.Exit):
             self.outcome = EXITED
         elif isinstance(msg, m.Feature):
-            if msg.name == extensions.PUSH_RESULTS:
-                self.push_results = True
-            elif msg.name == extensions.ENCODED_NAMES:
+            self.core.handle(ws.ExtensionConfirmed(msg.name), time.time())
+            if msg.name == extensions.ENCODED_NAMES:
                 self.encoded_names = True
         elif isinstance(msg, m.InvalidateFile | m.Tlq | m.Alive):
             pass
@@ -698,11 +703,16 @@ class Session:
         if self.debug:
             logger.debug("rx: %s", spec)
         self.w.last_task_id = max(self.w.last_task_id, spec.task_id)
-        self._accept_task(spec)
-        if len(self.waiting) == 1:
-            # Nothing else waits: start it now, before reading what came after its block
-            # (the cleanup of the previous task, say), which can be done while it starts up.
-            self.started_early += self._start_waiting(time.time())
+        run = self.tasks[spec.task_id] = TaskRun(spec)
+        now = time.time()
+        instructions = self.core.handle(ws.TaskReceived(spec), now)
+        rec = self.core.tasks[spec.task_id]
+        run.cores, run.memory, run.disk, run.gpus = rec.cores, rec.memory, rec.disk, rec.gpus
+        if rec.state == ws.FINISHED:  # refused (FORSAKEN) at once
+            run.done = True
+        # A task that fits starts now, before what came after its block is read (the cleanup
+        # of the previous task, say), which can be done while it starts up.
+        self._do(instructions, now)
 
     def _dir_line(self, msg: m.Message) -> None:
         top = self.dir_stack[-1]
@@ -741,63 +751,15 @@ class Session:
 
     # -- tasks ------------------------------------------------------------------------------------
 
-    def _accept_task(self, spec: TaskSpec) -> None:
-        run = TaskRun(spec)
-        w = self.w
-        if spec.cores < 0 and spec.memory < 0 and spec.disk < 0 and spec.gpus < 0:
-            run.cores, run.memory, run.disk, run.gpus = w.cores, w.memory, w.disk, w.gpus
-        else:
-            run.cores, run.memory = max(spec.cores, 0), max(spec.memory, 0)
-            run.disk, run.gpus = max(spec.disk, 0), max(spec.gpus, 0)
-        self.tasks[spec.task_id] = run
-        if run.cores > w.cores or run.memory > w.memory or run.disk > w.disk \
-                or run.gpus > w.gpus:
-            self._finish_without_running(run, WORK_QUEUE_RESULT_FORSAKEN, 0)
-            return
-        self.waiting.append(spec.task_id)
-
-    def _account(self, run: TaskRun, sign: int) -> None:
-        """Add (+1) or remove (-1) a started task's resources from what is in use."""
-        self.used_cores += sign * run.cores
-        self.used_memory += sign * run.memory
-        self.used_disk += sign * run.disk
-        self.used_gpus += sign * run.gpus
-
-    def _fits(self, run: TaskRun) -> bool:
-        w = self.w
-        return (self.used_cores + run.cores <= w.cores
-                and self.used_memory + run.memory <= w.memory
-                and self.used_disk + run.disk <= w.disk and self.used_gpus + run.gpus <= w.gpus)
-
-    def _start_waiting(self, now: float) -> int:
-        """Start the waiting tasks that fit; returns how many started."""
-        if not self.waiting:
-            return 0
-        started = 0
-        still: list[int] = []
-        for task_id in self.waiting:
-            run = self.tasks.get(task_id)
-            if run is None:
-                continue
-            if not self._fits(run):
-                still.append(task_id)
-                continue
-            if run.spec.coprocess.startswith("wq_worker_coprocess:"):
-                pool = self.w.coprocesses
-                if pool is None or pool.feature != run.spec.coprocess:
-                    self._finish_without_running(run, WORK_QUEUE_RESULT_FORSAKEN, 0)
-                    continue
-                run.coprocess = pool.acquire(task_id)
-                if run.coprocess is None:
-                    still.append(task_id)
-                    continue
-            self._start(run, now)
-            started += 1
-        self.waiting = still
-        return started
-
     def _start(self, run: TaskRun, now: float) -> None:
         spec = run.spec
+        if spec.coprocess.startswith(ws.COPROCESS_PREFIX):
+            assert self.w.coprocesses is not None  # the core starts no such task otherwise
+            run.coprocess = self.w.coprocesses.acquire(spec.task_id)
+            if run.coprocess is None:
+                self._do(self.core.handle(ws.TaskDeferred(spec.task_id), now), now)
+                return
+        self.started += 1
         if self.finished:
             self._free_space()
         run.sandbox = self._make_sandbox(spec)
@@ -822,10 +784,9 @@ class Session:
                 self.cache.place(cachename, os.path.join(run.sandbox, remote))
             except (OSError, ValueError) as e:
                 logger.warning("task %d: input %s missing: %s", spec.task_id, remote, e)
-                self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
+                self._not_started(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1, now)
                 return
         env = self._task_env(spec, run)
-        self._account(run, +1)
         if run.coprocess is not None:
             self._start_coprocess_call(run, now)
         elif not (warm and self._start_warm(run, env, now)):
@@ -841,8 +802,7 @@ class Session:
                     os.write(run.output_fd, f"work_queue_worker: cannot start the task: {e}\n"
                              .encode())
                 run.start = run.finish = now
-                self._account(run, -1)
-                self._finish_without_running(run, WORK_QUEUE_RESULT_SUCCESS, 127)
+                self._not_started(run, WORK_QUEUE_RESULT_SUCCESS, 127, now)
                 return
             if spec.monitor is not None and run.pid > 0:
                 try:
@@ -934,11 +894,10 @@ class Session:
         request = make_coprocess_request(run.sandbox, run.coprocess.port, run.spec.command,
                                          run.spec.task_id, payload, timeout)
         if request is None or not self._run_in_interpreter(run, request, now):
-            self._account(run, -1)
             if self.w.coprocesses is not None:
                 self.w.coprocesses.release(run.spec.task_id)
             run.coprocess = None
-            self._finish_without_running(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1)
+            self._not_started(run, WORK_QUEUE_RESULT_INPUT_MISSING, 1, now)
 
     def _interpreter_answered(self, interp: WarmInterpreter) -> None:
         task_id = interp.task_id
@@ -959,12 +918,14 @@ class Session:
         finish_warm_run(run, code, status, time.time())
         self._task_done(run)
 
-    def _finish_without_running(self, run: TaskRun, status: int, exit_code: int) -> None:
+    def _not_started(self, run: TaskRun, status: int, exit_code: int, now: float) -> None:
+        """A task the core said to start could not: it ends unrun with this result."""
         run.done = True
         run.status, run.exit_code = status, exit_code
         if run.sandbox:
             self.finished.append(run)
-        self._announce()
+        self._do(self.core.handle(ws.TaskNotStarted(run.spec.task_id, status, exit_code), now),
+                 now)
 
     def _task_exited(self, task_id: int) -> None:
         run = self.tasks.get(task_id)
@@ -983,16 +944,12 @@ class Session:
     def _task_done(self, run: TaskRun) -> None:
         """Report a finished task (at once when the manager takes pushed results), then keep
         its outputs in the cache (before the manager's ``get`` for them is read)."""
-        self._account(run, -1)
-        if run.status == WORK_QUEUE_RESULT_SUCCESS and run.exit_code != 0 and run.sandbox \
-                and disk_full(run.sandbox, run.disk):
-            # CCTools says DISK_ALLOC_FULL when a task outgrows its disk allocation; we also
-            # say it when the task failed because the worker's file system filled up.
-            run.status = WORK_QUEUE_RESULT_DISK_ALLOC_FULL
-        if run.monitor is not None:
-            self._finish_monitor(run)
-        self._announce()
-        if self.push_results:
+        full = bool(run.sandbox) and WorkerState.may_be_disk_full(run.status, run.exit_code) \
+            and disk_full(run.sandbox, run.disk)
+        code = self._finish_monitor(run) if run.monitor is not None else None
+        event = ws.TaskExited(run.spec.task_id, run.status, run.exit_code, full, code)
+        self._do(self.core.handle(event, run.finish), run.finish)
+        if self.core.push_results:
             self.flush()
         self._keep_outputs(run)
         # Its outputs are in the cache: the sandbox is no longer needed (removed before the
@@ -1023,8 +980,9 @@ class Session:
                     except OSError as e:
                         logger.warning("cannot keep output %s: %s", remote, e)
 
-    def _finish_monitor(self, run: TaskRun) -> None:
-        """Write the task's summary; the exit code becomes resource_monitor's."""
+    def _finish_monitor(self, run: TaskRun) -> int:
+        """Write the task's summary; returns resource_monitor's exit code (the core makes
+        it the task's)."""
         signal_number = run.exit_code if run.status == WORK_QUEUE_RESULT_SIGNAL else 0
         exit_code = 0 if signal_number else run.exit_code
         try:
@@ -1034,9 +992,7 @@ class Session:
             logger.warning("task %d: monitoring failed: %s", run.spec.task_id, e)
             code = RM_MONITOR_ERROR
         run.monitor = None
-        if run.forced_status is None and run.status in (WORK_QUEUE_RESULT_SUCCESS,
-                                                        WORK_QUEUE_RESULT_SIGNAL):
-            run.status, run.exit_code = WORK_QUEUE_RESULT_SUCCESS, code
+        return code
 
     def _check_tasks(self, now: float) -> None:
         for run in list(self.tasks.values()):
@@ -1054,17 +1010,11 @@ class Session:
                     run.monitor.kill()
                     kill_process(run)
                     continue
-            if spec.wall_time > 0 and now >= run.start + spec.wall_time:
-                run.forced_status = WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME
-                kill_process(run)
-            elif spec.end_time > 0 and now >= spec.end_time:
-                run.forced_status = WORK_QUEUE_RESULT_TASK_TIMEOUT
-                kill_process(run)
         if now - self.last_watch >= self.cfg.watch_interval:
             self.last_watch = now
             for run in self.tasks.values():
                 if run.running and any(self._watch_growth(run)):
-                    self._announce()
+                    self._do(self.core.handle(ws.OutputsGrew(), now), now)
                     break
 
     def _watch_growth(self, run: TaskRun) -> list[tuple[str, int, int]]:
@@ -1078,83 +1028,55 @@ class Session:
                 grown.append((remote, offset, size - offset))
         return grown
 
-    def _announce(self) -> None:
-        if self.push_results:
-            self._push_finished()
-            if not any(r.watched for r in self.tasks.values() if r.running):
-                return
-        if not self.results_announced:
-            self.results_announced = True
-            self.send(m.AvailableResults().encode())
-
-    def _running_count(self) -> int:
-        return sum(1 for r in self.tasks.values() if r.running)
-
-    def _send_result(self, run: TaskRun) -> None:
+    def _send_result(self, result: ws.SendResult) -> None:
+        run = self.tasks[result.task_id]
         # Final growth of watched files is covered by the full 'get' that follows.
         output = b""
         if run.output_fd >= 0:
             output = read_output(run.output_fd, close=False)  # closed at housekeeping
             self.unclosed.append(run.output_fd)
             run.output_fd = -1
-        elapsed = int(max(0.0, run.finish - run.start) * 1e6) if run.start else 0
         if run.summary:
             self.send(m.MonitorSummary(run.spec.task_id, len(run.summary)).encode()
                       + run.summary)
-        self.send(m.Result(run.status, run.exit_code, len(output), elapsed,
+        self.send(m.Result(result.status, result.exit_code, len(output), result.elapsed_usec,
                            run.spec.task_id).encode() + output)
-        run.reported = True
 
-    def _push_finished(self) -> None:
-        for run in self.tasks.values():
-            if run.done and not run.reported:
-                self._send_result(run)
+    def _send_updates(self, run: TaskRun) -> None:
+        """What a running task's watched outputs gained since last time."""
+        if not run.running:
+            return
+        for remote, offset, length in self._watch_growth(run):
+            with open(os.path.join(run.sandbox, remote), "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+            run.watched[remote] = offset + len(data)
+            self.send(m.Update(run.spec.task_id, remote, offset, len(data)).encode() + data)
 
-    def _send_results(self) -> None:
-        self.results_announced = False
-        for run in list(self.tasks.values()):
-            if run.running:
-                for remote, offset, length in self._watch_growth(run):
-                    with open(os.path.join(run.sandbox, remote), "rb") as f:
-                        f.seek(offset)
-                        data = f.read(length)
-                    run.watched[remote] = offset + len(data)
-                    self.send(m.Update(run.spec.task_id, remote, offset, len(data)).encode()
-                              + data)
-            elif run.done and not run.reported:
-                self._send_result(run)
-        n = self._running_count()
-        self.send(m.Info("tasks_running", str(n)).encode() + m.End().encode())
-
-    def _kill(self, task_id: int) -> None:
-        ids = list(self.tasks) if task_id < 0 else [task_id]
-        for tid in ids:
-            run = self.tasks.pop(tid, None)
-            if run is None:
-                continue
-            if run.running and run.interp is not None:
-                interp = run.interp
-                self.watcher.unregister(interp.sock)
-                interp.stop()
-                run.done = True
-                self._account(run, -1)
-            elif run.running:
-                kill_process(run)
-                if run.pidfd >= 0:
-                    self.watcher.unregister(run.pidfd)
-                reap(run, time.time(), block=True)
-                self._account(run, -1)
-            if run.coprocess is not None and self.w.coprocesses is not None:
-                self.w.coprocesses.release(tid)
-                run.coprocess = None
-            if tid in self.waiting:
-                self.waiting.remove(tid)
-            for fd in (run.output_fd, run.result_fd):
-                if fd >= 0:
-                    os.close(fd)
-            run.output_fd = run.result_fd = -1
-            if run.sandbox:
-                self.finished.append(run)
+    def _drop(self, task_id: int) -> None:
+        """The manager is done with a task: stop it if it runs, free what it holds."""
+        run = self.tasks.pop(task_id, None)
+        if run is None:
+            return
+        if run.running and run.interp is not None:
+            interp = run.interp
+            self.watcher.unregister(interp.sock)
+            interp.stop()
+            run.done = True
+        elif run.running:
+            kill_process(run)
+            if run.pidfd >= 0:
+                self.watcher.unregister(run.pidfd)
+            reap(run, time.time(), block=True)
+        if run.coprocess is not None and self.w.coprocesses is not None:
+            self.w.coprocesses.release(task_id)
+            run.coprocess = None
+        for fd in (run.output_fd, run.result_fd):
+            if fd >= 0:
+                os.close(fd)
+        run.output_fd = run.result_fd = -1
+        if run.sandbox:
+            self.finished.append(run)
 
     def _clean_finished(self) -> None:
         """End what is left of finished tasks' processes, then keep their sandboxes for
@@ -1283,7 +1205,8 @@ class Session:
             self.flush()
         except OSError:
             pass
-        self._kill(-1)
+        now = time.time()
+        self._do(self.core.handle(ws.KillRequested(-1), now), now)
         self._end_exited()
         self._clean_finished()
         for interp in self.idle_interpreters:
