@@ -102,7 +102,7 @@ def dispatch_all(state, now):
 
 
 def finish(state, task, now):
-    state.result_arrived(task)
+    state.result_arrived(task, now)
     task.result = wq.WORK_QUEUE_RESULT_SUCCESS
     state.retrieved(task, now)
     state.validate()

@@ -1,10 +1,19 @@
-"""The manager's bookkeeping: tasks, workers, the ready queue, and counters.
+"""The manager core: ``ManagerState.handle(event, now) -> list[Instruction]``.
 
-The I/O shell (``manager/queue.py``) tells this object what happened (a task was submitted, a
-worker reported, a result arrived, a worker vanished) and asks it what to do next (which task to
-send to which worker, with which allocation box).  Every method takes ``now`` (seconds since
-the epoch, a float) when it needs the time; nothing here reads a clock or does I/O, so every
-rule can be tested deterministically with a fake clock.
+The shell (``manager/queue.py`` and its loop) turns what happens into events
+(``core/events.py``) and carries out the instructions the core answers with
+(``core/instructions.py``): send a task, send ``kill``/``unlink``, fetch outputs, drop a
+worker, block a host, and a ``Transition`` for every state change of a task, from which the
+shell writes the transactions log in one place.  The rules live here or in
+``core/policies.py``: dispatch (``next_dispatch`` then ``TaskSent``), result precedence,
+retries and requeues (max_retries, forsaken tasks, lost workers in a row), fast abort and its
+900 s host block, draining, factory trimming, which outputs to fetch, cancel -> kill.
+
+The core holds the user's ``Task`` objects as its task records: a separate slotted record
+would have to be kept in step with the ``Task`` (whose fields the application reads after
+``wait()``) and copied on every dispatch and result, work on the path of every task that the
+speed requirement does not leave room for.  Nothing else than this core and the shell's
+carrying out of its instructions writes their scheduling fields.
 
 Invariant (checked by :meth:`validate`): every task is in exactly one place that matches its
 state, and each worker's in-use resources equal the sum of the boxes of its tasks.
@@ -12,612 +21,439 @@ state, and each worker's in-use resources equal the sum of the boxes of its task
 
 from __future__ import annotations
 
-import math
-import random
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ..constants import (
-    WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
     WORK_QUEUE_RESULT_FORSAKEN,
-    WORK_QUEUE_RESULT_MAX_RETRIES,
-    WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR,
-    WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
-    WORK_QUEUE_RESULT_SIGNAL,
+    WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_RESULT_SUCCESS,
-    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
-    WORK_QUEUE_RESULT_TASK_TIMEOUT,
-    WORK_QUEUE_SCHEDULE_FCFS,
-    WORK_QUEUE_SCHEDULE_TIME,
-    WORK_QUEUE_SCHEDULE_UNSET,
 )
+from ..protocol.extensions import PREFETCH
+from . import events as ev
 from . import task_state as ts
-from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, Categories
-from .resources import BoxPolicy, Resources, allocation_box
-from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
-from .stats import CapacityEstimator, ManagerCounters
+from .bookkeeping import FINISHED_STORIES, LOST_WORKERS_LIMIT, STORY_LENGTH, Bookkeeping, Dispatch
+from .instructions import (
+    BlockHost,
+    CategoryChanged,
+    DropWorker,
+    FetchOutputs,
+    Instruction,
+    Note,
+    SendKill,
+    SendTask,
+    Transition,
+)
+from .policies import FAST_ABORT_BLOCK_SECONDS, merge_result, outputs_to_fetch, result_of
+from .scheduling import WorkerRecord
 
-#: Workers lost in a row with a task on them before that task comes back FORSAKEN (the
-#: default of tune("lost-workers-in-a-row")).
-LOST_WORKERS_LIMIT = 3
+__all__ = ["FINISHED_STORIES", "LOST_WORKERS_LIMIT", "STORY_LENGTH", "Dispatch", "ManagerState",
+           "SendTask", "Transition"]
 
-#: Results whose measurements feed a category's statistics (CCTools).
-_MEASURED_RESULTS = frozenset((
-    WORK_QUEUE_RESULT_SUCCESS, WORK_QUEUE_RESULT_SIGNAL, WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
-    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME, WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
-    WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR))
-
-
-@dataclass(slots=True)
-class Dispatch:
-    """Instruction: send ``task`` to ``worker`` with allocation ``box``."""
-
-    task: Any
-    worker: WorkerRecord
-    box: Resources
+#: Resources a worker reports with ``resource <name> ...`` lines.
+_RESOURCE_NAMES = ("cores", "memory", "disk", "gpus", "workers")
 
 
-def _full(w: WorkerRecord) -> bool:
-    """No free cores (or gpus) left, not counting a prefetch slot."""
-    r = w.resources
-    if w.cop is not None and not _full(w.cop):
-        return False
-    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
+def _usec(t: float) -> int:
+    return int(t * 1e6)
 
 
-def _saturated(w: WorkerRecord) -> bool:
-    """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
-    r = w.resources
-    if w.cop is not None and not _saturated(w.cop):
-        return False
-    if w.prefetch:
-        return r.cores >= 1 and w.inuse_cores > r.cores
-    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
-
-
-class ManagerState:
-    """Pure state of a manager.  See the module docstring."""
+class ManagerState(Bookkeeping):
+    """The manager's pure core.  See the module docstring."""
 
     def __init__(self, now: float, seed: int | None = None) -> None:
-        self.tasks: dict[int, Any] = {}
-        self.ready = ReadyQueue()
-        self.returned: deque[int] = deque()
-        #: Retrieved tasks (and their workers) whose statistics are not counted yet.
-        self.unsettled: list[tuple[Any, WorkerRecord | None]] = []
-        self.workers: dict[int, WorkerRecord] = {}
-        #: Ready workers that have room for at least one more task (see refresh()).
-        self.free: dict[int, WorkerRecord] = {}
-        #: The workers of ``free`` that have room without using a prefetch slot.
-        self.roomy: dict[int, WorkerRecord] = {}
-        self.blocked: dict[str, float] = {}
-        self.counters = ManagerCounters(time_when_started=now)
-        #: Capacity estimates from finished tasks (``capacity_*`` stats).
-        self.capacity = CapacityEstimator()
-        self.policy = BoxPolicy()
-        self.algorithm = WORK_QUEUE_SCHEDULE_TIME
-        self.wait_for_workers = 0
-        self.schedule_depth = 100
-        #: See remove_worker; 0 never gives a task up.
-        self.lost_workers_limit = LOST_WORKERS_LIMIT
-        self.hungry_minimum = 10
-        self.hungry_minimum_factor = 2.0
-        self.next_task_id = 1
-        self.rng = random.Random(seed)
-        #: Set whenever something happened that may make a dispatch possible.
-        self.dispatch_pending = True
-        self._boxes: dict[tuple[Any, ...], Resources] = {}
-        #: Final state (DONE or CANCELED) of tasks that left the queue, one byte per task id.
-        self._final_states = bytearray()
-        #: Categories by name: limits, allocation mode, statistics (core/categories.py).
-        self.categories = Categories()
-        #: The largest value of each resource over connected workers (None: recompute).
-        self._largest: Resources | None = None
-        #: Categories whose first allocation changed (the manager logs and clears them).
-        self.category_updates: list[Any] = []
-        self.requeued_after_exhaustion = 0
-        #: tune ramp-down-heuristic with watchdog monitoring (see box_for).
-        self.ramp_down = False
+        super().__init__(now, seed)
+        #: ``max_workers`` of each factory, as last read from the catalog (see Tick).
+        self.factory_limits: dict[str, int] = {}
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            ev.TaskSubmitted: self._on_submitted,
+            ev.TaskCancelled: self._on_cancelled,
+            ev.TaskSent: self._on_sent,
+            ev.TaskInputMissing: self._on_input_missing,
+            ev.WorkerConnected: self._on_worker_connected,
+            ev.ResourcesReported: self._on_resources,
+            ev.WorkerInfo: self._on_info,
+            ev.FeatureReported: self._on_feature,
+            ev.ResultReceived: self._on_result,
+            ev.OutputBytesComing: self._on_output_bytes,
+            ev.OutputFailed: self._on_output_failed,
+            ev.OutputsFetched: self._on_outputs_fetched,
+            ev.WorkerGone: self._on_worker_gone,
+            ev.Tick: self._on_tick,
+            ev.SlowTaskCheck: self._on_slow_check,
+            ev.TimeSpent: self._on_time_spent,
+        }
+
+    def handle(self, event: ev.Event, now: float) -> list[Instruction]:
+        """Apply ``event`` at time ``now``; the instructions for the shell, in order."""
+        self._handlers[type(event)](event, now)
+        out = self.out
+        self.out = []
+        return out
+
+    def collect(self) -> list[Instruction]:
+        """Instructions left by the queries (``next_dispatch`` failing expired tasks,
+        ``pop_returned`` returning one): the shell carries them out after calling them."""
+        out = self.out
+        self.out = []
+        return out
 
     # -- tasks -------------------------------------------------------------------------------
 
-    def submit(self, task: Any, now: float) -> int:
-        """Queue ``task`` (state UNKNOWN or finished) and give it a new id."""
-        task.state = ts.transition(getattr(task, "id", 0) or 0, task.state, "submit")
-        task.id = self.next_task_id
-        self.next_task_id += 1
-        task.try_count = 0
-        task.resource_request = ALLOCATION_FIRST
-        task.time_when_submitted = now
-        self.categories.get_or_create(task.category).stats.tasks_submitted += 1
-        self.tasks[task.id] = task
-        self.ready.push(task)
-        self.counters.tasks_submitted += 1
-        self.dispatch_pending = True
-        return int(task.id)
+    def _on_submitted(self, e: ev.TaskSubmitted, now: float) -> None:
+        self.submit(e.task, now)
+        e.task.submit_time = _usec(now)
 
-    def limits_of(self, task: Any) -> Resources:
-        """The largest allocation of ``task``: its category's, with its own values winning."""
-        c = self.categories.get(task.category)
-        if c is None or c.plain:
-            return task.resources_requested  # type: ignore[no-any-return]
-        return c.task_max(task.resources_requested, task.resource_request)
+    def _on_cancelled(self, e: ev.TaskCancelled, now: float) -> None:
+        found = self.cancel(e.task_id, now)
+        if found is not None and found[1] is not None:
+            self.out.append(SendKill(found[0], found[1].key, outputs_too=True))
 
-    def largest_worker(self) -> Resources:
-        """Field-wise largest worker (``current_max_worker``)."""
-        if self._largest is None:
-            r = Resources(cores=0, memory=0, disk=0, gpus=0)
-            for w in self.workers.values():
-                if w.ready:
-                    r.cores = max(r.cores, w.shape[0])
-                    r.memory = max(r.memory, w.shape[1])
-                    r.disk = max(r.disk, w.shape[2])
-                    r.gpus = max(r.gpus, w.shape[3])
-            self._largest = r
-        return self._largest
-
-    def next_dispatch(self, now: float) -> Dispatch | None:
-        """The next task to send and where, or None.  Tasks past their end time are failed."""
-        if not self.dispatch_pending:
-            return None
-        # Only workers with room are looked at: with a thousand busy workers this keeps a
-        # dispatch decision as cheap as with two.  Which of them are usable (not draining,
-        # host not blocked) is checked lazily, as candidates are needed.
-        if not self.ready or len(self.workers) < self.wait_for_workers or not self.free:
-            self.dispatch_pending = False
-            return None
-        expired: list[Any] = []
-        chosen: Dispatch | None = None
-        # Tasks that look alike get the same boxes and the same answer: try each kind once.
-        failed: set[tuple[Any, ...]] = set()
-        try:
-            for task in self.ready.scan(self.schedule_depth):
-                if task.end_time > 0 and task.end_time <= now:
-                    expired.append(task)
-                    continue
-                if 0 < getattr(task, "start_time_min", 0) > now:
-                    continue
-                c = self.categories.get(task.category)
-                if c is not None and -1 < c.max_concurrent <= c.running:
-                    continue
-                kind = self._signature(task) if failed else None
-                if kind in failed:
-                    continue
-                chosen = self._place(task, now)
-                if chosen is not None:
-                    break
-                failed.add(kind or self._signature(task))
-        finally:
-            self.ready.restore()
-        for task in expired:
-            self.fail(task, WORK_QUEUE_RESULT_TASK_TIMEOUT, now)
-        if chosen is None and expired:
-            return self.next_dispatch(now)
-        if chosen is None:
-            self.dispatch_pending = False
-        return chosen
-
-    @staticmethod
-    def _signature(task: Any) -> tuple[Any, ...]:
-        r, lo = task.resources_requested, task.resources_min
-        return (r.cores, r.memory, r.disk, r.gpus, r.wall_time, lo.cores, lo.memory, lo.disk,
-                lo.gpus, task.end_time, task.min_running_time, task.algorithm, task.category,
-                task.resource_request, frozenset(task.features) if task.features else None)
-
-    def box_for(self, task: Any, w: WorkerRecord) -> Resources:
-        """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
-        c = self.categories.get(task.category)
-        # The largest allocation (limits_of) and the smallest (measured sizes, the category
-        # minimum), with the category looked up once.
-        if c is None or c.plain:
-            limits, minimum = task.resources_requested, task.resources_min
-        else:
-            limits = c.task_max(task.resources_requested, task.resource_request)
-            minimum = c.task_min(task.resources_requested, task.resource_request,
-                                 self.largest_worker())
-        key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
-               minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
-               w.shape, self.policy.proportional, self.policy.whole_tasks,
-               self.policy.submit_multiplier)
-        box = self._boxes.get(key)
-        if box is None:
-            if len(self._boxes) > 10000:
-                self._boxes.clear()
-            box = self._boxes[key] = allocation_box(limits, minimum, w.resources, self.policy)
-        if self.ramp_down and len(self.workers) > len(self.ready) and (
-                box.cores, box.memory, box.disk) != w.shape[:3]:
-            # Ramp down (more workers than tasks): give the task all the worker's free space.
-            box = box.copy()
-            box.cores = 0 if box.gpus > 0 else w.shape[0] - w.inuse_cores
-            box.memory = w.shape[1] - w.inuse_memory
-            box.disk = w.shape[2] - w.inuse_disk
-            box.merge_max(minimum)
-        return box
-
-    def _place(self, task: Any, now: float) -> Dispatch | None:
-        mult = self.policy.submit_multiplier
-        algorithm = task.algorithm if task.algorithm != WORK_QUEUE_SCHEDULE_UNSET \
-            else self.algorithm
-        blocked = self.blocked
-        # A worker with free resources first (only those are kept in ``roomy``, so a full
-        # cluster costs no scan of every worker); a prefetch slot only when none has room, so
-        # a task never queues behind another while a worker sits idle.
-        for prefetch, workers in ((False, self.roomy), (True, self.free)):
-            pool: list[WorkerRecord] = []
-            boxes: dict[int, Resources] = {}
-            for w in workers.values():
-                # Usable: not draining, host not blocked (checked only for candidates).
-                if w.draining or (blocked and self.is_blocked(w.hostname, now)):
-                    continue
-                bucket = w.bucket(task)
-                box = self.box_for(task, bucket)
-                if worker_can_take(bucket, box, task, mult, now, prefetch):
-                    if algorithm == WORK_QUEUE_SCHEDULE_FCFS:
-                        return Dispatch(task, w, box)
-                    pool.append(w)
-                    boxes[w.key] = box
-                    if len(pool) >= CANDIDATES:
-                        break
-            if pool:
-                worker = choose_worker(pool, algorithm, task, self.rng)
-                if worker is not None:
-                    return Dispatch(task, worker, boxes[worker.key])
-        return None
-
-    def commit_dispatch(self, d: Dispatch, now: float) -> None:
-        """Record that ``d.task`` was sent to ``d.worker``."""
+    def _on_sent(self, e: ev.TaskSent, now: float) -> None:
+        d: SendTask = e.send
         task, worker = d.task, d.worker
-        task.state = ts.transition(task.id, task.state, "dispatch")
-        self.ready.remove(task.id)
-        task.try_count += 1
-        task.resources_allocated = d.box
-        task.worker_key = worker.key
-        worker.tasks[task.id] = task
-        worker.bucket(task).add_box(d.box)
-        self.refresh(worker)
-        self.counters.tasks_dispatched += 1
-        c = self.categories.get_or_create(task.category)
-        c.running += 1
-        c.stats.tasks_dispatched += 1
+        task.send_input_start = _usec(e.started)
+        task.send_input_finish = _usec(now)
+        task.time_when_commit_start = task.send_input_start
+        task.time_when_commit_end = task.send_input_finish
+        task.total_bytes_sent += e.bytes_sent
+        task.hostname = worker.hostname
+        task.host = e.address
+        self.counters.bytes_sent += e.bytes_sent
+        self.counters.time_send += e.send_usec
+        worker.total_bytes_transferred += e.bytes_sent
+        for name, size in e.cached:
+            worker.cached[name] = size
+        self.commit_dispatch(d, now)
 
-    def result_arrived(self, task: Any) -> None:
-        """The worker said the task finished; outputs are still to be fetched."""
-        task.workers_lost_in_a_row = 0
-        task.state = ts.transition(task.id, task.state, "result")
+    def _on_input_missing(self, e: ev.TaskInputMissing, now: float) -> None:
+        """CCTools: the task comes back INPUT_MISSING with return status -1."""
+        task = e.send.task
+        task._output = f"work_queue: {e.reason}\n".encode()
+        task.return_status = -1
+        for name, size in e.cached:
+            e.send.worker.cached[name] = size
+        self.fail(task, WORK_QUEUE_RESULT_INPUT_MISSING, now)
+        self.out.append(SendKill(task, e.send.worker.key, kill=False, outputs_too=False))
 
-    def _release(self, task: Any) -> WorkerRecord | None:
-        worker = self.workers.get(getattr(task, "worker_key", -1))
-        if worker is not None and worker.tasks.pop(task.id, None) is not None:
-            worker.bucket(task).add_box(task.resources_allocated, -1)
-            self.refresh(worker)
-            self.categories[task.category].running -= 1
-        task.worker_key = -1
-        self.dispatch_pending = True
-        return worker
+    def _on_result(self, e: ev.ResultReceived, now: float) -> None:
+        w = e.worker
+        task = w.tasks.get(e.task_id)
+        if task is None or task.state != ts.RUNNING:
+            return  # cancelled meanwhile, or a duplicate: nothing to do
+        # The worker's clock is not trusted beyond what the manager saw pass.
+        observed = max(0.0, now - task.send_input_finish / 1e6) * 1e6
+        exec_time = min(e.exec_time_usec, int(observed)) if observed > 0 else e.exec_time_usec
+        task.cmd_execution_time = exec_time
+        task.total_cmd_execution_time += exec_time
+        task.execute_cmd_start = task.send_input_finish
+        task.execute_cmd_finish = task.send_input_finish + exec_time
+        task._output = e.output
+        task.return_status = e.exit_code
+        if e.status == WORK_QUEUE_RESULT_FORSAKEN:
+            # The worker cannot run it: try again elsewhere without counting the attempt.
+            task.try_count -= 1
+            self.out.append(SendKill(task, w.key, outputs_too=True))
+            self.requeue(task, now)
+            return
+        task.result = result_of(e.status, e.exit_code, e.monitor_codes)
+        self.result_arrived(task, now)
+        task.receive_output_start = _usec(now)
+        success = e.status == WORK_QUEUE_RESULT_SUCCESS and e.exit_code == 0
+        files = outputs_to_fetch(task.files, getattr(task, "_monitor_files", ()), success)
+        self.out.append(FetchOutputs(task, w.key, files))
 
-    def retrieved(self, task: Any, now: float) -> None:
-        """Outputs are fetched: the task is ready to be returned by ``wait()``.
+    def _on_output_bytes(self, e: ev.OutputBytesComing, now: float) -> None:
+        e.task.total_bytes_received += e.length
+        self.counters.bytes_received += e.length
 
-        Its statistics are counted at the next :meth:`settle` (after the manager's next
-        send), unless its measurements decide its next allocation.
-        """
-        task.state = ts.transition(task.id, task.state, "retrieved")
-        worker = self._release(task)
-        if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION or (
-                task.result in _MEASURED_RESULTS and getattr(task, "measured", None) is not None):
-            self._account(task, worker, now)
-        else:
-            self.unsettled.append((task, worker))
-            self.returned.append(task.id)
+    def _on_output_failed(self, e: ev.OutputFailed, now: float) -> None:
+        """Only while the outputs are being fetched: a cancelled task keeps its result."""
+        task = e.task
+        if task.state == ts.WAITING_RETRIEVAL:
+            task.result = merge_result(task.result, e.result)
 
-    def settle(self) -> None:
-        """Count the statistics of the tasks retrieved since the last call."""
-        if self.unsettled:
-            pending, self.unsettled = self.unsettled, []
-            for task, worker in pending:
-                self._account(task, worker, 0.0, returned=True)
-
-    def _account(self, task: Any, worker: WorkerRecord | None, now: float,
-                 returned: bool = False) -> None:
-        """Statistics of a retrieved task; and, unless already ``returned``, whether it
-        goes back to the application or, having exhausted its allocation, runs again."""
+    def _on_outputs_fetched(self, e: ev.OutputsFetched, now: float) -> None:
+        task = e.task
+        if task.state != ts.WAITING_RETRIEVAL:
+            return
+        task.receive_output_finish = _usec(now)
+        task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
+            (task.send_input_finish - task.send_input_start)
+        worker = self.workers.get(task.worker_key)
         if worker is not None:
-            if task.result == WORK_QUEUE_RESULT_SUCCESS:
-                worker.fast_abort_alarm = False  # evidence the worker is not slow
-            worker.tasks_complete += 1
-            worker.total_task_time += task.cmd_execution_time / 1e6
-            worker.total_transfer_time += task.total_transfer_time / 1e6
-        self.counters.count_completion(task)
-        if worker is not None:
-            on_workers = len(self.tasks) - len(self.ready) - len(self.returned)
-            self.capacity.add(task, on_workers)
-        c = self.categories.get_or_create(task.category)
-        c.stats.count_completion(task)
-        if task.result == WORK_QUEUE_RESULT_SUCCESS:
-            c.good_count += 1
-            c.good_time += task.cmd_execution_time + task.total_transfer_time
-        measured = getattr(task, "measured", None)
-        if task.result in _MEASURED_RESULTS and measured is not None and c.accumulate(
-                measured, task.result != WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
-                self.largest_worker()):
-            self.category_updates.append(c)
-        if returned:
-            return
-        if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
-            if measured is not None:
-                c.exhausted_seen.merge_max(measured)
-            if c.next_label(task.resources_requested, measured) != ALLOCATION_ERROR:
-                # Retry with the largest allocation (whole worker or category maximum).
-                task.resource_request = ALLOCATION_MAX
-                self._requeue_ready(task, now)
-                return
-        self.returned.append(task.id)
-
-    def fail(self, task: Any, result: int, now: float) -> None:
-        """End the task without (further) running it, with ``result``."""
-        if task.state == ts.READY:
-            self.ready.remove(task.id)
-        task.state = ts.transition(task.id, task.state, "fail")
-        task.result = result
-        self._release(task)
-        self.returned.append(task.id)
-
-    def requeue(self, task: Any, now: float) -> None:
-        """Put a task back to READY (its worker is gone); fail it if out of retries."""
-        self._release(task)
-        if task.max_retries > 0 and task.try_count > task.max_retries:
-            task.state = ts.transition(task.id, task.state, "fail")
-            task.result = WORK_QUEUE_RESULT_MAX_RETRIES
-            self.returned.append(task.id)
-            return
-        if task.end_time > 0 and task.end_time <= now:
-            task.state = ts.transition(task.id, task.state, "fail")
-            task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
-            self.returned.append(task.id)
-            return
-        if 0 < self.lost_workers_limit <= task.workers_lost_in_a_row:
-            task.state = ts.transition(task.id, task.state, "fail")
-            task.result = WORK_QUEUE_RESULT_FORSAKEN
-            self.returned.append(task.id)
-            return
-        task.state = ts.transition(task.id, task.state, "requeue")
-        self.ready.push(task)
-
-    def _requeue_ready(self, task: Any, now: float) -> None:
-        """A retrieved task goes back to READY (resource exhaustion with room to grow)."""
-        self.requeued_after_exhaustion += 1
-        task.state = ts.transition(task.id, task.state, "retry")
-        if task.max_retries > 0 and task.try_count > task.max_retries:
-            task.state = ts.transition(task.id, task.state, "fail")
-            task.result = WORK_QUEUE_RESULT_MAX_RETRIES
-            self.returned.append(task.id)
-            return
-        self.ready.push(task)
-
-    def cancel(self, task_id: int) -> tuple[Any, WorkerRecord | None] | None:
-        """Remove a live task; returns it and the worker it was on (to send ``kill``)."""
-        task = self.tasks.get(task_id)
-        if task is None or task.state not in ts.LIVE_STATES:
-            return None
-        worker = self.workers.get(getattr(task, "worker_key", -1))
-        if task.state == ts.READY:
-            self.ready.remove(task_id)
-        if task.state == ts.RETRIEVED:
-            try:
-                self.returned.remove(task_id)
-            except ValueError:
-                pass
-        self._release(task)
-        task.state = ts.transition(task_id, task.state, "cancel")
-        del self.tasks[task_id]
-        self._remember(task_id, ts.CANCELED)
-        self.counters.tasks_cancelled += 1
-        self.categories.get_or_create(task.category).stats.tasks_cancelled += 1
-        return task, worker
-
-    def pop_returned(self, tag: str | None = None) -> Any | None:
-        """Hand one finished task to the application (RETRIEVED -> DONE), optionally by tag."""
-        if tag is None:
-            if not self.returned:
-                return None
-            task_id = self.returned.popleft()
-        else:
-            for task_id in self.returned:
-                if self.tasks[task_id].tag == tag:
-                    self.returned.remove(task_id)
-                    break
-            else:
-                return None
-        task = self.tasks.pop(task_id)
-        task.state = ts.transition(task_id, task.state, "return")
-        self._remember(task_id, ts.DONE)
-        self.counters.tasks_done += 1
-        stats = self.categories.get_or_create(task.category).stats
-        stats.tasks_done += 1
-        if task.result != WORK_QUEUE_RESULT_SUCCESS:
-            self.counters.tasks_failed += 1
-            stats.tasks_failed += 1
-        return task
-
-    def _remember(self, task_id: int, state: int) -> None:
-        final = self._final_states
-        if task_id >= len(final):
-            final.extend(bytes(task_id - len(final) + 1 + len(final) // 2))
-        final[task_id] = state
-
-    def state_of(self, task_id: int) -> int:
-        """State of any task this manager ever had (DONE/CANCELED after it left the queue)."""
-        task = self.tasks.get(task_id)
-        if task is not None:
-            return int(task.state)
-        if 0 <= task_id < len(self._final_states):
-            return self._final_states[task_id]
-        return ts.UNKNOWN
-
-    def fits_some_worker(self, task: Any) -> bool:
-        """Whether any connected worker is large enough for the task's declared needs."""
-        limits = self.limits_of(task)
-        need = (limits.cores, limits.memory, limits.disk, limits.gpus)
-        for w in self.workers.values():
-            if w.ready and all(n <= have for n, have in zip(need, w.shape, strict=True)):
-                return True
-            if w.cop is not None and getattr(task, "coprocess", None) and all(
-                    n <= have for n, have in zip(need, w.cop.shape, strict=True)):
-                return True
-        return False
-
-    def unfit_tasks(self) -> dict[str, int]:
-        """Waiting tasks that no connected worker can ever run, counted by category."""
-        if not any(w.ready for w in self.workers.values()):
-            return {}
-        verdicts: dict[tuple[Any, ...], bool] = {}
-        out: dict[str, int] = {}
-        for task in self.ready.tasks():
-            r = task.resources_requested
-            key = (task.category, task.resource_request, r.cores, r.memory, r.disk, r.gpus,
-                   bool(getattr(task, "coprocess", None)))
-            fits = verdicts.get(key)
-            if fits is None:
-                fits = verdicts[key] = self.fits_some_worker(task)
-            if not fits:
-                out[task.category] = out.get(task.category, 0) + 1
-        return out
-
-    def slow_tasks(self, now: float) -> list[tuple[Any, WorkerRecord]]:
-        """Running tasks that fast abort says to take back (``abort_slow_workers``).
-
-        A task is slow when it has run for ``multiplier`` (plus one per earlier fast abort of
-        the same task) times the average time of its category's successful tasks, once there
-        are at least 10 of them.
-        """
-        self.settle()
-        cats = self.categories
-        if not any(c.fast_abort > 0 for c in cats.values()):
-            return []
-        default = cats.get_or_create("default")
-        now_us = now * 1e6
-        slow = []
-        for w in self.workers.values():
-            for t in w.tasks.values():
-                if t.state != ts.RUNNING:
-                    continue
-                c = cats[t.category]
-                if c.fast_abort == 0:
-                    continue
-                average = c.average_good_time()
-                if average < 1:
-                    continue
-                multiplier = c.fast_abort if c.fast_abort > 0 else default.fast_abort
-                if multiplier <= 0:
-                    continue
-                if now_us - t.send_input_start >= average * (multiplier + t.fast_abort_count):
-                    slow.append((t, w))
-        return slow
-
-    def empty(self) -> bool:
-        return not self.tasks
-
-    def hungry(self) -> bool:
-        """CCTools: hungry while waiting tasks < max(hungry-minimum, factor * workers)."""
-        threshold = max(self.hungry_minimum, self.hungry_minimum_factor * len(self.workers))
-        return len(self.ready) < threshold
+            self.out.append(SendKill(task, worker.key, outputs_too=True, later=True))
+        self.retrieved(task, now)
+        if self.category_updates:
+            self.out.extend(CategoryChanged(c) for c in self.category_updates)
+            self.category_updates.clear()
 
     # -- workers -----------------------------------------------------------------------------
 
-    def add_worker(self, worker: WorkerRecord, now: float) -> None:
-        worker.start_time = now
-        self.workers[worker.key] = worker
-        self.counters.workers_joined += 1
+    def _on_worker_connected(self, e: ev.WorkerConnected, now: float) -> None:
+        self.add_worker(e.worker, now)
 
-    def worker_ready(self, worker: WorkerRecord) -> None:
-        worker.ready = True
-        self.resources_changed(worker)
+    def _on_resources(self, e: ev.ResourcesReported, now: float) -> None:
+        w, name = e.worker, e.name
+        if name == "tag":
+            w.got_tag = True
+            if w.end_time >= 0 and not w.ready:
+                self._make_ready(w)
+            return
+        if name in _RESOURCE_NAMES:
+            setattr(w.resources, name, e.total)
+            w.resources.largest[name] = e.largest
+            self.resources_changed(w)
+        elif name.startswith("coprocess_"):
+            if w.cop is None:
+                # shares the feature set, so coprocess tasks find their coprocess feature
+                w.cop = WorkerRecord(w.key, hostname=w.hostname, features=w.features)
+            name = name[len("coprocess_"):]
+            if name in ("cores", "memory", "disk", "gpus"):
+                setattr(w.cop.resources, name, e.total)
+                w.cop.resources.largest[name] = e.largest
+            self.resources_changed(w)
 
-    def resources_changed(self, worker: WorkerRecord) -> None:
-        """A worker reported its resources: recompute what depends on them."""
-        for record in (worker, worker.cop) if worker.cop is not None else (worker,):
-            r = record.resources
-            record.shape = (r.largest_of("cores"), r.largest_of("memory"),
-                            r.largest_of("disk"), r.largest_of("gpus"))
-        self._largest = None
-        self.refresh(worker)
-        self.dispatch_pending = True
+    def _make_ready(self, w: WorkerRecord) -> None:
+        self.worker_ready(w)
+        r = w.resources
+        self.out.append(Note(f"worker {w.hostname} ready: {r.cores} cores, {r.memory} MB "
+                             f"memory, {r.disk} MB disk, {r.gpus} gpus"))
 
-    def refresh(self, worker: WorkerRecord) -> None:
-        """Keep ``free`` (ready workers with room for a task) up to date after a change."""
-        if worker.ready and worker.key in self.workers and not _full(worker):
-            self.roomy[worker.key] = worker
-        else:
-            self.roomy.pop(worker.key, None)
-        if worker.ready and worker.key in self.workers and not _saturated(worker):
-            self.free[worker.key] = worker
-        else:
-            self.free.pop(worker.key, None)
+    def _on_info(self, e: ev.WorkerInfo, now: float) -> None:
+        w, field, value = e.worker, e.field, e.value
+        if field == "worker-id":
+            w.worker_id = value
+        elif field == "worker-end-time":
+            try:
+                w.end_time = float(value)
+            except ValueError:
+                w.end_time = 0
+            if w.got_tag and not w.ready:
+                self._make_ready(w)
+        elif field == "tasks_running":
+            try:
+                w.tasks_running_reported = int(value)
+            except ValueError:
+                pass
+        elif field == "idle-disconnecting":
+            self.out.append(DropWorker(w.key, "IDLE_OUT", "it says it is idle and leaving"))
+        elif field == "from-factory":
+            self._joined_factory(w, value)
 
-    def remove_worker(self, key: int, now: float, lost: bool = False) -> list[Any]:
-        """Forget a worker; its tasks go back to the queue.  Returns the requeued tasks.
+    def _joined_factory(self, w: WorkerRecord, name: str) -> None:
+        """A factory that has more workers here than its max_workers gets this one back."""
+        w.factory_name = name
+        limit = self.factory_limits.get(name)
+        if limit is None:
+            return
+        connected = sum(1 for x in self.workers.values() if x.factory_name == name)
+        if connected > limit:
+            self.out.append(DropWorker(
+                w.key, "EXPLICIT", f"worker {w.hostname} of factory {name} is over its "
+                f"max_workers ({limit}); shutting it down", goodbye=True))
 
-        ``lost``: its connection died.  A task that was on :attr:`lost_workers_limit` such
-        workers in a row (while it was sent, run or retrieved) is not tried again: it comes
-        back FORSAKEN, since it is likely what kills them (an input or output that breaks the
-        transfer, a command that brings the node down)."""
-        worker = self.workers.pop(key, None)
-        self.free.pop(key, None)
-        self.roomy.pop(key, None)
-        if worker is None:
-            return []
-        self._largest = None
-        self.counters.workers_removed += 1
-        tasks = list(worker.tasks.values())
-        for task in tasks:
-            task.worker_key = -1
-            worker.tasks.pop(task.id, None)
-            worker.bucket(task).add_box(task.resources_allocated, -1)
-            if lost:
-                task.workers_lost_in_a_row += 1
+    def _on_feature(self, e: ev.FeatureReported, now: float) -> None:
+        w = e.worker
+        w.features.add(e.name)
+        if e.name == PREFETCH:
+            w.prefetch = True
+            self.refresh(w)
+
+    def _on_worker_gone(self, e: ev.WorkerGone, now: float) -> None:
+        """Its tasks go back to the queue; a connection that died counts a lost worker in a
+        row for each of them (see Bookkeeping.remove_worker)."""
+        w = self.workers.get(e.key)
+        lost = e.reason == "FAILURE"
+        requeued = self.remove_worker(e.key, now, lost=lost)
+        counters = self.counters
+        if e.released:
+            counters.workers_released += 1
+        if lost:
+            counters.workers_lost += 1
+        elif e.reason == "IDLE_OUT":
+            counters.workers_idled_out += 1
+        for task in requeued:
+            task.hostname = None
+        if w is not None:
+            self.out.append(Note(f"worker {w.hostname} ({w.address}) removed: {e.reason}; "
+                                 f"{len(requeued)} task(s) requeued"))
+
+    # -- time --------------------------------------------------------------------------------
+
+    def _on_tick(self, e: ev.Tick, now: float) -> None:
+        """Draining workers that finished their tasks leave; new factory limits trim the
+        idle workers of factories that have more here than they asked for."""
+        self.settle()
+        leaving: set[int] = set()
+        for w in self.workers.values():
+            if w.draining and not w.tasks:
+                leaving.add(w.key)
+                self.out.append(DropWorker(w.key, "EXPLICIT", f"worker {w.hostname} drained",
+                                           goodbye=True))
+        if e.factory_limits is not None:
+            self.factory_limits = dict(e.factory_limits)
+            self._trim_factories(leaving)
+
+    def _trim_factories(self, leaving: set[int]) -> None:
+        """CCTools ``factory_trim_workers``: idle workers beyond each factory's max_workers."""
+        for name, limit in self.factory_limits.items():
+            mine = [w for w in self.workers.values()
+                    if w.factory_name == name and w.key not in leaving]
+            excess = len(mine) - limit
+            for w in mine:
+                if excess <= 0:
+                    break
+                if not w.tasks:
+                    leaving.add(w.key)
+                    self.out.append(DropWorker(
+                        w.key, "EXPLICIT", f"trimming idle worker {w.hostname} of factory "
+                        f"{name} (max_workers {limit})", goodbye=True))
+                    excess -= 1
+
+    def _on_slow_check(self, e: ev.SlowTaskCheck, now: float) -> None:
+        """Fast abort: requeue slow tasks; a worker slow twice in a row has its host blocked
+        for FAST_ABORT_BLOCK_SECONDS and is dropped (its other tasks go back with it)."""
+        dropped: set[int] = set()
+        for task, w in self.slow_tasks(now):
+            if task.state != ts.RUNNING or task.worker_key != w.key or w.key in dropped:
+                continue
+            self.out.append(Note(f"task {task.id} is taking too long on {w.hostname}; "
+                                 "taking it back (fast abort)"))
+            self.out.append(SendKill(task, w.key, outputs_too=True))
             self.requeue(task, now)
-        self.dispatch_pending = True
-        return tasks
+            task.fast_abort_count += 1
+            if task.fast_abort_count > 1:
+                continue  # a task cannot mark two different workers as suspect
+            if w.fast_abort_alarm and w.key in self.workers:
+                until = now + FAST_ABORT_BLOCK_SECONDS
+                self.block_host(w.hostname, until)
+                self.counters.workers_fast_aborted += 1
+                why = (f"worker {w.hostname} ({w.address}) is slow: blocking its host for "
+                       f"{FAST_ABORT_BLOCK_SECONDS} s")
+                self.out.append(BlockHost(w.hostname, until, why))
+                self.out.append(DropWorker(w.key, "FAST_ABORT", why))
+                dropped.add(w.key)
+            w.fast_abort_alarm = True
 
-    def block_host(self, host: str, until: float = math.inf) -> None:
-        self.blocked[host] = until
-        self.counters.workers_blocked += 1
-
-    def unblock_host(self, host: str | None = None) -> None:
-        if host is None:
-            self.blocked.clear()
+    def _on_time_spent(self, e: ev.TimeSpent, now: float) -> None:
+        if e.kind == "polling":
+            self.counters.time_polling += e.usec
         else:
-            self.blocked.pop(host, None)
+            self.counters.time_application += e.usec
+
+    # -- settings (called by the WorkQueue facade) --------------------------------------------
+
+    def changed(self) -> None:
+        """A setting changed that may make a dispatch possible."""
         self.dispatch_pending = True
 
-    def is_blocked(self, host: str, now: float) -> bool:
-        until = self.blocked.get(host)
-        if until is None:
+    def configure(self, key: str, value: float) -> bool:
+        """Apply one ``tune`` parameter the core uses; False if it is not one of them."""
+        setter = _TUNABLES.get(key)
+        if setter is None:
             return False
-        if until <= now:
-            del self.blocked[host]
-            return False
+        setter(self, value)
+        self.dispatch_pending = True
         return True
 
-    # -- checks ------------------------------------------------------------------------------
+    def set_algorithm(self, algorithm: int) -> None:
+        self.algorithm = algorithm
 
-    def validate(self) -> None:
-        """Assert the invariants (used after every step in tests)."""
-        for tid, task in self.tasks.items():
-            assert task.id == tid
-            assert task.state in ts.LIVE_STATES, (tid, task.state)
-            assert (task.state == ts.READY) == (tid in self.ready), (tid, task.state)
-            on_worker = task.state in (ts.RUNNING, ts.WAITING_RETRIEVAL)
-            assert on_worker == (getattr(task, "worker_key", -1) in self.workers), tid
-            assert (task.state == ts.RETRIEVED) == (tid in self.returned), tid
-        for key, w in self.workers.items():
-            assert (key in self.free) == (w.ready and not _saturated(w)), key
-            assert (key in self.roomy) == (w.ready and not _full(w)), key
+    def set_ramp_down(self, on: bool) -> None:
+        self.ramp_down = on
+
+    def set_min_task_id(self, minid: int) -> int:
+        self.next_task_id = max(self.next_task_id, int(minid))
+        return self.next_task_id
+
+    def drain_host(self, hostname: str, on: bool) -> int:
+        """Draining workers get no new tasks and leave once idle; returns how many."""
+        count = 0
         for w in self.workers.values():
-            for bucket in (w, w.cop) if w.cop is not None else (w,):
-                for name in ("cores", "memory", "disk", "gpus"):
-                    total = sum(max(getattr(t.resources_allocated, name), 0)
-                                for t in w.tasks.values() if w.bucket(t) is bucket)
-                    assert abs(total - getattr(bucket, "inuse_" + name)) < 1e-6, (w.key, name)
-            for t in w.tasks.values():
-                assert t.worker_key == w.key and t.id in self.tasks
+            if w.hostname == hostname:
+                w.draining = on
+                count += 1
+        self.dispatch_pending = True
+        return count
+
+    def set_fast_abort(self, category: str, multiplier: float) -> int:
+        """>= 1 on, 0 off, < 0 use the default category's; CCTools' return values."""
+        c = self.categories.get_or_create(category)
+        if multiplier >= 1:
+            c.fast_abort = multiplier
+            return 0
+        if multiplier == 0:
+            c.fast_abort = 0
+            return 1
+        c.fast_abort = -1
+        return 0
+
+    def set_max_concurrent(self, category: str, max_concurrent: int) -> None:
+        self.categories.get_or_create(category).max_concurrent = max(-1, max_concurrent)
+        self.dispatch_pending = True
+
+    def set_autolabel(self, category: str, resource: str, on: bool) -> None:
+        self.categories.get_or_create(category).autolabel[resource] = on
+
+    def note_cached(self, w: WorkerRecord, cachename: str, size: int | None) -> None:
+        """The worker holds ``cachename`` (``size``), or no longer does (None)."""
+        if size is None:
+            w.cached.pop(cachename, None)
+        else:
+            w.cached[cachename] = size
+
+    def forget_cached(self, cachename: str) -> list[int]:
+        """Every worker forgets ``cachename``; the keys of those that had it."""
+        return [w.key for w in self.workers.values()
+                if w.cached.pop(cachename, None) is not None]
+
+
+def _set_multiplier(s: ManagerState, v: float) -> None:
+    s.policy.submit_multiplier = max(1.0, v)
+
+
+def _set_proportional(s: ManagerState, v: float) -> None:
+    s.policy.proportional = bool(v)
+
+
+def _set_whole_tasks(s: ManagerState, v: float) -> None:
+    s.policy.whole_tasks = bool(v)
+
+
+def _set_hungry_minimum(s: ManagerState, v: float) -> None:
+    s.hungry_minimum = int(v)
+
+
+def _set_hungry_factor(s: ManagerState, v: float) -> None:
+    s.hungry_minimum_factor = v
+
+
+def _set_wait_for_workers(s: ManagerState, v: float) -> None:
+    s.wait_for_workers = int(v)
+
+
+def _set_steady_n(s: ManagerState, v: float) -> None:
+    s.categories.set_steady_n_tasks(max(1, int(v)))
+
+
+def _set_depth(s: ManagerState, v: float) -> None:
+    s.schedule_depth = max(1, int(v))
+
+
+def _set_lost_limit(s: ManagerState, v: float) -> None:
+    s.lost_workers_limit = int(v)
+
+
+#: tune() names the core acts on.
+_TUNABLES: dict[str, Callable[[ManagerState, float], None]] = {
+    "resource-submit-multiplier": _set_multiplier,
+    "proportional-resources": _set_proportional,
+    "proportional-whole-tasks": _set_whole_tasks,
+    "hungry-minimum": _set_hungry_minimum,
+    "hungry-minimum-factor": _set_hungry_factor,
+    "wait-for-workers": _set_wait_for_workers,
+    "category-steady-n-tasks": _set_steady_n,
+    "attempt-schedule-depth": _set_depth,
+    "lost-workers-in-a-row": _set_lost_limit,
+}

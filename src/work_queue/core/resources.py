@@ -50,7 +50,8 @@ class Resources:
 
     # Attribute-style access used by programs written for the SWIG rmsummary object.
     def __getitem__(self, key: str) -> float:
-        return getattr(self, key)
+        value: float = getattr(self, key)
+        return value
 
 
 @dataclass(slots=True)
@@ -65,7 +66,8 @@ class WorkerResources:
     largest: dict[str, int] = field(default_factory=dict)
 
     def largest_of(self, name: str) -> int:
-        return self.largest.get(name, getattr(self, name))
+        value: int = self.largest.get(name, getattr(self, name))
+        return value
 
 
 @dataclass(slots=True)
@@ -86,44 +88,20 @@ def allocation_box(limits: Resources, minimum: Resources | None, worker: WorkerR
     gpus default to 0, and cores default to 0 when only gpus are declared.
     """
     box = limits.copy()
-    w_cores = worker.largest_of("cores")
-    w_memory = worker.largest_of("memory")
-    w_disk = worker.largest_of("disk")
-    w_gpus = worker.largest_of("gpus")
-    whole = True
+    shape = (worker.largest_of("cores"), worker.largest_of("memory"),
+             worker.largest_of("disk"), worker.largest_of("gpus"))
     if policy.proportional:
-        p = -1.0
-        for value, total in ((box.cores, w_cores), (box.memory, w_memory),
-                             (box.disk, w_disk), (box.gpus, w_gpus)):
-            if total > 0:
-                p = max(p, value / total)
-        if 0 < p <= 1:
-            whole = False
-            if policy.whole_tasks:
-                p = 1.0 / math.floor(1.0 / p)
-            if box.cores < 0 and box.gpus > 0:
-                box.cores = 0
-            else:
-                box.cores = max(1, box.cores, math.floor(w_cores * p))
-            if box.gpus < 0:
-                box.gpus = 0
-            box.memory = max(1, box.memory, math.floor(w_memory * p))
-            box.disk = max(1, box.disk, math.floor(w_disk * p / policy.submit_multiplier))
+        whole = not _proportional_share(box, shape, policy)
     elif box.cores > 0 and box.memory > 0 and box.disk > 0:
         whole = False
         if box.gpus < 0:
             box.gpus = 0
+    else:
+        whole = True
     if box.cores < 1 and box.gpus < 1 and box.memory < 1 and box.disk < 1:
         whole = True
     if whole:
-        if box.cores <= 0:
-            box.cores = 0 if box.gpus > 0 else w_cores
-        if box.gpus <= 0:
-            box.gpus = 0
-        if box.memory <= 0:
-            box.memory = w_memory
-        if box.disk <= 0:
-            box.disk = w_disk
+        _fill_with_worker(box, shape)
     else:
         for name in ("cores", "memory", "disk", "gpus"):
             if getattr(box, name) < 0:
@@ -131,3 +109,41 @@ def allocation_box(limits: Resources, minimum: Resources | None, worker: WorkerR
     if minimum is not None:
         box.merge_max(minimum)
     return box
+
+
+def _proportional_share(box: Resources, shape: tuple[int, int, int, int],
+                        policy: BoxPolicy) -> bool:
+    """Scale ``box`` to its largest declared share of the worker; False when nothing is
+    declared (or a share above the whole worker), which means the whole worker."""
+    w_cores, w_memory, w_disk, w_gpus = shape
+    p = -1.0
+    for value, total in ((box.cores, w_cores), (box.memory, w_memory),
+                         (box.disk, w_disk), (box.gpus, w_gpus)):
+        if total > 0:
+            p = max(p, value / total)
+    if not 0 < p <= 1:
+        return False
+    if policy.whole_tasks:
+        p = 1.0 / math.floor(1.0 / p)
+    if box.cores < 0 and box.gpus > 0:
+        box.cores = 0
+    else:
+        box.cores = max(1, box.cores, math.floor(w_cores * p))
+    if box.gpus < 0:
+        box.gpus = 0
+    box.memory = max(1, box.memory, math.floor(w_memory * p))
+    box.disk = max(1, box.disk, math.floor(w_disk * p / policy.submit_multiplier))
+    return True
+
+
+def _fill_with_worker(box: Resources, shape: tuple[int, int, int, int]) -> None:
+    """The whole worker for what the box leaves unset (no cores when only gpus are asked)."""
+    w_cores, w_memory, w_disk, _ = shape
+    if box.cores <= 0:
+        box.cores = 0 if box.gpus > 0 else w_cores
+    if box.gpus <= 0:
+        box.gpus = 0
+    if box.memory <= 0:
+        box.memory = w_memory
+    if box.disk <= 0:
+        box.disk = w_disk

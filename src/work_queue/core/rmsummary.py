@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..monitor.summary import DECIMALS, RESOURCE_NAMES, UNITS, format_value
+from .resource_fields import DECIMALS, RESOURCE_NAMES, UNITS, format_value
 
 _DECIMALS = DECIMALS
 _UNITS = UNITS

@@ -144,35 +144,34 @@ CANDIDATES = 16
 def choose_worker(candidates: Iterable[WorkerRecord], algorithm: int, task: Any,
                   rng: random.Random) -> WorkerRecord | None:
     """Pick one of the eligible workers according to the scheduling ``algorithm``."""
-    pool = (list(itertools.islice(candidates, CANDIDATES))
-            if algorithm != WORK_QUEUE_SCHEDULE_FCFS else candidates)
     if algorithm == WORK_QUEUE_SCHEDULE_FCFS:
-        for w in pool:
+        for w in candidates:
             return w
         return None
+    pool = list(itertools.islice(candidates, CANDIDATES))
     if not pool:
         return None
     if algorithm == WORK_QUEUE_SCHEDULE_RAND:
-        return rng.choice(pool)  # type: ignore[arg-type]
+        return rng.choice(pool)
     if algorithm == WORK_QUEUE_SCHEDULE_WORST:
-        return max(pool, key=lambda w: (w.resources.cores - w.inuse_cores,  # type: ignore
+        return max(pool, key=lambda w: (w.resources.cores - w.inuse_cores,
                                         w.resources.memory - w.inuse_memory,
                                         w.resources.disk - w.inuse_disk))
     if algorithm == WORK_QUEUE_SCHEDULE_FILES:
-        names = getattr(task, "cached_input_names", lambda: {})()
+        names: dict[str, int] = getattr(task, "cached_input_names", lambda: {})()
         if names:
             def cached_bytes(w: WorkerRecord) -> int:
                 return sum(size for name, size in names.items() if name in w.cached)
-            best = max(pool, key=cached_bytes)  # type: ignore[arg-type]
+            best = max(pool, key=cached_bytes)
             if cached_bytes(best) > 0:
                 return best
-        return pool[0]  # type: ignore[index]
+        return pool[0]
     if algorithm == WORK_QUEUE_SCHEDULE_TIME:
-        timed = [w for w in pool if w.tasks_complete > 0]  # type: ignore[union-attr]
+        timed = [w for w in pool if w.tasks_complete > 0]
         if timed:
             return min(timed, key=lambda w: (w.total_task_time + w.total_transfer_time)
                        / w.tasks_complete)
-    return pool[0]  # type: ignore[index]
+    return pool[0]
 
 
 class ReadyQueue:

@@ -35,24 +35,21 @@ from ..constants import (
     WORK_QUEUE_DEFAULT_KEEPALIVE_INTERVAL,
     WORK_QUEUE_DEFAULT_KEEPALIVE_TIMEOUT,
     WORK_QUEUE_DEFAULT_PORT,
-    WORK_QUEUE_FAILURE_ONLY,
     WORK_QUEUE_FILE,
     WORK_QUEUE_INPUT,
     WORK_QUEUE_PROTOCOL_VERSION,
-    WORK_QUEUE_RESULT_FORSAKEN,
-    WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_RESULT_OUTPUT_MISSING,
     WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR,
     WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
-    WORK_QUEUE_RESULT_SUCCESS,
-    WORK_QUEUE_RESULT_TASK_TIMEOUT,
-    WORK_QUEUE_RESULT_UNKNOWN,
-    WORK_QUEUE_SUCCESS_ONLY,
     WORK_QUEUE_WAITFORTASK,
 )
+from ..core import events as ev
+from ..core import instructions as ins
 from ..core import task_state as ts
 from ..core.categories import MODES
-from ..core.manager_state import Dispatch, ManagerState
+from ..core.manager_state import ManagerState
+from ..core.policies import CHECK, DROP_HANDSHAKE, KEEP, Liveness, liveness_verdict
+from ..core.policies import transfer_wait as _policy_transfer_wait
 from ..core.resources import Resources
 from ..core.scheduling import WorkerRecord
 from ..core.stats import Stats, category_snapshot, snapshot
@@ -110,16 +107,18 @@ TUNE_ALIASES = {
     "force-proportional-resources-whole-tasks": "proportional-whole-tasks",
 }
 
-#: Worker-side task statuses (``result`` line, first field) and what they become.
-_WORKER_STATUS_FORSAKEN = WORK_QUEUE_RESULT_FORSAKEN
-
 
 #: Seconds a loop pass may spend reading ready connections before it answers them and polls
 #: again (a thousand workers answering at once would otherwise make one long pass).
 PASS_BUDGET = 0.04
 
-#: How long fast abort blocks a host whose worker was slow twice in a row (CCTools).
-FAST_ABORT_BLOCK_SECONDS = 900
+#: What the timer says when it drops a connection (policies.liveness_verdict).
+_DROP_MESSAGES = {
+    "slow-reader": "did not take {blocked} bytes in time; dropping it",
+    "slow-payload": "sends a payload of {payload} bytes too slowly; dropping it",
+    "stalled": "stalled for {stall:.0f} s in the middle of a message; dropping it",
+    "silent": "did not answer a keepalive check; dropping it",
+}
 
 
 def _usec(t: float) -> int:
@@ -249,6 +248,12 @@ class WorkQueue(AbstractionsMixin):
         self._factory_limits = catalog.FactoryLimits(self)
         self._status_responder = status.StatusResponder(self)
         self._status_responder.start()
+        #: How each instruction of the core is carried out.
+        self._doers: dict[type, Any] = {
+            ins.Transition: self._log_transition, ins.SendKill: self._kill_on_worker,
+            ins.FetchOutputs: self._fetch_outputs, ins.DropWorker: self._drop_worker,
+            ins.Note: self._note, ins.BlockHost: self._note,
+            ins.CategoryChanged: self._log_category}
         at_exit.track(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -277,9 +282,8 @@ class WorkQueue(AbstractionsMixin):
             self._advertiser.final(self._now())
         goodbye = m.Exit().encode() if self._shutdown else m.Release().encode()
         for conn in list(self._conns.values()):
-            if conn.worker is not None:
-                self._state.counters.workers_released += 1
-            self._last_word(conn, goodbye if conn.worker is not None else b"", "EXPLICIT")
+            self._last_word(conn, goodbye if conn.worker is not None else b"", "EXPLICIT",
+                            released=conn.worker is not None)
         self._watcher.unregister(self._listener)
         self._listener.close()
         self._watcher.close()
@@ -331,7 +335,7 @@ class WorkQueue(AbstractionsMixin):
         self._priority = int(priority)
 
     def specify_algorithm(self, algorithm: int) -> None:
-        self._state.algorithm = int(algorithm)
+        self._state.set_algorithm(int(algorithm))
 
     def specify_task_order(self, order: int) -> None:
         """Deprecated in CCTools; has no effect."""
@@ -342,8 +346,7 @@ class WorkQueue(AbstractionsMixin):
     specify_master_mode = specify_manager_mode
 
     def specify_min_taskid(self, minid: int) -> int:
-        self._state.next_task_id = max(self._state.next_task_id, int(minid))
-        return self._state.next_task_id
+        return self._state.set_min_task_id(int(minid))
 
     def specify_keepalive_interval(self, interval: float) -> None:
         """Seconds between keepalive checks of a worker (0 disables them)."""
@@ -381,12 +384,12 @@ class WorkQueue(AbstractionsMixin):
     def specify_category_max_resources(self, category: str, resources: dict[str, float]) -> None:
         """Resources for tasks of ``category``; a task's own ``specify_*`` values win."""
         self._state.categories.get_or_create(category).set_max(_resources_from(resources))
-        self._state.dispatch_pending = True
+        self._state.changed()
 
     def specify_category_min_resources(self, category: str, resources: dict[str, float]) -> None:
         """Smallest allocation for tasks of ``category``."""
         self._state.categories.get_or_create(category).set_min(_resources_from(resources))
-        self._state.dispatch_pending = True
+        self._state.changed()
 
     def specify_category_mode(self, category: str | None, mode: int) -> int:
         """Allocation mode of ``category`` (None: the default for categories made later).
@@ -404,7 +407,7 @@ class WorkQueue(AbstractionsMixin):
         c = cats.get_or_create(_category_name(category))
         c.set_mode(mode)
         self._log_category(c)
-        self._state.dispatch_pending = True
+        self._state.changed()
         return 1
 
     def specify_category_autolabel_resource(self, category: str, resource: str,
@@ -412,8 +415,7 @@ class WorkQueue(AbstractionsMixin):
         """Turn automatic labelling of one resource (cores, memory, disk, gpus) on or off."""
         if resource not in ("cores", "memory", "disk", "gpus"):
             raise ValueError(f"unknown resource {resource!r} (use cores, memory, disk, gpus)")
-        c = self._state.categories.get_or_create(_category_name(category))
-        c.autolabel[resource] = bool(autolabel)
+        self._state.set_autolabel(_category_name(category), resource, bool(autolabel))
         return 1
 
     enable_category_resource = specify_category_autolabel_resource
@@ -423,7 +425,7 @@ class WorkQueue(AbstractionsMixin):
         """Start ``category`` in steady state with this first allocation."""
         c = self._state.categories.get_or_create(_category_name(category))
         c.set_first_guess(_resources_from(resources))
-        self._state.dispatch_pending = True
+        self._state.changed()
 
     def enable_monitoring(self, dirname: str | None = None, watchdog: bool = True) -> bool:
         """Measure every task's resources into ``t.resources_measured``.
@@ -454,8 +456,8 @@ class WorkQueue(AbstractionsMixin):
         return True
 
     def _update_ramp_down(self) -> None:
-        self._state.ramp_down = bool(self._tune["ramp-down-heuristic"]) and \
-            self._monitor is not None and self._monitor.watchdog
+        self._state.set_ramp_down(bool(self._tune["ramp-down-heuristic"]) and
+                                  self._monitor is not None and self._monitor.watchdog)
 
     def activate_fast_abort(self, multiplier: float) -> int:
         """Take back tasks running ``multiplier`` times longer than average (< 1: off)."""
@@ -463,22 +465,11 @@ class WorkQueue(AbstractionsMixin):
 
     def activate_fast_abort_category(self, category: str, multiplier: float) -> int:
         """Fast abort for one category: >= 1 on, 0 off, < 0 use the default category's."""
-        c = self._state.categories.get_or_create(_category_name(category))
-        multiplier = float(multiplier)
-        if multiplier >= 1:
-            c.fast_abort = multiplier
-            return 0
-        if multiplier == 0:
-            c.fast_abort = 0
-            return 1
-        c.fast_abort = -1
-        return 0
+        return self._state.set_fast_abort(_category_name(category), float(multiplier))
 
     def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> None:
         """At most ``max_concurrent`` tasks of ``category`` run at once (< 0: no limit)."""
-        c = self._state.categories.get_or_create(_category_name(category))
-        c.max_concurrent = max(-1, int(max_concurrent))
-        self._state.dispatch_pending = True
+        self._state.set_max_concurrent(_category_name(category), int(max_concurrent))
 
     def stats_category(self, category: str) -> Stats:
         """Statistics of the tasks of one category (same fields as ``stats``)."""
@@ -502,36 +493,19 @@ class WorkQueue(AbstractionsMixin):
             return -1
         value = float(value)
         self._tune[key] = value
-        st = self._state
-        if key == "resource-submit-multiplier":
-            st.policy.submit_multiplier = max(1.0, value)
-        elif key == "proportional-resources":
-            st.policy.proportional = bool(value)
-        elif key == "proportional-whole-tasks":
-            st.policy.whole_tasks = bool(value)
-        elif key == "hungry-minimum":
-            st.hungry_minimum = int(value)
-        elif key == "hungry-minimum-factor":
-            st.hungry_minimum_factor = value
-        elif key == "wait-for-workers":
-            st.wait_for_workers = int(value)
-        elif key == "ramp-down-heuristic":
+        if self._state.configure(key, value):
+            return 0
+        if key == "ramp-down-heuristic":
             self._update_ramp_down()
         elif key == "fast-abort-multiplier":
             self.activate_fast_abort(value)
-        elif key == "category-steady-n-tasks":
-            st.categories.set_steady_n_tasks(max(1, int(value)))
-        elif key == "attempt-schedule-depth":
-            st.schedule_depth = max(1, int(value))
-        elif key == "lost-workers-in-a-row":
-            st.lost_workers_limit = int(value)
         elif key == "keepalive-interval":
             self._keepalive_interval = value
         elif key == "keepalive-timeout":
             self._keepalive_timeout = value
         elif key == "short-timeout":
             self._short_timeout = value
-        st.dispatch_pending = True
+        self._state.changed()
         return 0
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -549,12 +523,8 @@ class WorkQueue(AbstractionsMixin):
         before = getattr(task, "_before_submit", None)
         if before is not None:
             before()
-        now = self._now()
-        task_id = self._state.submit(task, now)
-        task.submit_time = _usec(now)
-        if self._txn:
-            self._txn.task_waiting(task, now)
-        return task_id
+        self._carry_out(self._state.handle(ev.TaskSubmitted(task), self._now()))
+        return int(task.id)
 
     def wait(self, timeout: float = WORK_QUEUE_WAITFORTASK) -> Task | None:
         """Wait up to ``timeout`` seconds (-1 = forever) for a task to finish, and return it."""
@@ -568,7 +538,8 @@ class WorkQueue(AbstractionsMixin):
         if self._closed:
             raise RuntimeError("this WorkQueue is closed")
         now = self._now()
-        self._state.counters.time_application += _usec(max(0.0, now - self._app_time_mark))
+        self._state.handle(ev.TimeSpent("application", _usec(max(0.0, now - self._app_time_mark))),
+                           now)
         if timeout is None or timeout < 0:
             deadline = float("inf")
         else:
@@ -577,9 +548,10 @@ class WorkQueue(AbstractionsMixin):
         self._advertiser.maybe_update(now)
         try:
             while True:
-                task = self._state.pop_returned(tag)
+                task = self._state.pop_returned(tag, self._now())
                 if task is not None:
-                    return self._finish(task)
+                    self._carry_out(self._state.collect())  # its DONE line
+                    return task  # type: ignore[no-any-return]
                 if not self._status_responder.handoff.empty():
                     self._adopt_handoffs()
                 now = self._now()
@@ -595,14 +567,6 @@ class WorkQueue(AbstractionsMixin):
             self._status_responder.lock.release()
             self._app_time_mark = self._now()
 
-    def _finish(self, task: Task) -> Task:
-        now = self._now()
-        task.time_when_done = _usec(now)
-        task.finish_time = _usec(now)
-        if self._txn:
-            self._txn.task_done(task, now)
-        return task
-
     def empty(self) -> bool:
         """True when no submitted task is left to return."""
         return self._state.empty()
@@ -614,17 +578,23 @@ class WorkQueue(AbstractionsMixin):
     def task_state(self, taskid: int) -> int:
         return self._state.state_of(int(taskid))
 
+    def task_story(self, taskid: int) -> list[str]:
+        """Why a task is where it is: its recent state changes, oldest first, e.g.
+        ``"12.5 RUNNING -> WAITING (requeue)"`` after its worker was lost (the last 16 of a
+        live task; those of the last 1000 tasks that left the queue)."""
+        with self._state_lock:
+            story = self._state.story(int(taskid))
+        return [f"{when:.3f} {TASK_STATE_STRINGS[old]} -> {TASK_STATE_STRINGS[new]} ({cause})"
+                for old, new, cause, when in story]
+
     def cancel_by_taskid(self, id: int) -> Task | None:
         """Remove a task from the queue (killing it if running); returns it, or None."""
-        found = self._state.cancel(int(id))
-        if found is None:
+        task = self._state.tasks.get(int(id))
+        instructions = self._state.handle(ev.TaskCancelled(int(id)), self._now())
+        if not instructions:
             return None
-        task, worker = found
-        if worker is not None:
-            self._kill_on_worker(task, worker, outputs_too=True)
-        if self._txn:
-            self._txn.task_event(task, "CANCELED", self._now())
-        return task  # type: ignore[no-any-return]
+        self._carry_out(instructions)
+        return task
 
     def cancel_by_tasktag(self, tag: str) -> Task | None:
         """Cancel the first task with ``tag``; returns it, or None."""
@@ -649,8 +619,7 @@ class WorkQueue(AbstractionsMixin):
                 continue
             if n and count >= n:
                 break
-            self._state.counters.workers_released += 1
-            self._last_word(conn, m.Exit().encode(), "EXPLICIT")
+            self._last_word(conn, m.Exit().encode(), "EXPLICIT", released=True)
             count += 1
         return count
 
@@ -672,13 +641,7 @@ class WorkQueue(AbstractionsMixin):
         self.unblock_host(host)
 
     def specify_draining_by_hostname(self, hostname: str, drain_mode: bool = True) -> int:
-        count = 0
-        for w in self._state.workers.values():
-            if w.hostname == hostname:
-                w.draining = bool(drain_mode)
-                count += 1
-        self._state.dispatch_pending = True
-        return count
+        return self._state.drain_host(hostname, bool(drain_mode))
 
     def invalidate_cache_file(self, local_name: str) -> None:
         """Forget every worker's cached copy of ``local_name`` (e.g. after changing it).
@@ -689,11 +652,10 @@ class WorkQueue(AbstractionsMixin):
 
         probe = make_file_spec(WORK_QUEUE_FILE, WORK_QUEUE_INPUT, local_name,
                                os.path.basename(local_name) or "x", WORK_QUEUE_CACHE)
-        for w in self._state.workers.values():
-            if w.cached.pop(probe.cachename, None) is not None:
-                conn = self._conns.get(w.key)
-                if conn is not None:
-                    conn.write(m.Unlink(probe.cachename).encode())
+        for key in self._state.forget_cached(probe.cachename):
+            conn = self._conns.get(key)
+            if conn is not None:
+                conn.write(m.Unlink(probe.cachename).encode())
         self._flush_all()
 
     def specify_catalog_server(self, hostname: str, port: int = 9097) -> None:
@@ -743,7 +705,7 @@ class WorkQueue(AbstractionsMixin):
         t0 = time.perf_counter()
         events = self._watcher.wait(poll)
         started = time.perf_counter()
-        self._state.counters.time_polling += int((started - t0) * 1e6)
+        self._state.handle(ev.TimeSpent("polling", int((started - t0) * 1e6)), 0.0)
         handled = 0
         for conn in events:
             if handled and time.perf_counter() - started > PASS_BUDGET:
@@ -817,6 +779,8 @@ class WorkQueue(AbstractionsMixin):
                 break
             progressed = True
             self._send_task(d, now)
+        if self._state.out:  # tasks past their end time failed while choosing
+            self._carry_out(self._state.collect())
         return progressed
 
     def _accept(self, now: float) -> None:
@@ -887,9 +851,10 @@ class WorkQueue(AbstractionsMixin):
             oldest = min(pending, key=lambda c: c.connected_at)
             self._debug_msg(f"out of file descriptors: dropping {oldest.address}, which "
                             "never completed a handshake")
-            self._drop(oldest, "UNKNOWN", count_lost=False)
+            self._drop(oldest, "UNKNOWN")
 
-    def _drop(self, conn: WorkerConnection, reason: str, count_lost: bool = True) -> None:
+    def _drop(self, conn: WorkerConnection, reason: str, released: bool = False) -> None:
+        """Close ``conn``; the core takes its worker's tasks back (``WorkerGone``)."""
         if conn.closed and conn.key not in self._conns:
             return
         self._conns.pop(conn.key, None)
@@ -903,112 +868,80 @@ class WorkQueue(AbstractionsMixin):
                 self._txn.worker_disconnected(None, conn.address, reason, self._now())
             return
         now = self._now()
-        requeued = self._state.remove_worker(w.key, now, lost=reason == "FAILURE")
-        if count_lost and reason == "FAILURE":
-            self._state.counters.workers_lost += 1
-        elif reason == "IDLE_OUT":
-            self._state.counters.workers_idled_out += 1
-        for task in requeued:
-            task.hostname = None
-            if self._txn and task.state == ts.READY:
-                self._txn.task_waiting(task, now)
+        self._carry_out(self._state.handle(ev.WorkerGone(w.key, reason, released=released), now))
         if self._txn:
             self._txn.worker_disconnected(w, conn.address, reason, now)
-        self._debug_msg(f"worker {w.hostname} ({conn.address}) removed: {reason}; "
-                        f"{len(requeued)} task(s) requeued")
 
-    def _last_word(self, conn: WorkerConnection, data: bytes, reason: str) -> None:
+    def _last_word(self, conn: WorkerConnection, data: bytes, reason: str,
+                   released: bool = False) -> None:
         """Send ``data`` (if the peer still listens) and close the connection on purpose."""
         try:
             conn.write(data)
             conn.flush()
         except OSError:
             pass
-        self._drop(conn, reason, count_lost=False)
+        self._drop(conn, reason, released)
 
     def _watch_write(self, conn: WorkerConnection, on: bool) -> None:
         self._watcher.want_write(conn.sock, on)
 
     def _transfer_wait(self, length: int) -> float:
-        """Seconds a transfer of ``length`` bytes may take (CCTools get_transfer_wait_time):
-        at a tenth (``transfer-outlier-factor``) of ``default-transfer-rate``, and never less
-        than ``min-transfer-timeout``."""
-        rate = float(self._tune["default-transfer-rate"]) / \
-            max(1.0, float(self._tune["transfer-outlier-factor"]))
-        return max(float(self._tune["min-transfer-timeout"]), length / max(rate, 1.0))
+        """Seconds a transfer of ``length`` bytes may take (see policies.transfer_wait)."""
+        tune = self._tune
+        return _policy_transfer_wait(length, float(tune["default-transfer-rate"]),
+                                     float(tune["transfer-outlier-factor"]),
+                                     float(tune["min-transfer-timeout"]))
 
     def _periodic(self, now: float) -> None:
         self._last_periodic = now
-        self._state.settle()
         self._advertiser.maybe_update(now)  # issue 5
-        stall = float(self._tune["min-transfer-timeout"])
         for conn in list(self._conns.values()):
-            if conn.worker is None or not conn.worker.ready:
-                if now - conn.connected_at > self._keepalive_timeout:
-                    self._debug_msg(f"{conn.address} did not complete its handshake in "
-                                    f"{self._keepalive_timeout:.0f} s; dropping it")
-                    self._drop(conn, "UNKNOWN", count_lost=False)
-                continue
-            box = conn.outbox
-            if box.blocked_since is not None and \
-                    now > box.blocked_since + self._transfer_wait(box.blocked_bytes):
-                # It reads too slowly, or not at all: the others must not wait for it.
-                self._debug_msg(f"worker {conn.address} did not take {box.blocked_bytes} bytes "
-                                f"in time; dropping it")
-                self._drop(conn, "FAILURE")
-                continue
-            if conn.reader.in_payload and conn.payload_number == conn.reader.payloads_started \
-                    and now > conn.payload_deadline:
-                # Each byte is progress, but not enough: slower than the tunables allow.
-                self._debug_msg(f"worker {conn.address} sends a payload of "
-                                f"{conn.reader.payload_length} bytes too slowly; dropping it")
-                self._drop(conn, "FAILURE")
-                continue
-            if (conn.reader.in_payload or conn.expect) and now - conn.last_message > stall:
-                # Half a message, or an answer we wait for, then silence.
-                self._debug_msg(f"worker {conn.address} stalled for {stall:.0f} s in the "
-                                "middle of a message; dropping it")
-                self._drop(conn, "FAILURE")
-                continue
-            if self._keepalive_interval <= 0:
-                continue
-            if conn.spoke_since_check:
-                if now - conn.last_check >= self._keepalive_interval:
-                    conn.write(m.Check().encode())
-                    conn.last_check = now
-                    conn.spoke_since_check = False
-            elif now - conn.last_check >= self._keepalive_timeout and \
-                    now - conn.last_message >= self._keepalive_timeout:
-                self._drop(conn, "FAILURE")
-        self._shut_down_drained_workers()
-        self._trim_factory_workers(now)
+            self._check_liveness(conn, now)
+        limits = self._factory_limits
+        limits.maybe_fetch(now)
+        fresh = dict(limits.max_workers) if limits.take() else None
+        self._carry_out(self._state.handle(ev.Tick(fresh), now))
         if now - self._last_unfit_warning >= self.unfit_warning_interval:
             self._last_unfit_warning = now
             self._warn_unfit_tasks()
         if self._stats_log:
             self._stats_log.write(self._stats_now(), now)
 
+    def _check_liveness(self, conn: WorkerConnection, now: float) -> None:
+        """Keepalive checks, and the handshake, stall and transfer deadlines of one
+        connection (the rule: policies.liveness_verdict)."""
+        reader, box = conn.reader, conn.outbox
+        w = conn.worker
+        facts = Liveness(
+            connected_at=conn.connected_at, last_message=conn.last_message,
+            last_check=conn.last_check, spoke_since_check=conn.spoke_since_check,
+            ready=w is not None and w.ready, blocked_since=box.blocked_since,
+            blocked_bytes=box.blocked_bytes,
+            in_payload=reader.in_payload and conn.payload_number == reader.payloads_started,
+            payload_length=reader.payload_length, payload_deadline=conn.payload_deadline,
+            expecting=reader.in_payload or bool(conn.expect))
+        stall = float(self._tune["min-transfer-timeout"])
+        verdict = liveness_verdict(facts, now, self._keepalive_interval,
+                                   self._keepalive_timeout, stall, self._transfer_wait)
+        if verdict == KEEP:
+            return
+        if verdict == CHECK:
+            conn.write(m.Check().encode())
+            conn.last_check = now
+            conn.spoke_since_check = False
+        elif verdict == DROP_HANDSHAKE:
+            self._debug_msg(f"{conn.address} did not complete its handshake in "
+                            f"{self._keepalive_timeout:.0f} s; dropping it")
+            self._drop(conn, "UNKNOWN")
+        else:
+            text = _DROP_MESSAGES[verdict].format(blocked=box.blocked_bytes, stall=stall,
+                                                  payload=reader.payload_length)
+            self._debug_msg(f"worker {conn.address} {text}")
+            self._drop(conn, "FAILURE")
+
     def _abort_slow_tasks(self, now: float) -> None:
-        """Fast abort: requeue slow tasks; a worker slow twice in a row is blocked for 900 s."""
-        for task, w in self._state.slow_tasks(now):
-            if task.state != ts.RUNNING or task.worker_key != w.key:
-                continue
-            self._debug_msg(f"task {task.id} is taking too long on {w.hostname}; "
-                            "taking it back (fast abort)")
-            self._kill_on_worker(task, w, outputs_too=True)
-            self._state.requeue(task, now)
-            if self._txn and task.state == ts.READY:
-                self._txn.task_waiting(task, now)
-            task.fast_abort_count += 1
-            if task.fast_abort_count > 1:
-                continue  # a task cannot mark two different workers as suspect
-            if w.fast_abort_alarm and w.key in self._conns:
-                self._debug_msg(f"worker {w.hostname} ({w.address}) is slow: blocking its "
-                                f"host for {FAST_ABORT_BLOCK_SECONDS} s")
-                self._state.block_host(w.hostname, now + FAST_ABORT_BLOCK_SECONDS)
-                self._state.counters.workers_fast_aborted += 1
-                self._drop(self._conns[w.key], "FAST_ABORT", count_lost=False)
-            w.fast_abort_alarm = True
+        """Fast abort (the rule: ManagerState, on SlowTaskCheck)."""
+        self._carry_out(self._state.handle(ev.SlowTaskCheck(), now))
 
     def _warn_unfit_tasks(self) -> None:
         """Say which waiting tasks are larger than every connected worker (every 3 min)."""
@@ -1021,40 +954,16 @@ class WorkQueue(AbstractionsMixin):
             logger.warning(text)
             self._debug_msg(text)
 
-    def _trim_factory_workers(self, now: float) -> None:
-        """Shut down idle workers of factories that have more here than their max_workers
-        (CCTools ``factory_trim_workers``)."""
-        limits = self._factory_limits
-        limits.maybe_fetch(now)
-        if not limits.take():
-            return
-        for name, limit in limits.max_workers.items():
-            mine = [w for w in self._state.workers.values() if w.factory_name == name]
-            excess = len(mine) - limit
-            for w in mine:
-                if excess <= 0:
-                    break
-                if not w.tasks and w.key in self._conns:
-                    self._debug_msg(f"trimming idle worker {w.hostname} of factory {name} "
-                                    f"(max_workers {limit})")
-                    self._last_word(self._conns[w.key], m.Exit().encode(), "EXPLICIT")
-                    excess -= 1
-
-    def _shut_down_drained_workers(self) -> None:
-        """A draining worker that has finished its tasks is told to exit."""
-        for w in list(self._state.workers.values()):
-            if w.draining and not w.tasks and w.key in self._conns:
-                self._last_word(self._conns[w.key], m.Exit().encode(), "EXPLICIT")
-
     # -- sending tasks ----------------------------------------------------------------------------
 
-    def _send_task(self, d: Dispatch, now: float) -> None:
+    def _send_task(self, d: ins.SendTask, now: float) -> None:
+        """Carry out a SendTask: the inputs the worker lacks, then the task block."""
         task: Task = d.task
         worker = d.worker
         conn = self._conns[worker.key]
         t0 = time.perf_counter()
-        task.send_input_start = _usec(now)
         sent = 0
+        cached: list[tuple[str, int]] = []
         extra = self._monitor_files(task, worker)
         conn.before_task(task.id)
         try:
@@ -1072,14 +981,10 @@ class WorkQueue(AbstractionsMixin):
                     self._txn.input_sent(task, spec, n, t_end - t_file, t_end)
                 sent += n
                 if spec.cached:
-                    worker.cached[spec.cachename] = n
+                    cached.append((spec.cachename, n))
         except InputMissing as e:
-            # CCTools behaviour: the task comes back with INPUT_MISSING and return_status -1.
             logger.warning("task %d: %s", task.id, e)
-            task._output = f"work_queue: {e}\n".encode()
-            task.return_status = -1
-            self._state.fail(task, WORK_QUEUE_RESULT_INPUT_MISSING, now)
-            self._unlink_inputs(conn, task, worker)
+            self._carry_out(self._state.handle(ev.TaskInputMissing(d, str(e), cached), now))
             return
         except OSError as e:
             logger.warning("sending inputs of task %d to %s failed: %s", task.id, conn.address, e)
@@ -1095,19 +1000,9 @@ class WorkQueue(AbstractionsMixin):
                 logger.warning("send to %s failed: %s", conn.address, e)
                 self._drop(conn, "FAILURE")
                 return
-        self._state.commit_dispatch(d, now)
-        end = self._now()
-        task.send_input_finish = _usec(end)
-        task.time_when_commit_start = task.send_input_start
-        task.time_when_commit_end = task.send_input_finish
-        task.total_bytes_sent += sent
-        task.hostname = worker.hostname
-        task.host = conn.address
-        self._state.counters.bytes_sent += sent
-        self._state.counters.time_send += int((time.perf_counter() - t0) * 1e6)
-        worker.total_bytes_transferred += sent
-        if self._txn:
-            self._txn.task_running(task, conn.address, d.box, end)
+        send_usec = int((time.perf_counter() - t0) * 1e6)
+        self._carry_out(self._state.handle(
+            ev.TaskSent(d, now, sent, send_usec, conn.address, cached), self._now()))
 
     def _monitor_files(self, task: Task, worker: WorkerRecord) -> tuple[Any, ...]:
         """Decide how this attempt of ``task`` is monitored; the files that takes."""
@@ -1135,7 +1030,7 @@ class WorkQueue(AbstractionsMixin):
         task._monitor_files = (exe, summary)
         return task._monitor_files
 
-    def _task_block(self, task: Task, d: Dispatch, fork: bool = False) -> bytes:
+    def _task_block(self, task: Task, d: ins.SendTask, fork: bool = False) -> bytes:
         monitored = task._monitor_mode is not None
         native = task._monitor_mode == "native"
         command = task.command
@@ -1249,7 +1144,7 @@ class WorkQueue(AbstractionsMixin):
         elif isinstance(msg, m.ResourceReport):
             if w is None:
                 raise RemoteProtocolError("resource report before handshake")
-            self._on_resource(w, msg)
+            self._on_resource(w, msg, now)
         elif isinstance(msg, m.Update):
             self._on_update(conn, msg)
         elif isinstance(msg, m.MonitorSummary):
@@ -1261,18 +1156,15 @@ class WorkQueue(AbstractionsMixin):
         elif isinstance(msg, m.Feature):
             if w is None:
                 raise RemoteProtocolError("feature before handshake")
-            w.features.add(msg.name)
-            if msg.name == extensions.PREFETCH:
-                w.prefetch = True
-                self._state.refresh(w)
-            elif msg.name in (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES):
+            self._state.handle(ev.FeatureReported(w, msg.name), now)
+            if msg.name in (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES):
                 conn.write(m.Feature(msg.name).encode())
         elif isinstance(msg, m.CacheUpdate):
             if w is not None:
-                w.cached[msg.cachename] = msg.size
+                self._state.note_cached(w, msg.cachename, msg.size)
         elif isinstance(msg, m.CacheInvalid):
             if w is not None:
-                w.cached.pop(msg.cachename, None)
+                self._state.note_cached(w, msg.cachename, None)
                 logger.warning("worker %s could not create %s: %s", w.hostname, msg.cachename,
                                msg.payload.decode("utf-8", "replace").strip())
         elif isinstance(msg, m.StatusRequest | m.HttpGet):
@@ -1291,124 +1183,51 @@ class WorkQueue(AbstractionsMixin):
         w = WorkerRecord(conn.key, hostname=msg.hostname, address=conn.address, os=msg.os,
                          arch=msg.arch, version=msg.version)
         conn.worker = w
-        self._state.add_worker(w, now)
+        self._state.handle(ev.WorkerConnected(w), now)
 
     def _on_info(self, conn: WorkerConnection, msg: m.Info, now: float) -> None:
         w = conn.worker
         if w is None:
             raise RemoteProtocolError("info before handshake")
         f = msg.field
+        if f == "from-factory":
+            self._factory_limits.names.add(msg.value)  # the catalog is asked for its limits
+        self._carry_out(self._state.handle(ev.WorkerInfo(w, f, msg.value), now))
+        if not self._txn:
+            return
         if f == "worker-id":
-            w.worker_id = msg.value
-            if self._txn:
-                self._txn.worker_connected(w, conn.address, now)
-        elif f == "worker-end-time":
-            try:
-                w.end_time = float(msg.value)
-            except ValueError:
-                w.end_time = 0
-            if w.got_tag and not w.ready:
-                self._worker_ready(w)
-        elif f == "tasks_running":
-            try:
-                w.tasks_running_reported = int(msg.value)
-            except ValueError:
-                pass
-        elif f == "idle-disconnecting":
-            self._drop(conn, "IDLE_OUT", count_lost=False)
-        elif f == "from-factory":
-            w.factory_name = msg.value
-            self._factory_limits.names.add(msg.value)
-            limit = self._factory_limits.max_workers.get(msg.value)
-            connected = sum(1 for x in self._state.workers.values()
-                            if x.factory_name == msg.value)
-            if limit is not None and connected > limit:
-                # The factory asked for fewer workers than it has here: send this one away.
-                self._debug_msg(f"worker {w.hostname} of factory {msg.value} is over its "
-                                f"max_workers ({limit}); shutting it down")
-                self._last_word(conn, m.Exit().encode(), "EXPLICIT")
-        elif f == "end_of_resource_update" and self._txn:
+            self._txn.worker_connected(w, conn.address, now)
+        elif f == "end_of_resource_update":
             # CCTools logs the worker's resources after every update
             self._txn.worker_resources(w, now)
-        # statistics and vacating notices need no action here.
 
-    def _on_resource(self, w: WorkerRecord, msg: m.ResourceReport) -> None:
-        if msg.name == "tag":
-            w.got_tag = True
-            if w.end_time >= 0 and not w.ready and w.end_time != -1:
-                self._worker_ready(w)
-            return
-        if msg.name in ("cores", "memory", "disk", "gpus", "workers"):
-            setattr(w.resources, msg.name, msg.total)
-            w.resources.largest[msg.name] = msg.largest
-            self._state.resources_changed(w)
-        elif msg.name.startswith("coprocess_"):
-            if w.cop is None:
-                # shares the feature set, so coprocess tasks find their coprocess feature
-                w.cop = WorkerRecord(w.key, hostname=w.hostname, features=w.features)
-            name = msg.name[len("coprocess_"):]
-            if name in ("cores", "memory", "disk", "gpus"):
-                setattr(w.cop.resources, name, msg.total)
-                w.cop.resources.largest[name] = msg.largest
-            self._state.resources_changed(w)
-
-    def _worker_ready(self, w: WorkerRecord) -> None:
-        self._state.worker_ready(w)
-        self._debug_msg(f"worker {w.hostname} ready: {w.resources.cores} cores, "
-                        f"{w.resources.memory} MB memory, {w.resources.disk} MB disk, "
-                        f"{w.resources.gpus} gpus")
+    def _on_resource(self, w: WorkerRecord, msg: m.ResourceReport, now: float) -> None:
+        self._carry_out(self._state.handle(
+            ev.ResourcesReported(w, msg.name, msg.total, msg.largest), now))
 
     def _on_result(self, conn: WorkerConnection, msg: m.Result, now: float) -> None:
         w = conn.worker
         task = w.tasks.get(msg.task_id) if w is not None else None
-        if task is None or task.state != ts.RUNNING:
-            return  # cancelled meanwhile, or a duplicate: nothing to do
-        observed = max(0.0, now - task.send_input_finish / 1e6) * 1e6
-        exec_time = min(msg.exec_time_usec, int(observed)) if observed > 0 else msg.exec_time_usec
-        task.cmd_execution_time = exec_time
-        task.total_cmd_execution_time += exec_time
-        task.execute_cmd_start = task.send_input_finish
-        task.execute_cmd_finish = task.send_input_finish + exec_time
-        task._output = msg.payload
-        task.return_status = msg.exit_code
-        if msg.status == _WORKER_STATUS_FORSAKEN:
-            # The worker cannot run it: try again elsewhere without counting the attempt.
-            task.try_count -= 1
-            self._kill_on_worker(task, w, outputs_too=True)
-            self._state.requeue(task, now)
-            return
-        task.result = msg.status
-        if task._monitor_mode is not None and msg.status == WORK_QUEUE_RESULT_SUCCESS:
-            # CCTools get_result: the monitor's exit code becomes the result before any output
-            # is fetched, so the files a task killed for its limits never wrote do not turn it
-            # into OUTPUT_MISSING.
-            if msg.exit_code == monitoring.RM_OVERFLOW:
-                task.result = WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
-            elif msg.exit_code == monitoring.RM_TIME_EXPIRE:
-                task.result = WORK_QUEUE_RESULT_TASK_TIMEOUT
-        self._state.result_arrived(task)
-        if self._txn:
-            self._txn.task_event(task, "WAITING_RETRIEVAL", now, conn.address + " ")
-        task.receive_output_start = _usec(now)
-        task._pending_gets = 0
-        success = msg.status == WORK_QUEUE_RESULT_SUCCESS and msg.exit_code == 0
-        for spec in task.files:
-            if spec.is_input:
-                continue
-            if spec.flags & WORK_QUEUE_FAILURE_ONLY and success:
-                continue
-            if spec.flags & WORK_QUEUE_SUCCESS_ONLY and not success:
-                continue
-            conn.write(m.Get(spec.cachename).encode())
-            conn.expect.append(("get", task, spec))
-            task._pending_gets += 1
-        for spec in task._monitor_files:
-            if not spec.is_input:
+        if task is None:
+            return  # cancelled meanwhile: nothing to do
+        codes = (monitoring.RM_OVERFLOW, monitoring.RM_TIME_EXPIRE) \
+            if task._monitor_mode is not None else None
+        self._carry_out(self._state.handle(ev.ResultReceived(
+            w, msg.task_id, msg.status, msg.exit_code, msg.exec_time_usec,  # type: ignore
+            msg.payload, codes), now))
+
+    def _fetch_outputs(self, f: ins.FetchOutputs) -> None:
+        """Carry out FetchOutputs: one ``get`` per output; the replies come back in order."""
+        task = f.task
+        conn = self._conns.get(f.worker_key)
+        task._pending_gets = len(f.files)
+        if conn is not None and f.files:
+            for spec in f.files:
                 conn.write(m.Get(spec.cachename).encode())
                 conn.expect.append(("get", task, spec))
-                task._pending_gets += 1
-        if not task._pending_gets:
-            self._task_retrieved(conn, task, now)
+            return
+        task._pending_gets = 0
+        self._task_retrieved(conn, task, self._now())
 
     def _on_update(self, conn: WorkerConnection, msg: m.Update) -> None:
         w = conn.worker
@@ -1505,10 +1324,9 @@ class WorkQueue(AbstractionsMixin):
             except OSError as e:
                 logger.warning("cannot write output %s: %s", path, e)
                 self._set_result(task, WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR)
-        task.total_bytes_received += msg.length  # type: ignore[attr-defined]
+        self._state.handle(ev.OutputBytesComing(task, msg.length), 0.0)  # type: ignore
         if self._txn:
             self._txn.output_bytes(task, msg.length)  # type: ignore[attr-defined]
-        self._state.counters.bytes_received += msg.length  # type: ignore[attr-defined]
 
     def _on_chunk(self, conn: WorkerConnection, chunk: Chunk) -> None:
         sink = conn.sink
@@ -1528,19 +1346,12 @@ class WorkQueue(AbstractionsMixin):
                 sink.abort()
                 conn.sink = None
 
-    @staticmethod
-    def _set_result(task: Task, result: int) -> None:
-        """CCTools ``update_task_result``: serious results (>= 8) win over missing files."""
-        current = task.result
-        if result >= 8 or not (current >= 8 and current != WORK_QUEUE_RESULT_UNKNOWN):
-            task.result = result
+    def _set_result(self, task: Task, result: int) -> None:
+        """An output failed (the rule, result precedence: policies.merge_result)."""
+        self._state.handle(ev.OutputFailed(task, result), 0.0)
 
-    def _task_retrieved(self, conn: WorkerConnection, task: Task, now: float) -> None:
-        w = conn.worker
-        task.receive_output_finish = _usec(self._now())
-        task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
-            (task.send_input_finish - task.send_input_start)
-        self._kill_on_worker(task, w, outputs_too=True, later=True)
+    def _task_retrieved(self, conn: WorkerConnection | None, task: Task, now: float) -> None:
+        """Every reply for the task's outputs is in: its monitor summary, then the core."""
         if task._monitor_mode is not None and self._monitor is not None:
             if task._monitor_mode == "native":
                 text = task._summary_text
@@ -1549,39 +1360,71 @@ class WorkQueue(AbstractionsMixin):
                 text = monitoring.read_summary(self._monitor, task, task._monitor_files[-1])
             monitoring.apply_summary(task, text, self._monitor)
             if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
-                self._debug_msg(f"task {task.id} exhausted resources on {w.hostname}: "
+                host = conn.worker.hostname if conn is not None and conn.worker else "?"
+                self._debug_msg(f"task {task.id} exhausted resources on {host}: "
                                 f"{task.limits_exceeded}")
-        self._state.retrieved(task, now)
-        for c in self._state.category_updates:
-            self._log_category(c)
-        self._state.category_updates.clear()
-        if self._txn:
-            self._txn.task_retrieved(task, now)
-            if task.state == ts.READY:  # exhausted its first allocation: retried at MAX
-                self._txn.task_waiting(task, now)
+        self._carry_out(self._state.handle(ev.OutputsFetched(task), self._now()))
 
-    def _kill_on_worker(self, task: Task, w: WorkerRecord | None, outputs_too: bool,
-                        later: bool = False) -> None:
-        """Tell the worker to stop ``task`` and delete its files; ``later``: the task has
-        finished, so this is cleanup that may wait for the next send."""
-        if w is None:
-            return
-        conn = self._conns.get(w.key)
+    def _kill_on_worker(self, k: ins.SendKill) -> None:
+        """Carry out SendKill: ``kill`` (unless the task never started there), then unlink
+        its files that are not cached; ``later``: cleanup that may wait for the next send."""
+        conn = self._conns.get(k.worker_key)
         if conn is None:
             return
-        line = m.Kill(task.id).encode()
-        if later:
-            conn.write_after(line, task.id)
-        else:
-            conn.write(line)
-        self._unlink_inputs(conn, task, w, outputs_too, later)
-
-    def _unlink_inputs(self, conn: WorkerConnection, task: Task, w: WorkerRecord,
-                       outputs_too: bool = False, later: bool = False) -> None:
+        task = k.task
+        if k.kill:
+            line = m.Kill(task.id).encode()
+            if k.later:
+                conn.write_after(line, task.id)
+            else:
+                conn.write(line)
         for spec in task.files:
-            if spec.cached or (not spec.is_input and not outputs_too) or spec.empty_dir:
+            if spec.cached or (not spec.is_input and not k.outputs_too) or spec.empty_dir:
                 continue
-            conn.write(m.Unlink(spec.cachename).encode(), later)
+            conn.write(m.Unlink(spec.cachename).encode(), k.later)
+
+    # -- carrying out the core's instructions ---------------------------------------------------
+
+    def _carry_out(self, instructions: list[ins.Instruction]) -> None:
+        """Do what the core said, in order (the only place its instructions are read)."""
+        doers = self._doers
+        for i in instructions:
+            doers[type(i)](i)
+
+    def _drop_worker(self, d: ins.DropWorker) -> None:
+        conn = self._conns.get(d.worker_key)
+        if conn is None:
+            return
+        self._debug_msg(d.why)
+        if d.goodbye:
+            self._last_word(conn, m.Exit().encode(), d.reason)
+        else:
+            self._drop(conn, d.reason)
+
+    def _log_transition(self, t: ins.Transition) -> None:
+        """The transactions log's TASK lines, all written here from the core's transitions."""
+        txn = self._txn
+        if txn is None:
+            return
+        new, task = t.new, t.task
+        if new == ts.READY:
+            txn.task_waiting(task, t.now)
+        elif new == ts.RUNNING:
+            txn.task_running(task, task.host, task.resources_allocated, t.now)
+        elif new == ts.WAITING_RETRIEVAL:
+            txn.task_waiting_retrieval(task, task.host, t.now)
+        elif new == ts.RETRIEVED and t.cause == "retrieved":
+            txn.task_retrieved(task, t.now)
+        elif new == ts.DONE:
+            txn.task_done(task, t.now)
+        elif new == ts.CANCELED:
+            txn.task_canceled(task, t.now)
+
+    def _note(self, n: ins.Note | ins.BlockHost) -> None:
+        if isinstance(n, ins.Note):
+            self._debug_msg(n.text)
+        else:
+            self._debug_msg(n.why)
 
     # -- status -----------------------------------------------------------------------------------
 
