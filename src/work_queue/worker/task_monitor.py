@@ -9,11 +9,19 @@ reports the exit code CCTools' ``resource_monitor`` would have exited with.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from typing import TYPE_CHECKING, Any
 
+from ..constants import WORK_QUEUE_RESULT_SIGNAL
 from ..monitor.measure import RM_MONITOR_ERROR
 
-__all__ = ["RM_MONITOR_ERROR", "TaskMonitor"]
+if TYPE_CHECKING:
+    from .executor import TaskRun
+
+__all__ = ["RM_MONITOR_ERROR", "TaskMonitor", "finish_monitor"]
+
+logger = logging.getLogger(__name__)
 #: The first look at a task comes soon (short tasks), later ones every ``interval``.
 FIRST_SAMPLE_AFTER = 0.05
 DEFAULT_INTERVAL = 1.0
@@ -71,3 +79,18 @@ class TaskMonitor:
             summary["task_id"] = str(self.task_id)
         summary["category"] = self.category
         return monitor_exit_code(summary), summary_mod.dumps(summary).encode()
+
+
+def finish_monitor(run: TaskRun) -> int:
+    """Write a monitored task's summary once it ended; returns resource_monitor's exit code
+    (the worker's core makes it the task's)."""
+    signal_number = run.exit_code if run.status == WORK_QUEUE_RESULT_SIGNAL else 0
+    exit_code = 0 if signal_number else run.exit_code
+    try:
+        code, run.summary = run.monitor.finish(run.finish or time.time(), run.rusage,
+                                               exit_code, signal_number)
+    except Exception as e:  # a failed measurement must not lose the task
+        logger.warning("task %d: monitoring failed: %s", run.spec.task_id, e)
+        code = RM_MONITOR_ERROR
+    run.monitor = None
+    return int(code)
