@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from work_queue.errors import RemoteProtocolError
 from work_queue.protocol import messages as m
-from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader
+from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader, manager_stream_reader
 from work_queue.protocol.task_block import TaskSpec
 from work_queue.protocol.urlcodec import url_decode, url_encode
 
@@ -78,24 +78,16 @@ def test_long_lines_are_refused_without_growing_forever(extra, junk):
 
 
 def drain_blocks(data: bytes, split: int) -> list[TaskSpec]:
-    """Read ``data`` with a block-reading manager-stream reader fed in ``split``-byte pieces,
-    assembling blocks that came line by line as the worker does."""
-    reader = MessageReader(m.parse_from_manager, blocks=True)
+    """Read ``data`` with a block-reading manager-stream reader fed in ``split``-byte pieces:
+    every block comes out as one TaskSpec, however it was cut (no line of it comes alone)."""
+    reader = manager_stream_reader(blocks=True)
     specs: list[TaskSpec] = []
-    pending: TaskSpec | None = None
     for i in range(0, len(data), max(1, split)):
         reader.feed(data[i:i + max(1, split)])
         while (ev := reader.next_event()) is not NEED_DATA:
+            assert not isinstance(ev, m.TaskStart)
             if isinstance(ev, TaskSpec):
-                assert pending is None
                 specs.append(ev)
-            elif pending is not None:
-                assert isinstance(ev, m.Message)
-                if pending.add(ev):
-                    specs.append(pending)
-                    pending = None
-            elif isinstance(ev, m.TaskStart):
-                pending = TaskSpec(ev.task_id)
     return specs
 
 

@@ -6,8 +6,8 @@
   ...) arrive only once every payload byte is here, with ``msg.payload`` filled;
 * for *streamed* messages (``put``, ``file``) the message first, then one or more
   :class:`Chunk` events, the last with ``last=True`` (even for a zero-length payload);
-* with ``blocks=True``, a :class:`~.task_block.TaskSpec` for a ``task ... end`` block that
-  is all in the buffer (one event instead of a dozen);
+* with ``blocks=True``, a :class:`~.task_block.TaskSpec` for each ``task ... end`` block
+  (one event instead of a dozen; see :class:`TaskBlockReader`);
 * :data:`NEED_DATA` when more bytes must be fed.
 
 Lines longer than ``WORK_QUEUE_LINE_MAX`` raise :class:`RemoteProtocolError`.
@@ -22,7 +22,7 @@ from typing import Final
 from ..constants import WORK_QUEUE_LINE_MAX
 from ..errors import RemoteProtocolError
 from .buffer import ReceiveBuffer, line_at
-from .messages import Message, parse_from_manager, parse_from_worker
+from .messages import Message, TaskStart, parse_from_manager, parse_from_worker
 from .task_block import TaskSpec, read_task_block
 
 
@@ -158,21 +158,21 @@ class MessageReader:
             if self._stream_left == 0:
                 self._stream_left = -1
                 return Chunk(b"", True)
-            data = buf.maybe_at_most(min(self._stream_left, CHUNK_SIZE))
-            if data is None:
+            piece = buf.maybe_at_most(min(self._stream_left, CHUNK_SIZE))
+            if piece is None:
                 return NEED_DATA
-            self._stream_left -= len(data)
+            self._stream_left -= len(piece)
             if self._stream_left == 0:
                 self._stream_left = -1
-                return Chunk(data, True)
-            return Chunk(data, False)
+                return Chunk(piece, True)
+            return Chunk(piece, False)
         if self._whole is not None:
             msg = self._whole
-            data = buf.maybe_exactly(msg.payload_length)
-            if data is None:
+            payload = buf.maybe_exactly(msg.payload_length)
+            if payload is None:
                 return NEED_DATA
             self._whole = None
-            msg.payload = data  # type: ignore[attr-defined]
+            msg.payload = payload  # type: ignore[attr-defined]
             return msg
         line = buf.maybe_next_line()
         if line is None:
@@ -219,12 +219,49 @@ class MessageReader:
         return self._buffer.take_all()
 
 
+class TaskBlockReader(MessageReader):
+    """The reader of what a worker receives: a ``task ... end`` block always comes out as one
+    :class:`TaskSpec`, whether it arrived in one piece (read in one go by
+    ``read_task_block``) or in several (its lines gathered here as they come)."""
+
+    __slots__ = ("_block",)
+
+    def __init__(self, max_line: int = WORK_QUEUE_LINE_MAX) -> None:
+        super().__init__(parse_from_manager, max_line, blocks=True)
+        #: The block being gathered line by line, None between blocks.
+        self._block: TaskSpec | None = None
+
+    def next_event(self) -> Event:
+        while True:
+            event = MessageReader.next_event(self)
+            block = self._block
+            if block is None:
+                if not isinstance(event, TaskStart):
+                    return event
+                self._block = TaskSpec(event.task_id)  # the rest has not arrived yet
+            elif event is NEED_DATA:
+                return event
+            elif not isinstance(event, Message):  # a block inside a block
+                raise RemoteProtocolError(f"unexpected data in task {block.task_id}")
+            elif block.add(event):  # refuses what has no place in a block (put, file...)
+                self._block = None
+                return block
+
+    @property
+    def in_block(self) -> bool:
+        """True while a task block has begun and its ``end`` has not arrived."""
+        return self._block is not None
+
+
 def worker_stream_reader() -> MessageReader:
     """Reader for what a manager receives from a worker."""
     return MessageReader(parse_from_worker)
 
 
 def manager_stream_reader(blocks: bool = False) -> MessageReader:
-    """Reader for what a worker receives from a manager; with ``blocks``, a task block that
-    has arrived whole comes as one :class:`TaskSpec` instead of a message per line."""
-    return MessageReader(parse_from_manager, blocks=blocks)
+    """Reader for what a worker receives from a manager; with ``blocks``, each task block
+    comes as one :class:`TaskSpec` (see :class:`TaskBlockReader`) instead of a message per
+    line."""
+    if blocks:
+        return TaskBlockReader()
+    return MessageReader(parse_from_manager)
