@@ -9,8 +9,7 @@ import pytest
 
 import work_queue as wq
 from tests.conftest import wait_all, wait_until
-from tests.fake_peer import HANDSHAKE, drive
-from tests.fake_peer import FakePeer as FakeWorker
+from work_queue._testing import HANDSHAKE, FakeWorker, drive
 
 
 def test_worker_dying_inside_a_result_payload(queue, workers):

@@ -47,6 +47,8 @@ from pathlib import Path
 import pytest
 
 import work_queue as wq
+from work_queue._testing import FakeManager, FakePeer, FakeWorker
+from work_queue._testing.peers import Script
 from work_queue.manager import files as manager_files
 from work_queue.protocol import extensions
 from work_queue.protocol import messages as m
@@ -249,43 +251,39 @@ def _decode_names(raws: list[bytes]) -> list[bytes]:
     return out
 
 
-class FakeWorker(threading.Thread):
-    """Sends the recorded W->M records and checks what our manager sends in between."""
+def play_records(records: list[tuple[str, bytes]], all_sent: threading.Event) -> Script:
+    """The script of a fake worker that sends the recorded W->M records and checks what our
+    manager sends in between (``all_sent`` is set once the last W->M record is out)."""
+    last_w2m = max(i for i, (d, _) in enumerate(records) if d == W2M)
 
-    def __init__(self, port: int, records: list[tuple[str, bytes]]) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.records = records
-        self.error: BaseException | None = None
-        self.all_sent = threading.Event()
-        self.last_w2m = max(i for i, (d, _) in enumerate(records) if d == W2M)
-
-    def run(self) -> None:
+    def play(peer: FakePeer) -> None:
         try:
-            self._play()
-        except BaseException as e:
-            self.error = e
+            _play(peer.sock, records, last_w2m, all_sent)
         finally:
-            self.all_sent.set()
+            all_sent.set()
+            peer.sock.close()
 
-    def _play(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=IO_TIMEOUT) as sock:
-            inbox = Inbox(sock, parse_from_manager, skip=lambda msg: isinstance(msg, m.Kill))
-            kills: list[bytes] = []
-            for i, (direction, body) in enumerate(self.records):
-                if direction == W2M:
-                    for _, raw in split(body, parse_from_worker):
-                        sock.sendall(raw)
-                    if i == self.last_w2m:
-                        self.all_sent.set()
-                    continue
-                expected = []
-                for msg, raw in split(body, parse_from_manager):
-                    (kills if isinstance(msg, m.Kill) else expected).append(raw)
-                got = _decode_names(inbox.take(len(expected)))
-                assert _sorted_dirs(got) == _sorted_dirs(expected), f"record {i}"
-            assert inbox.until_eof() == [], "our manager sent more than the recorded one"
-            assert sorted(inbox.skipped) == sorted(kills)
+    return play
+
+
+def _play(sock: socket.socket, records: list[tuple[str, bytes]], last_w2m: int,
+          all_sent: threading.Event) -> None:
+    inbox = Inbox(sock, parse_from_manager, skip=lambda msg: isinstance(msg, m.Kill))
+    kills: list[bytes] = []
+    for i, (direction, body) in enumerate(records):
+        if direction == W2M:
+            for _, raw in split(body, parse_from_worker):
+                sock.sendall(raw)
+            if i == last_w2m:
+                all_sent.set()
+            continue
+        expected = []
+        for msg, raw in split(body, parse_from_manager):
+            (kills if isinstance(msg, m.Kill) else expected).append(raw)
+        got = _decode_names(inbox.take(len(expected)))
+        assert _sorted_dirs(got) == _sorted_dirs(expected), f"record {i}"
+    assert inbox.until_eof() == [], "our manager sent more than the recorded one"
+    assert sorted(inbox.skipped) == sorted(kills)
 
 
 class Manager:
@@ -293,7 +291,9 @@ class Manager:
 
     def __init__(self, records: list[tuple[str, bytes]]) -> None:
         self.q = wq.WorkQueue(port=0)
-        self.worker = FakeWorker(self.q.port, records)
+        self.all_sent = threading.Event()
+        self.worker = FakeWorker(self.q.port, play_records(records, self.all_sent), start=False)
+        self.worker.sock.settimeout(IO_TIMEOUT)
         self.deadline = time.monotonic() + IO_TIMEOUT
         self.outcomes: list[str] = []
 
@@ -310,17 +310,15 @@ class Manager:
         self.pump(self.q.empty)
 
     def _check(self) -> None:
-        if self.worker.error is not None:
-            raise self.worker.error
+        self.worker.check()
         assert time.monotonic() < self.deadline, f"scenario timed out: {self.outcomes}"
 
     def finish(self) -> None:
-        self.pump(self.worker.all_sent.is_set)
+        self.pump(self.all_sent.is_set)
         self.q.close()
-        self.worker.join(IO_TIMEOUT)
-        assert not self.worker.is_alive(), "fake worker still running"
-        if self.worker.error is not None:
-            raise self.worker.error
+        self.worker.thread.join(IO_TIMEOUT)
+        assert not self.worker.thread.is_alive(), "fake worker still running"
+        self.worker.check()
 
 
 def _write(path: str, text: str) -> None:
@@ -403,7 +401,7 @@ def scenario_d(mgr: Manager, records) -> None:
 def scenario_g(mgr: Manager, records) -> None:
     tid = mgr.q.submit(wq.Task("sleep 30"))
     mgr.pump(lambda: mgr.q.task_state(tid) == wq.WORK_QUEUE_TASK_RUNNING)
-    mgr.pump(mgr.worker.all_sent.is_set)  # the worker said "info tasks_running 1"
+    mgr.pump(mgr.all_sent.is_set)  # the worker said "info tasks_running 1"
     for _ in range(2):
         mgr.q.wait(0.05)
     t = mgr.q.cancel_by_taskid(tid)
@@ -435,7 +433,8 @@ def test_manager_replays(name, tmp_path, monkeypatch):
         mgr.finish()
     finally:
         mgr.q.close()
-        mgr.worker.join(IO_TIMEOUT)
+        if mgr.worker.thread.is_alive():
+            mgr.worker.thread.join(IO_TIMEOUT)
     assert mgr.outcomes == recorded_outcomes(header)
 
 
@@ -483,11 +482,10 @@ WORKER_SCENARIOS = ["a-handshake-one-task", "b-files", "d-failure-missing-output
 def test_worker_replays(name, tmp_path):
     _, records = read_wqt(TRANSCRIPTS / f"{name}.wqt")
     assert records[0][0] == W2M and records[-1][0] == M2W
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(IO_TIMEOUT)
-    proc = _start_worker(listener.getsockname()[1], tmp_path / "worker")
+    manager = FakeManager()
+    proc = _start_worker(manager.port, tmp_path / "worker")
     try:
-        sock, _ = listener.accept()
+        sock = manager.accept_socket(IO_TIMEOUT)
         with sock:
             # The handshake, read up to its last line.
             inbox = Inbox(sock, parse_from_worker)
@@ -514,7 +512,7 @@ def test_worker_replays(name, tmp_path):
             assert all(re.fullmatch(rb"info \S+ \S+\n", raw) for raw in inbox.skipped)
         assert proc.wait(timeout=IO_TIMEOUT) == 0
     finally:
-        listener.close()
+        manager.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -1,6 +1,6 @@
 """Hostile peers (issue 15): nobody without the password gets in, one bad peer stalls nobody,
 outputs are complete or absent.  Each test plays the attacker byte by byte with one fake peer
-(tests/fake_peer.py) against the real manager or a real worker."""
+(work_queue._testing) against the real manager or a real worker."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 import work_queue as wq
 from tests.conftest import WORKER_CMD
-from tests.fake_peer import HANDSHAKE, FakePeer, drive
+from work_queue._testing import HANDSHAKE, FakeManager, FakePeer, FakeWorker, drive
 from work_queue.errors import AuthenticationError
 from work_queue.protocol import auth
 
@@ -82,7 +82,7 @@ def _reflect_on(peer: FakePeer, answerer: FakePeer | None = None) -> None:
 
 
 def test_manager_does_not_answer_its_own_challenge_on_the_same_connection(guarded):
-    attacker = FakePeer(guarded.port, _reflect_on)
+    attacker = FakeWorker(guarded.port, _reflect_on)
     drive(guarded, attacker)
     assert not HEX_ANSWER.search(attacker.received), attacker.received
     assert b"touch PWNED" not in attacker.received
@@ -98,7 +98,7 @@ def test_manager_does_not_answer_its_challenge_on_another_connection(guarded):
         helper.read_to_close(timeout=2)
         assert not HEX_ANSWER.search(helper.received), helper.received
 
-    attacker = FakePeer(guarded.port, script)
+    attacker = FakeWorker(guarded.port, script)
     drive(guarded, attacker)
     assert b"touch PWNED" not in attacker.received
     assert guarded.stats.workers_connected == 0
@@ -135,20 +135,16 @@ def test_status_thread_does_not_answer_a_challenge_of_the_loop(guarded):
 def test_worker_does_not_answer_its_own_challenge(tmp_path):
     """A fake manager echoes the worker's challenge and answer back: the worker refuses, runs
     nothing and does not compute the answer for it."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
+    manager = FakeManager()
     pw = tmp_path / "pw"
     pw.write_bytes(PASSWORD)
     worker = subprocess.Popen([*WORKER_CMD, "--password", str(pw), "-t", "10", "-s",
                                str(tmp_path), "--single-shot", "localhost",
-                               str(listener.getsockname()[1])],
+                               str(manager.port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               cwd=tmp_path)
     try:
-        listener.settimeout(20)
-        sock, _ = listener.accept()
-        fake = FakePeer(sock, lambda p: None)
+        fake = manager.accept(timeout=20)
         assert fake.line() == auth.AUTH_LINE
         fake.send(auth.AUTH_LINE + b"\n")
         challenge = fake.line()
@@ -166,7 +162,7 @@ def test_worker_does_not_answer_its_own_challenge(tmp_path):
     finally:
         worker.kill()
         worker.wait()
-        listener.close()
+        manager.close()
     assert not any("PWNED" in files for _, _, files in os.walk(tmp_path))
 
 
@@ -217,7 +213,7 @@ def test_payloads_before_the_handshake_are_refused_at_once(queue, header):
             pass
         peer.read_to_close(timeout=5)
 
-    attacker = FakePeer(queue.port, script)
+    attacker = FakeWorker(queue.port, script)
     peak = _peak_memory_driving(queue, attacker)
     assert attacker.closed_by_peer
     assert peak < 8 << 20, f"the manager kept {peak} bytes for a stranger"
@@ -234,7 +230,7 @@ def test_output_of_a_task_never_given_is_read_to_nowhere(queue, workers):
         peer.send(b"alive\n")
         time.sleep(0.3)
 
-    peer = FakePeer(queue.port, script)
+    peer = FakeWorker(queue.port, script)
     peak = _peak_memory_driving(queue, peer)
     assert not peer.closed_by_peer  # an unknown task's output is no reason to hang up
     assert peak < 8 << 20, f"the manager kept {peak} bytes of an output nobody asked for"
@@ -266,7 +262,7 @@ def test_an_output_half_received_leaves_nothing_for_the_rerun(queue, workers, ki
         t = wq.Task("echo fresh > out")
         t.specify_output_file("out")
     queue.submit(t)
-    fake = FakePeer(queue.port, _die_inside_a_directory_reply(
+    fake = FakeWorker(queue.port, _die_inside_a_directory_reply(
         b"dir NAME 0\nfile NAME/stale.txt 6\nstale\n"))
     drive(queue, fake)
     assert not os.path.exists("out"), os.listdir(".")
@@ -308,7 +304,7 @@ def test_a_payload_trickling_in_is_dropped_at_its_deadline(queue, workers):
         peer.read_to_close(timeout=1)
         dropped_after.append(time.monotonic() - start)
 
-    fake = FakePeer(queue.port, script)
+    fake = FakeWorker(queue.port, script)
     drive(queue, fake, timeout=30)
     assert fake.closed_by_peer and dropped_after and dropped_after[0] < 5, dropped_after
     workers.start(queue.port)
@@ -390,7 +386,7 @@ def test_a_task_that_three_workers_died_with_comes_back_forsaken(queue):
 
     for _ in range(3):
         assert t.result == wq.WORK_QUEUE_RESULT_UNKNOWN
-        drive(queue, FakePeer(queue.port, _take_and_die))  # its wait() returns the task
+        drive(queue, FakeWorker(queue.port, _take_and_die))  # its wait() returns the task
     assert t.result == wq.WORK_QUEUE_RESULT_FORSAKEN, t.result_str
     assert queue.empty()
 
@@ -401,7 +397,7 @@ def test_lost_workers_count_only_in_a_row(queue, workers):
     queue.submit(t)
 
     for _ in range(2):
-        drive(queue, FakePeer(queue.port, _take_and_die))
+        drive(queue, FakeWorker(queue.port, _take_and_die))
     workers.start(queue.port)
     assert queue.wait(30) is t and t.result == wq.WORK_QUEUE_RESULT_SUCCESS
 
