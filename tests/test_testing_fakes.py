@@ -6,6 +6,7 @@ from __future__ import annotations
 from work_queue._testing import HANDSHAKE, FakeManager, FakeWorker, worker_handshake
 from work_queue.protocol import messages as m
 from work_queue.protocol.reader import NEED_DATA, worker_stream_reader
+from work_queue.protocol.task_block import TaskSpec
 
 
 def test_the_handshake_is_the_recorded_one():
@@ -35,3 +36,31 @@ def test_a_fake_worker_and_a_fake_manager_talk():
         assert peer.read_until(b"ok").endswith(b"result 0 0 2 10 1\nok")
         worker.thread.join(5)
         worker.check()
+
+
+def test_fakes_read_whole_messages():
+    """message() reads with the protocol's readers: a task block as one TaskSpec, a put with
+    its bytes, a result with its output."""
+    got = []
+
+    def worker(w: FakeWorker) -> None:
+        w.handshake()
+        got.append(w.message())
+        got.append(w.message())
+        got.append(w.streamed)
+        w.send(m.Result(0, 0, 2, 10, 1).encode() + b"ok")
+
+    with FakeManager() as manager:
+        fake = FakeWorker(manager.port, worker)
+        peer = manager.accept(timeout=5)
+        first = peer.message()
+        assert first == m.Hello(11, "fakehost", "Linux", "x86_64", "7.17.1")
+        while peer.message() != m.Info("worker-end-time", "0"):
+            pass
+        peer.send(b"task 7\ncmd 4\ntrueend\n" + m.Put("a b", 3, 0o644).encode() + b"xyz")
+        assert peer.message() == m.Result(0, 0, 2, 10, 1, b"ok")
+        fake.thread.join(5)
+        fake.check()
+    spec, put, data = got
+    assert isinstance(spec, TaskSpec) and (spec.task_id, spec.command) == (7, "true")
+    assert put == m.Put("a b", 3, 0o644) and data == b"xyz"

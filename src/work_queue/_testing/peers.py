@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol import messages as m
+from ..protocol.reader import Chunk, MessageReader, manager_stream_reader, worker_stream_reader
+from ..protocol.task_block import TaskSpec
 
 Script = Callable[["FakePeer"], Any]
 
@@ -54,12 +56,18 @@ class FakePeer:
     in the script is kept in :attr:`error` for the test to raise (:meth:`check`).  With
     ``start=False`` the script waits for :meth:`start`."""
 
+    #: How :meth:`message` reads what the other side sends (a worker reads a manager).
+    make_reader: Callable[[], MessageReader] = staticmethod(worker_stream_reader)
+
     def __init__(self, port_or_sock: int | socket.socket, script: Script,
                  start: bool = True) -> None:
         self.sock = (port_or_sock if isinstance(port_or_sock, socket.socket)
                      else socket.create_connection(("127.0.0.1", port_or_sock)))
         self.received = b""
         self._unread = b""
+        self._reader = self.make_reader()
+        #: The bytes of the last streamed message (``put``, ``file``) :meth:`message` read.
+        self.streamed = b""
         self.closed_by_peer = False
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
@@ -104,6 +112,38 @@ class FakePeer:
         line, _, self._unread = self._unread.partition(b"\n")
         return line
 
+    def message(self, timeout: float = 10) -> m.Message | TaskSpec | None:
+        """The next whole message the other side sent, read with the protocol's reader (a
+        payload included, a task block as one TaskSpec, a streamed payload in
+        :attr:`streamed`); None once it closed.  A peer reads by messages or by lines
+        (:meth:`line`), not both."""
+        while True:
+            self._reader.feed(self._unread)
+            self._unread = b""
+            event = self._reader.next_event()
+            if isinstance(event, Chunk):
+                raise AssertionError("a payload chunk outside a streamed message")
+            if isinstance(event, m.Message | TaskSpec):
+                if isinstance(event, m.Message) and event.STREAMED:
+                    self.streamed = self._rest_of_stream(timeout)
+                return event
+            if not self._fill(timeout):
+                return None
+
+    def _rest_of_stream(self, timeout: float) -> bytes:
+        data = b""
+        while True:
+            event = self._reader.next_event()
+            if isinstance(event, Chunk):
+                data += bytes(event.data)
+                if event.last:
+                    return data
+            elif not self._fill(timeout):
+                raise AssertionError("the connection closed inside a payload")
+            else:
+                self._reader.feed(self._unread)
+                self._unread = b""
+
     def read_until(self, marker: bytes, timeout: float = 10, after: bytes = b"") -> bytes:
         """Read until ``marker`` appears (after the first ``after``, if given)."""
         while marker not in self.received[self.received.find(after):]:
@@ -126,6 +166,8 @@ class FakePeer:
 class FakeWorker(FakePeer):
     """A fake worker: a :class:`FakePeer` that connects to a manager's port, with the steps
     most scripts share."""
+
+    make_reader = staticmethod(lambda: manager_stream_reader(blocks=True))
 
     def handshake(self) -> None:
         self.send(HANDSHAKE)
