@@ -182,3 +182,11 @@ def test_a_task_block_comes_out_as_one_record_however_it_is_cut(step):
     assert (spec.cores, spec.memory) == (2, 10)
     assert spec.inputs == [("f-1", "in put", 1)] and spec.outputs == [("f-2", "out", 0)]
     assert spec.empty_dirs == ["d"] and events[3].task_id == 10
+
+
+@settings(max_examples=100, deadline=None)
+@given(token)
+def test_an_empty_directory_of_a_task_block_reads_back_raw(name):
+    wire = m.Dir(name).encode_in_block()
+    assert wire == b"dir " + name.encode() + b"\n"
+    assert m.parse_from_manager(wire[:-1]).raw == name

@@ -168,6 +168,11 @@ class Dir(Message):
     def encode(self) -> bytes:
         return f"dir {url_encode(self.name)}\n".encode()
 
+    def encode_in_block(self) -> bytes:
+        """The line as a task block carries it: the name raw (CCTools does not encode it
+        there), read back as :attr:`raw`."""
+        return f"dir {self.raw or self.name}\n".encode("utf-8", "surrogateescape")
+
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> Dir | None:
         if len(parts) != 2:
