@@ -7,12 +7,20 @@ block (``task`` ... ``end``) are messages too; ``task_block.py`` gathers them in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..errors import RemoteProtocolError
-from .message_base import Alive, AuthRequest, End, Feature, Message, _float, _int
+from .message_base import (
+    Alive,
+    AuthRequest,
+    End,
+    Feature,
+    LineReader,
+    Message,
+    read_float,
+    read_int,
+)
 from .urlcodec import url_decode, url_encode
 
 
@@ -28,7 +36,7 @@ class TaskStart(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> TaskStart | None:
-        return cls(_int(parts[1], line)) if len(parts) == 2 else None
+        return cls(read_int(parts[1], line)) if len(parts) == 2 else None
 
 
 @dataclass(slots=True)
@@ -48,7 +56,7 @@ class Cmd(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> Cmd | None:
-        return cls(_int(parts[1], line)) if len(parts) == 2 else None
+        return cls(read_int(parts[1], line)) if len(parts) == 2 else None
 
 
 @dataclass(slots=True)
@@ -68,7 +76,7 @@ class Coprocess(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> Coprocess | None:
-        return cls(_int(parts[1], line)) if len(parts) == 2 else None
+        return cls(read_int(parts[1], line)) if len(parts) == 2 else None
 
 
 @dataclass(slots=True)
@@ -88,7 +96,7 @@ class Monitor(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> Monitor | None:
-        return cls(_int(parts[1], line)) if len(parts) == 2 else None
+        return cls(read_int(parts[1], line)) if len(parts) == 2 else None
 
 
 @dataclass(slots=True)
@@ -109,7 +117,7 @@ class Env(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> Env | None:
-        return cls(_int(parts[1], line)) if len(parts) == 2 else None
+        return cls(read_int(parts[1], line)) if len(parts) == 2 else None
 
 
 @dataclass(slots=True)
@@ -151,7 +159,7 @@ class TaskResource(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> TaskResource | None:
         if len(parts) != 2:
             return None
-        return cls(_RESOURCE_NAMES[parts[0]], _float(parts[1], line))
+        return cls(_RESOURCE_NAMES[parts[0]], read_float(parts[1], line))
 
 
 @dataclass(slots=True)
@@ -202,7 +210,7 @@ class TaskFile(Message):
         if len(parts) != 4:
             return None
         return cls(parts[0].decode(), parts[1].decode("utf-8", "surrogateescape"),
-                   url_decode(parts[2]), _int(parts[3], line))
+                   url_decode(parts[2]), read_int(parts[3], line))
 
 
 @dataclass(slots=True)
@@ -229,7 +237,7 @@ class Put(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> Put | None:
         if len(parts) != 4:
             return None
-        return cls(url_decode(parts[1]), _int(parts[2], line), int(parts[3], 8),
+        return cls(url_decode(parts[1]), read_int(parts[2], line), int(parts[3], 8),
                    leading_zero=parts[3].startswith(b"0"))
 
 
@@ -253,7 +261,7 @@ class Symlink(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> Symlink | None:
         if len(parts) != 3:
             return None
-        return cls(url_decode(parts[1]), _int(parts[2], line))
+        return cls(url_decode(parts[1]), read_int(parts[2], line))
 
 
 @dataclass(slots=True)
@@ -276,7 +284,7 @@ class PutUrl(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> PutUrl | None:
         if len(parts) != 5:
             return None
-        return cls(url_decode(parts[1]), url_decode(parts[2]), _int(parts[3], line),
+        return cls(url_decode(parts[1]), url_decode(parts[2]), read_int(parts[3], line),
                    int(parts[4], 8))
 
 
@@ -329,7 +337,7 @@ class Kill(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> Kill | None:
-        return cls(_int(parts[1], line)) if len(parts) == 2 else None
+        return cls(read_int(parts[1], line)) if len(parts) == 2 else None
 
 
 @dataclass(slots=True)
@@ -342,7 +350,7 @@ class SendResults(Message):
 
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> SendResults:
-        return cls(_int(parts[1], line) if len(parts) > 1 else -1)
+        return cls(read_int(parts[1], line) if len(parts) > 1 else -1)
 
 
 @dataclass(slots=True)
@@ -421,10 +429,8 @@ class Unknown(Message):
         return cls(line)
 
 
-Reader = Callable[[list[bytes], bytes], Message | None]
-
 #: Which class reads a line a manager sends, by its verb.
-FROM_MANAGER: dict[bytes, Reader] = {
+FROM_MANAGER: dict[bytes, LineReader] = {
     cls.VERB: cls.from_parts
     for cls in (TaskStart, Cmd, Category, Env, Kill, End, Dir, Put, SendResults, Unlink, Get,
                 Symlink, PutUrl, PutCmd, Coprocess, Monitor, Check, Release, Exit,

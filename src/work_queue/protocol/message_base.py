@@ -17,6 +17,7 @@ item of a ``get`` reply).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -52,7 +53,11 @@ class Message:
         raise NotImplementedError
 
 
-def _int(field_bytes: bytes, line: bytes) -> int:
+#: What a parse table holds for a verb: a class's ``from_parts``.
+LineReader = Callable[[list[bytes], bytes], "Message | None"]
+
+
+def read_int(field_bytes: bytes, line: bytes) -> int:
     try:
         return int(field_bytes)
     except ValueError:
@@ -63,7 +68,7 @@ def _int(field_bytes: bytes, line: bytes) -> int:
             raise RemoteProtocolError(f"bad number {field_bytes!r} in {line!r}") from None
 
 
-def _float(field_bytes: bytes, line: bytes) -> float:
+def read_float(field_bytes: bytes, line: bytes) -> float:
     try:
         return float(field_bytes)
     except ValueError:

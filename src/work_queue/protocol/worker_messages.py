@@ -6,12 +6,11 @@ docstring of each class (see ``cctools-protocol-and-api.md`` 1.5-1.9).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import RemoteProtocolError
-from .message_base import Alive, AuthRequest, End, Feature, Message, _int
+from .message_base import Alive, AuthRequest, End, Feature, LineReader, Message, read_int
 
 
 @dataclass(slots=True)
@@ -34,7 +33,7 @@ class Hello(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> Hello | None:
         if len(parts) != 6:
             return None
-        return cls(_int(parts[1], line), parts[2].decode(), parts[3].decode(),
+        return cls(read_int(parts[1], line), parts[2].decode(), parts[3].decode(),
                    parts[4].decode(), parts[5].decode())
 
 
@@ -57,10 +56,10 @@ class ResourceReport(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> ResourceReport | None:
         n = len(parts)
         if n == 3 and parts[1] == b"tag":
-            return cls("tag", _int(parts[2], line))
+            return cls("tag", read_int(parts[2], line))
         if n == 5:
-            return cls(parts[1].decode(), _int(parts[2], line), _int(parts[3], line),
-                       _int(parts[4], line))
+            return cls(parts[1].decode(), read_int(parts[2], line), read_int(parts[3], line),
+                       read_int(parts[4], line))
         return None
 
 
@@ -110,7 +109,7 @@ class CacheUpdate(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> CacheUpdate | None:
         if len(parts) != 4:
             return None
-        return cls(parts[1].decode(), _int(parts[2], line), _int(parts[3], line))
+        return cls(parts[1].decode(), read_int(parts[2], line), read_int(parts[3], line))
 
 
 @dataclass(slots=True)
@@ -133,7 +132,7 @@ class CacheInvalid(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> CacheInvalid | None:
         if len(parts) != 3:
             return None
-        return cls(parts[1].decode(), _int(parts[2], line))
+        return cls(parts[1].decode(), read_int(parts[2], line))
 
 
 @dataclass(slots=True)
@@ -166,8 +165,8 @@ class Result(Message):
             return cls(int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4]),
                        int(parts[5]))
         except ValueError:
-            return cls(_int(parts[1], line), _int(parts[2], line), _int(parts[3], line),
-                       _int(parts[4], line), _int(parts[5], line))
+            return cls(read_int(parts[1], line), read_int(parts[2], line), read_int(parts[3], line),
+                       read_int(parts[4], line), read_int(parts[5], line))
 
 
 @dataclass(slots=True)
@@ -191,7 +190,7 @@ class MonitorSummary(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> MonitorSummary | None:
         if len(parts) != 3:
             return None
-        return cls(_int(parts[1], line), _int(parts[2], line))
+        return cls(read_int(parts[1], line), read_int(parts[2], line))
 
 
 @dataclass(slots=True)
@@ -216,8 +215,8 @@ class Update(Message):
     def from_parts(cls, parts: list[bytes], line: bytes) -> Update | None:
         if len(parts) != 5:
             return None
-        return cls(_int(parts[1], line), parts[2].decode("utf-8", "surrogateescape"),
-                   _int(parts[3], line), _int(parts[4], line))
+        return cls(read_int(parts[1], line), parts[2].decode("utf-8", "surrogateescape"),
+                   read_int(parts[3], line), read_int(parts[4], line))
 
 
 def _name_and_number(parts: list[bytes], line: bytes) -> tuple[str, bytes] | None:
@@ -252,7 +251,7 @@ class FileItem(Message):
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> FileItem | None:
         got = _name_and_number(parts, line)
-        return None if got is None else cls(got[0], _int(got[1], line))
+        return None if got is None else cls(got[0], read_int(got[1], line))
 
 
 @dataclass(slots=True)
@@ -286,7 +285,7 @@ class MissingItem(Message):
     @classmethod
     def from_parts(cls, parts: list[bytes], line: bytes) -> MissingItem | None:
         got = _name_and_number(parts, line)
-        return None if got is None else cls(got[0], _int(got[1], line))
+        return None if got is None else cls(got[0], read_int(got[1], line))
 
 
 STATUS_KINDS = frozenset(
@@ -336,10 +335,8 @@ class NameQuery(Message):
         return cls() if len(parts) == 1 else None
 
 
-Reader = Callable[[list[bytes], bytes], Message | None]
-
 #: Which class reads a line a worker sends, by its verb.
-FROM_WORKER: dict[bytes, Reader] = {
+FROM_WORKER: dict[bytes, LineReader] = {
     cls.VERB: cls.from_parts
     for cls in (Info, Result, End, MonitorSummary, Alive, AvailableResults, FileItem, DirItem,
                 MissingItem, ResourceReport, Update, Hello, Feature, CacheUpdate, CacheInvalid,
