@@ -13,6 +13,7 @@ error value, and a filter keeps a record only when the result is the boolean ``t
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,6 +276,8 @@ def evaluate(tree: Any, context: dict[str, Any]) -> Any:
 
 
 def _operator(o: Op, context: dict[str, Any]) -> Any:
+    """One operator node.  ``and``/``or`` stop early, as ``jx_eval`` does, so that
+    ``has_x && x > 1`` does not turn into an error when the left side already decides."""
     if o.op == "not":
         v = evaluate(o.right, context)
         if isinstance(v, JXError):
@@ -292,57 +295,96 @@ def _operator(o: Op, context: dict[str, Any]) -> Any:
         return right
     if o.op == "lookup":
         return _lookup(left, right)
+    return _binary(o.op, left, right)
+
+
+def _binary(op: str, left: Any, right: Any) -> Any:
+    """``left op right`` on two values.  Operands of different types meet on one type first
+    (an integer and a float as floats; ``+`` with a string as text) or the result is decided
+    there: never equal, else an error.  Then the left operand's type picks the rules."""
     lt, rt = _type(left), _type(right)
     if lt != rt:
         if {lt, rt} == {"integer", "float"}:
-            left, right, lt, rt = float(left), float(right), "float", "float"
-        elif o.op == "==":
-            return False
-        elif o.op == "!=":
-            return True
-        elif o.op == "+" and "string" in (lt, rt) and \
+            left, right, lt = float(left), float(right), "float"
+        elif op in ("==", "!="):
+            return op == "!="
+        elif op == "+" and "string" in (lt, rt) and \
                 lt not in ("array", "object") and rt not in ("array", "object"):
-            left, right = (left if lt == "string" else json.dumps(left)), \
-                (right if rt == "string" else json.dumps(right))
-            lt = rt = "string"
+            left, right, lt = _as_text(left), _as_text(right), "string"
         else:
-            return JXError(f"mismatched types for operator {o.op}: {lt} and {rt}")
-    op = o.op
+            return JXError(f"mismatched types for operator {op}: {lt} and {rt}")
     if op == "==":
         return left == right
     if op == "!=":
         return left != right
-    if lt in ("null",):
-        return JXError(f"unsupported operator {op} on null")
-    if lt == "boolean":
-        if op == "and":
-            return left and right
-        if op == "or":
-            return left or right
-        return JXError(f"unsupported operator {op} on boolean")
-    if op in ("and", "or"):
+    rules = _RULES_BY_TYPE.get(lt)
+    if rules is None:
         return JXError(f"unsupported operator {op} on {lt}")
-    if lt in ("integer", "float", "string"):
-        if op in ("<", "<=", ">", ">="):
-            return {"<": left < right, "<=": left <= right, ">": left > right,
-                    ">=": left >= right}[op]
-        if op == "+":
-            return left + right
-        if lt == "string":
-            return JXError(f"unsupported operator {op} on string")
-        if op == "-":
-            return left - right
-        if op == "*":
-            return left * right
-        if right == 0:
-            return JXError("division by zero")
-        if op == "/":
-            return int(left / right) if lt == "integer" else left / right
-        if op == "%":
-            return int(left - right * int(left / right)) if lt == "integer" else left % right
-    if lt == "array" and op == "+":
+    return rules(op, left, right)
+
+
+def _as_text(value: Any) -> str:
+    """How ``jx_eval`` prints a non-string operand of a string ``+``: as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul,
+}
+
+
+def _on_booleans(op: str, left: bool, right: bool) -> Any:
+    if op == "and":
+        return left and right
+    if op == "or":
+        return left or right
+    return JXError(f"unsupported operator {op} on boolean")
+
+
+def _on_strings(op: str, left: str, right: str) -> Any:
+    if op in _COMPARISONS:
+        return _COMPARISONS[op](left, right)
+    if op == "+":
         return left + right
-    return JXError(f"unsupported operator {op} on {lt}")
+    return JXError(f"unsupported operator {op} on string")
+
+
+def _on_arrays(op: str, left: list, right: list) -> Any:
+    return left + right if op == "+" else JXError(f"unsupported operator {op} on array")
+
+
+def _on_numbers(op: str, left: Any, right: Any, integer: bool) -> Any:
+    """Integer ``/`` and ``%`` truncate toward zero, as C does (Python's ``//`` floors)."""
+    if op in _COMPARISONS:
+        return _COMPARISONS[op](left, right)
+    if op in _ARITHMETIC:
+        return _ARITHMETIC[op](left, right)
+    if op not in ("/", "%"):
+        return JXError(f"unsupported operator {op} on {'integer' if integer else 'float'}")
+    if right == 0:
+        return JXError("division by zero")
+    if op == "/":
+        return int(left / right) if integer else left / right
+    return int(left - right * int(left / right)) if integer else left % right
+
+
+def _on_integers(op: str, left: int, right: int) -> Any:
+    return _on_numbers(op, left, right, integer=True)
+
+
+def _on_floats(op: str, left: float, right: float) -> Any:
+    return _on_numbers(op, left, right, integer=False)
+
+
+#: The rules for ``< <= > >= + - * / % and or`` by operand type (``==``/``!=`` work on all);
+#: a type missing here (null, object) supports none of them.
+_RULES_BY_TYPE: dict[str, Callable[[str, Any, Any], Any]] = {
+    "boolean": _on_booleans, "integer": _on_integers, "float": _on_floats,
+    "string": _on_strings, "array": _on_arrays,
+}
 
 
 def _lookup(container: Any, index: Any) -> Any:
