@@ -532,26 +532,36 @@ class CatalogServer:
         return reply[:1] if method == "HEAD" else reply
 
     def _route(self, path: str, params: dict[str, list[str]]) -> list[bytes]:
-        records: list[dict] | None = None
-        stamp = 0
         if path.startswith("/updates/"):
             raise _HTTPError(501, "Not Implemented", "Update streams are not supported by "
                              "this catalog server; use /history/<time>/query.json.\n")
         if path.startswith("/history/"):
-            if not self.history_dir:
-                raise _HTTPError(404, "Not Found", "This server keeps no history "
-                                 "(start it with -H <dir>).\n")
-            stamp_text, _, rest = path[len("/history/"):].partition("/")
-            try:
-                stamp = int(stamp_text)
-            except ValueError:
-                raise _HTTPError(400, "Bad Request", "A history query is "
-                                 "/history/<epoch seconds>/<query>.\n") from None
-            table = history.snapshot(self.history_dir, stamp)
-            records = sorted(table.values(), key=lambda r: str(r.get("name") or "").lower())
-            path = "/" + rest
-        if records is None:
-            records = self.snapshot()
+            records, stamp, path = self._history_records(path)
+        else:
+            records, stamp = self.snapshot(), 0
+        answer = self._query_answer(path, records)
+        if answer is None:
+            answer = self._page_answer(path, records, stamp)
+        return answer
+
+    def _history_records(self, path: str) -> tuple[list[dict], int, str]:
+        """``/history/<epoch>/<rest>``: the table as it was then, the time, and ``/<rest>``
+        (answered from those records exactly as the same query of the live table)."""
+        if not self.history_dir:
+            raise _HTTPError(404, "Not Found", "This server keeps no history "
+                             "(start it with -H <dir>).\n")
+        stamp_text, _, rest = path[len("/history/"):].partition("/")
+        try:
+            stamp = int(stamp_text)
+        except ValueError:
+            raise _HTTPError(400, "Bad Request", "A history query is "
+                             "/history/<epoch seconds>/<query>.\n") from None
+        table = history.snapshot(self.history_dir, stamp)
+        records = sorted(table.values(), key=lambda r: str(r.get("name") or "").lower())
+        return records, stamp, "/" + rest
+
+    def _query_answer(self, path: str, records: list[dict]) -> list[bytes] | None:
+        """The machine-readable queries CCTools clients send; None for any other path."""
         if path == "/query.json":
             return [_http_head(200, "OK", "text/plain"), _json_list(records)]
         if path.startswith("/query/"):
@@ -573,6 +583,10 @@ class CatalogServer:
             text = "".join("[\n" + "".join(f"{k}={_compact(v)};\n" for k, v in r.items())
                            + "]\n" for r in records)
             return [_http_head(200, "OK", "text/plain"), text.encode()]
+        return None
+
+    def _page_answer(self, path: str, records: list[dict], stamp: int) -> list[bytes]:
+        """The status pages, their data, and the 404 page for anything unknown."""
         if path in ("/", "/query.html", "/index.html"):
             return [_http_head(200, "OK", "text/html"),
                     page.overview_html(self.hostname, records, stamp).encode()]
