@@ -9,7 +9,7 @@ announce a payload of exactly N raw bytes that follows them (``cmd``, ``env``, `
 Each message class carries both halves of its line: ``encode()`` writes it and the class
 method ``from_parts(parts, line)`` reads it back from the line's fields (``parts[0]`` is the
 verb), returning None when the line does not have this message's shape.  The two parse tables
-(``worker_messages.parse_from_worker`` and ``manager_messages.parse_from_manager``) are then
+(``sent_by_worker.parse_from_worker`` and ``sent_by_manager.parse_from_manager``) are then
 just "which class owns this verb", because the *same* verb can mean different things in the
 two directions (a manager's ``dir NAME`` opens a directory, a worker's ``dir NAME 0`` is an
 item of a ``get`` reply).

@@ -1,15 +1,16 @@
 """Every protocol-11 message, in one namespace: ``from work_queue.protocol import messages as m``.
 
 The classes live by direction, each with its encoder (``encode``) beside its reader
-(``from_parts``): ``worker_messages.py`` (worker -> manager, with :func:`parse_from_worker`),
-``manager_messages.py`` (manager -> worker, with :func:`parse_from_manager`) and
+(``from_parts``): ``sent_by_worker.py`` (worker -> manager, with :func:`parse_from_worker`),
+``sent_by_manager.py`` (manager -> worker, with :func:`parse_from_manager`) and
 ``message_base.py`` (the base class and the messages both sides send).  This module only
 re-exports them.
 """
 
 from __future__ import annotations
 
-from .manager_messages import (
+from .message_base import Alive, AuthRequest, End, Feature, Message
+from .sent_by_manager import (
     FROM_MANAGER,
     RESOURCE_FORMATS,
     Category,
@@ -37,8 +38,7 @@ from .manager_messages import (
     Unlink,
     parse_from_manager,
 )
-from .message_base import Alive, AuthRequest, End, Feature, Message
-from .worker_messages import (
+from .sent_by_worker import (
     FROM_WORKER,
     STATUS_KINDS,
     AvailableResults,
