@@ -103,6 +103,13 @@ def apply_settings(base: FactoryConfig, data: Any, has_manager_host: bool,
                 setattr(cfg, STRING_KEYS[key], value)
     if "manager-name" not in data and old_name is not None:
         cfg.manager_name = old_name
+    _check_limits(cfg, has_manager_host, source)
+    return cfg
+
+
+def _check_limits(cfg: FactoryConfig, has_manager_host: bool, source: str) -> None:
+    """Refuse settings the factory cannot run with, and bring the merely inconsistent ones
+    back in range (as CCTools does), so that a running factory never holds either."""
     if not has_manager_host and not cfg.manager_name:
         raise ConfigError(f"{source}: manager name is missing and no manager host was given")
     if cfg.min_workers < 0:
@@ -115,7 +122,6 @@ def apply_settings(base: FactoryConfig, data: Any, has_manager_host: bool,
         cfg.min_workers = cfg.max_workers
     if cfg.tasks_per_worker < 1:
         cfg.tasks_per_worker = cfg.cores if cfg.cores > 0 else 1
-    return cfg
 
 
 def read_config_file(path: str, base: FactoryConfig, has_manager_host: bool) -> FactoryConfig:
