@@ -420,22 +420,7 @@ class TreeMonitor:
             p.zombie = fields[0] == b"Z"
             p.cpu = ticks
             p.threads = threads
-            status = None if p.zombie else _read(f"/proc/{pid}/status")  # no Vm lines
-            if status is not None:
-                m = _STATUS(status)
-                if m is not None:
-                    p.vmpeak, p.hwm, p.swap = int(m[1]), int(m[2]), int(m[3])
-                else:  # zombies and kernel threads have no Vm lines
-                    p.vmpeak, p.hwm, p.swap = (_field(status, b"VmPeak:"),
-                                               _field(status, b"VmHWM:"),
-                                               _field(status, b"VmSwap:"))
-                m = _SWITCHES(status)
-                if m is not None:
-                    p.ctx = int(m[1]) + int(m[2])
-            io = _read(f"/proc/{pid}/io")
-            if io is not None:
-                p.rchar = _field(io, b"rchar:")
-                p.wbytes = max(_field(io, b"wchar:"), _field(io, b"\nwrite_bytes:"))
+            _read_memory_and_io(p)
             cpu += ticks
             hwm += p.hwm
             vmpeak += p.vmpeak
@@ -578,21 +563,7 @@ class TreeMonitor:
             values["bytes_written"] = wbytes / MB
             values["context_switches"] = float(ctx)
         if rusage is not None:
-            cpu = float(rusage.ru_utime) + float(rusage.ru_stime)
-            values["cpu_time"] = max(values.get("cpu_time", 0.0), cpu)
-            # A child's ru_maxrss starts from its parent's RSS when it was forked (or
-            # vforked by posix_spawn), so it only tells something above our own peak.
-            maxrss = int(rusage.ru_maxrss)
-            if maxrss > _self_maxrss():
-                values["memory"] = max(values.get("memory", 0.0), _kb_to_mb(maxrss))
-            values["bytes_written"] = max(values.get("bytes_written", 0.0),
-                                          rusage.ru_oublock * 512 / MB)
-            values["bytes_read"] = max(values.get("bytes_read", 0.0),
-                                       rusage.ru_inblock * 512 / MB)
-            values["context_switches"] = max(values.get("context_switches", 0.0),
-                                             float(rusage.ru_nvcsw + rusage.ru_nivcsw))
-            values["total_processes"] = max(values.get("total_processes", 0.0), 1.0)
-            values["max_concurrent_processes"] = 1.0
+            _fold_rusage(values, rusage)
         if self.measure_dirs:
             self._measure_disk(values, now)
         else:
@@ -636,6 +607,47 @@ class TreeMonitor:
     def resources(self) -> dict[str, float]:
         """The peaks measured so far (resource -> value, CCTools units)."""
         return dict(self.peaks)
+
+
+def _read_memory_and_io(p: _Proc) -> None:
+    """Refresh ``p``'s memory peaks, context switches and I/O counts from ``/proc``; a zombie
+    keeps its last figures, because its status file has no memory lines any more."""
+    status = None if p.zombie else _read(f"/proc/{p.pid}/status")  # no Vm lines
+    if status is not None:
+        m = _STATUS(status)
+        if m is not None:
+            p.vmpeak, p.hwm, p.swap = int(m[1]), int(m[2]), int(m[3])
+        else:  # zombies and kernel threads have no Vm lines
+            p.vmpeak, p.hwm, p.swap = (_field(status, b"VmPeak:"),
+                                       _field(status, b"VmHWM:"),
+                                       _field(status, b"VmSwap:"))
+        m = _SWITCHES(status)
+        if m is not None:
+            p.ctx = int(m[1]) + int(m[2])
+    io = _read(f"/proc/{p.pid}/io")
+    if io is not None:
+        p.rchar = _field(io, b"rchar:")
+        p.wbytes = max(_field(io, b"wchar:"), _field(io, b"\nwrite_bytes:"))
+
+
+def _fold_rusage(values: dict[str, float], rusage: Any) -> None:
+    """Raise the final ``values`` to what the kernel counted for the root and the children it
+    waited for: those processes are gone before the last walk, so only rusage saw them."""
+    cpu = float(rusage.ru_utime) + float(rusage.ru_stime)
+    values["cpu_time"] = max(values.get("cpu_time", 0.0), cpu)
+    # A child's ru_maxrss starts from its parent's RSS when it was forked (or
+    # vforked by posix_spawn), so it only tells something above our own peak.
+    maxrss = int(rusage.ru_maxrss)
+    if maxrss > _self_maxrss():
+        values["memory"] = max(values.get("memory", 0.0), _kb_to_mb(maxrss))
+    values["bytes_written"] = max(values.get("bytes_written", 0.0),
+                                  rusage.ru_oublock * 512 / MB)
+    values["bytes_read"] = max(values.get("bytes_read", 0.0),
+                               rusage.ru_inblock * 512 / MB)
+    values["context_switches"] = max(values.get("context_switches", 0.0),
+                                     float(rusage.ru_nvcsw + rusage.ru_nivcsw))
+    values["total_processes"] = max(values.get("total_processes", 0.0), 1.0)
+    values["max_concurrent_processes"] = 1.0
 
 
 def _self_maxrss() -> int:
