@@ -167,44 +167,61 @@ def getopt(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str
         if not arg.startswith("-") or arg == "-":
             return opts, args[i:]
         if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            matches = [o for o in long if o.rstrip("=") == name] or \
-                [o for o in long if o.startswith(name)]
-            if len(matches) != 1:
-                raise UsageError(f"option --{name} not recognized" if not matches
-                                 else f"option --{name} not a unique prefix")
-            full = matches[0]
-            if full.endswith("="):
-                if not eq:
-                    i += 1
-                    if i >= len(args):
-                        raise UsageError(f"option --{full[:-1]} requires argument")
-                    value = args[i]
-                opts.append(("--" + full[:-1], value))
-            elif eq:
-                raise UsageError(f"option --{full} must not have an argument")
-            else:
-                opts.append(("--" + full, ""))
+            i = _long_option(args, i, long, opts)
         else:
-            j = 1
-            while j < len(arg):
-                ch = arg[j]
-                k = short.find(ch)
-                if k < 0 or ch == ":":
-                    raise UsageError(f"option -{ch} not recognized")
-                if short[k + 1:k + 2] == ":":
-                    value = arg[j + 1:]
-                    if not value:
-                        i += 1
-                        if i >= len(args):
-                            raise UsageError(f"option -{ch} requires argument")
-                        value = args[i]
-                    opts.append(("-" + ch, value))
-                    break
-                opts.append(("-" + ch, ""))
-                j += 1
+            i = _short_options(args, i, short, opts)
         i += 1
     return opts, []
+
+
+def _long_option(args: list[str], i: int, long: list[str],
+                 opts: list[tuple[str, str]]) -> int:
+    """Append the ``--name[=value]`` at ``args[i]`` to ``opts``; returns the index of the
+    last argument it used (its value may be the next one)."""
+    name, eq, value = args[i][2:].partition("=")
+    matches = [o for o in long if o.rstrip("=") == name] or \
+        [o for o in long if o.startswith(name)]
+    if len(matches) != 1:
+        raise UsageError(f"option --{name} not recognized" if not matches
+                         else f"option --{name} not a unique prefix")
+    full = matches[0]
+    if full.endswith("="):
+        if not eq:
+            i += 1
+            if i >= len(args):
+                raise UsageError(f"option --{full[:-1]} requires argument")
+            value = args[i]
+        opts.append(("--" + full[:-1], value))
+    elif eq:
+        raise UsageError(f"option --{full} must not have an argument")
+    else:
+        opts.append(("--" + full, ""))
+    return i
+
+
+def _short_options(args: list[str], i: int, short: str,
+                   opts: list[tuple[str, str]]) -> int:
+    """Append the letters grouped in ``args[i]`` (``-ab``, ``-ovalue``, ``-o value``) to
+    ``opts``; returns the index of the last argument they used."""
+    arg = args[i]
+    j = 1
+    while j < len(arg):
+        ch = arg[j]
+        k = short.find(ch)
+        if k < 0 or ch == ":":
+            raise UsageError(f"option -{ch} not recognized")
+        if short[k + 1:k + 2] == ":":
+            value = arg[j + 1:]
+            if not value:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"option -{ch} requires argument")
+                value = args[i]
+            opts.append(("-" + ch, value))
+            break
+        opts.append(("-" + ch, ""))
+        j += 1
+    return i
 
 
 def _verbatim(text: str) -> tuple[str, str]:

@@ -157,9 +157,10 @@ _KNOWN = frozenset(RESOURCE_NAMES) | frozenset(STRING_FIELDS) | frozenset(INT_FI
     "limits_exceeded", "peak_times", "snapshots", "task_id"}
 
 
-def _summary_tree(summary: dict[str, Any],
-                  verbatim: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
-    """The ordered pairs CCTools prints for a summary dict (see the module docstring)."""
+def _leading_pairs(summary: dict[str, Any],
+                   verbatim: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    """The pairs before the exit fields, in CCTools' order: verbatim and unknown fields, the
+    category and task id, the command, the snapshot name or exit status, the last error."""
     known = _KNOWN
     pairs: list[tuple[str, Any]] = list(verbatim or [])
     # verbatim fields first, in the order given (``rmsummary_print`` prepends them); a
@@ -186,6 +187,12 @@ def _summary_tree(summary: dict[str, Any],
         pairs.append(("exit_status", _Raw(str(int(summary.get("exit_status") or 0)))))
     if summary.get("last_error"):
         pairs.append(("last_error", _Raw(str(int(summary["last_error"])))))
+    return pairs
+
+
+def _exit_pairs(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """How the command ended: ``exit_type``, then the signal or the limits it broke."""
+    pairs: list[tuple[str, Any]] = []
     exit_type = summary.get("exit_type")
     if exit_type:
         pairs.append(("exit_type", str(exit_type)))
@@ -193,6 +200,14 @@ def _summary_tree(summary: dict[str, Any],
             pairs.append(("signal", _Raw(str(int(summary.get("signal") or 0)))))
         elif exit_type == "limits" and summary.get("limits_exceeded"):
             pairs.append(("limits_exceeded", _resources_tree(summary["limits_exceeded"])))
+    return pairs
+
+
+def _summary_tree(summary: dict[str, Any],
+                  verbatim: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    """The ordered pairs CCTools prints for a summary dict (see the module docstring)."""
+    pairs = _leading_pairs(summary, verbatim)
+    pairs.extend(_exit_pairs(summary))
     pairs.extend(_resources_tree(summary))
     peaks = summary.get("peak_times")
     if peaks:
