@@ -43,6 +43,7 @@ from .summary import format_value
 
 TYPE_CHECKING = False  # typing costs milliseconds at each start of the command
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TextIO
 
 PROGRAM = "resource_monitor"
@@ -231,8 +232,98 @@ def _verbatim(text: str) -> tuple[str, str]:
     return field.strip(), value.strip()
 
 
+def _set_interval(o: Options, arg: str) -> None:
+    try:
+        o.interval = float(arg)
+    except ValueError:
+        raise FatalError(f"bad interval '{arg}' (seconds)") from None
+    if not o.interval > 0:
+        raise FatalError("interval cannot be set to less than one second.")
+
+
+def _add_limits_file(o: Options, arg: str) -> None:
+    try:
+        o.limits.update(parse_limits_file(arg))
+    except OSError as e:
+        raise FatalError(f"cannot read limits file '{arg}': {e.strerror}") from None
+    except ValueError as e:
+        raise FatalError(str(e)) from None
+
+
+def _add_limits(o: Options, arg: str) -> None:
+    try:
+        o.limits.update(parse_limits(arg))
+    except ValueError as e:
+        raise FatalError(str(e)) from None
+
+
+def _add_measure_dir(o: Options, arg: str) -> None:
+    path = os.path.abspath(arg)
+    if not os.path.isdir(path):
+        raise FatalError(f"Directory '{arg}' does not exist.")
+    o.measure_dirs.append(path)
+
+
+def _set_pid(o: Options, arg: str) -> None:
+    try:
+        o.pid = int(arg)
+    except ValueError:
+        o.pid = 0
+    if o.pid < 1:
+        raise FatalError("Option --pid should be positive integer.")
+
+
+def _set_cores_window(o: Options, arg: str) -> None:
+    try:
+        o.cores_window = float(arg)
+    except ValueError:
+        o.cores_window = 0
+    if not o.cores_window > 0:
+        raise FatalError(f"bad --peak-cores-window '{arg}' (seconds > 0)")
+
+
+def _replaced_snapshot_file(o: Options, arg: str) -> None:
+    raise FatalError("This option has been replaced with --snapshot-events.")
+
+
+def _set(field: str, value: Any) -> Callable[[Options, str], None]:
+    """A setter for a flag that only turns a setting on or off."""
+    return lambda o, arg: setattr(o, field, value)
+
+
+def _set_to_arg(field: str) -> Callable[[Options, str], None]:
+    """A setter for an option whose argument is the setting, as given."""
+    return lambda o, arg: setattr(o, field, arg)
+
+
+_OPTION_SETTERS: dict[str, Callable[[Options, str], None]] = {
+    "-d": _set("debug_on", True), "--debug": _set("debug_on", True),
+    "-o": lambda o, arg: setattr(o.debug, "path", arg),
+    "--debug-file": lambda o, arg: setattr(o.debug, "path", arg),
+    "-c": _set_to_arg("sh"), "--sh": _set_to_arg("sh"),
+    "-i": _set_interval, "--interval": _set_interval,
+    "-l": _add_limits_file, "--limits-file": _add_limits_file,
+    "-L": _add_limits, "--limits": _add_limits,
+    "-V": lambda o, arg: o.verbatim.append(_verbatim(arg)),
+    "--verbatim-to-summary": lambda o, arg: o.verbatim.append(_verbatim(arg)),
+    "-O": _set_to_arg("template"), "--with-output-files": _set_to_arg("template"),
+    "--with-time-series": _set("series", True),
+    "--without-disk-footprint": _set("disk", False),
+    "--measure-dir": _add_measure_dir,
+    "--no-pprint": _set("pprint", False),
+    "--measure-only": _set("measure_only", True),
+    "--update-summary": _set("update_summary", True),
+    "--pid": _set_pid,
+    "--peak-cores-window": _set_cores_window,
+    "--snapshot-file": _replaced_snapshot_file,
+    # -f, --follow-chdir, --with-inotify, --snapshot-events, --accurate-short-processes,
+    # --catalog*: accepted, no effect (so not in this table)
+}
+
+
 def parse_args(argv: list[str]) -> Options | None:
-    """Options from ``argv`` (without the program name); None after -h/-v."""
+    """Options from ``argv`` (without the program name); None after -h/-v.  Options apply in
+    the order given, so a bad value before ``-h`` is still reported, as in CCTools."""
     o = Options()
     opts, rest = getopt(argv, SHORT, LONG)
     for opt, arg in opts:
@@ -242,68 +333,9 @@ def parse_args(argv: list[str]) -> Options | None:
         if opt in ("-v", "--version"):
             print(f"{PROGRAM} version {VERSION} FINAL (work-queue-py, protocol 11)")
             return None
-        if opt in ("-d", "--debug"):
-            o.debug_on = True
-        elif opt in ("-o", "--debug-file"):
-            o.debug.path = arg
-        elif opt in ("-c", "--sh"):
-            o.sh = arg
-        elif opt in ("-i", "--interval"):
-            try:
-                o.interval = float(arg)
-            except ValueError:
-                raise FatalError(f"bad interval '{arg}' (seconds)") from None
-            if not o.interval > 0:
-                raise FatalError("interval cannot be set to less than one second.")
-        elif opt in ("-l", "--limits-file"):
-            try:
-                o.limits.update(parse_limits_file(arg))
-            except OSError as e:
-                raise FatalError(f"cannot read limits file '{arg}': {e.strerror}") from None
-            except ValueError as e:
-                raise FatalError(str(e)) from None
-        elif opt in ("-L", "--limits"):
-            try:
-                o.limits.update(parse_limits(arg))
-            except ValueError as e:
-                raise FatalError(str(e)) from None
-        elif opt in ("-V", "--verbatim-to-summary"):
-            o.verbatim.append(_verbatim(arg))
-        elif opt in ("-O", "--with-output-files"):
-            o.template = arg
-        elif opt == "--with-time-series":
-            o.series = True
-        elif opt == "--without-disk-footprint":
-            o.disk = False
-        elif opt == "--measure-dir":
-            path = os.path.abspath(arg)
-            if not os.path.isdir(path):
-                raise FatalError(f"Directory '{arg}' does not exist.")
-            o.measure_dirs.append(path)
-        elif opt == "--no-pprint":
-            o.pprint = False
-        elif opt == "--measure-only":
-            o.measure_only = True
-        elif opt == "--update-summary":
-            o.update_summary = True
-        elif opt == "--pid":
-            try:
-                o.pid = int(arg)
-            except ValueError:
-                o.pid = 0
-            if o.pid < 1:
-                raise FatalError("Option --pid should be positive integer.")
-        elif opt == "--peak-cores-window":
-            try:
-                o.cores_window = float(arg)
-            except ValueError:
-                o.cores_window = 0
-            if not o.cores_window > 0:
-                raise FatalError(f"bad --peak-cores-window '{arg}' (seconds > 0)")
-        elif opt == "--snapshot-file":
-            raise FatalError("This option has been replaced with --snapshot-events.")
-        # -f, --follow-chdir, --with-inotify, --snapshot-events, --accurate-short-processes,
-        # --catalog*: accepted, no effect
+        setter = _OPTION_SETTERS.get(opt)
+        if setter is not None:
+            setter(o, arg)
     o.command = rest
     if o.pid:
         if rest or o.sh is not None:
