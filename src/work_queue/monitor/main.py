@@ -487,21 +487,7 @@ def monitor(o: Options) -> int:
     verbatim = list(o.verbatim)
     verbatim.append(("host", os.uname().nodename))
     verbatim.append(("monitor_version", MONITOR_VERSION))
-    if o.pid:
-        command_line = "# following pid with --pid"
-        argv: list[str] = []
-        try:
-            os.kill(o.pid, 0)
-        except ProcessLookupError:
-            raise FatalError(f"Process with pid {o.pid} could not be found.") from None
-        except PermissionError:
-            pass
-    elif o.sh is not None:
-        argv = ["/bin/sh", "-c", o.sh]
-        command_line = o.sh
-    else:
-        argv = list(o.command)
-        command_line = " ".join(argv)
+    argv, command_line = _command(o)
     if argv:
         if os.environ.get("CCTOOLS_RESOURCE_MONITOR_INFO"):
             # an upstream monitor measures us already (CCTools does the same)
@@ -511,23 +497,84 @@ def monitor(o: Options) -> int:
     for name, value in o.limits.items():
         debug(f"max resource {name:<18}   : {format_value(name, value)} "
               f"{summary_mod.UNITS[name]}")
-
-    series: TextIO | None = None
-    if o.series:
-        _open_output(template + ".series")
-        try:
-            series = open(template + ".series", "w")  # noqa: SIM115
-        except OSError as e:
-            raise FatalError(f"could not open log file {template}.series : {e.strerror}") \
-                from None
-        series.write(SERIES_HEADER + (" %25s %25s" % ("total_files", "disk") if o.disk else "")
-                     + "\n")
-
+    series = _open_series(o, template)
     dirs = o.measure_dirs or ([os.getcwd()] if o.disk else [])
-    forwarded: dict[int, Any] = {}
     child = [0]  # set once spawned; signals before that are forwarded right after
     pending: list[int] = []
+    forwarded = _handle_signals(bool(argv), debug, child, pending)
+    start = time.time()
+    spawn_error = 0
+    pid = o.pid
     if argv:
+        try:
+            pid = child[0] = _spawn(argv)
+        except OSError as e:
+            spawn_error = e.errno or 1
+            debug(f"error executing {argv[0]}: {e.strerror}")
+        for signum in pending:
+            if pid:
+                os.kill(pid, signum)
+    try:
+        if spawn_error:
+            summary = _spawn_failed(start, spawn_error)
+        else:
+            tree = TreeMonitor(pid, None, o.limits, start=start, measure_only=o.measure_only,
+                               disk_interval=min(1.0, o.interval), cores_window=o.cores_window,
+                               measure_dirs=dirs, measure_disk=bool(dirs))
+            summary = _measure(o, tree, pid, series, summary_path, verbatim, command_line)
+    finally:
+        for num, old in forwarded.items():
+            signal.signal(num, old)
+        if series is not None:
+            series.close()
+    summary = {"command": command_line, **summary}
+    try:
+        summary_mod.write_summary(summary_path, summary, pprint=o.pprint, verbatim=verbatim)
+    except OSError as e:
+        raise FatalError(f"could not open log file {summary_path} : {e.strerror}") from None
+    return exit_code(summary)
+
+
+def _command(o: Options) -> tuple[list[str], str]:
+    """What to run (empty with ``--pid``, which follows a process already running) and the
+    command line the summary names."""
+    if o.pid:
+        try:
+            os.kill(o.pid, 0)
+        except ProcessLookupError:
+            raise FatalError(f"Process with pid {o.pid} could not be found.") from None
+        except PermissionError:
+            pass
+        return [], "# following pid with --pid"
+    if o.sh is not None:
+        return ["/bin/sh", "-c", o.sh], o.sh
+    argv = list(o.command)
+    return argv, " ".join(argv)
+
+
+def _open_series(o: Options, template: str) -> TextIO | None:
+    """The time-series file with its header, when ``--with-time-series`` asks for one."""
+    if not o.series:
+        return None
+    _open_output(template + ".series")
+    try:
+        series = open(template + ".series", "w")  # noqa: SIM115
+    except OSError as e:
+        raise FatalError(f"could not open log file {template}.series : {e.strerror}") \
+            from None
+    series.write(SERIES_HEADER + (" %25s %25s" % ("total_files", "disk") if o.disk else "")
+                 + "\n")
+    return series
+
+
+def _handle_signals(spawning: bool, debug: _Debug, child: list[int],
+                    pending: list[int]) -> dict[int, Any]:
+    """Install the signal handlers; returns the previous ones, to put back at the end.  A
+    command we start gets the termination signals we receive (kept in ``pending`` until it
+    exists, ``child[0]``); with ``--pid`` the process is not ours, so a signal only ends the
+    measurement."""
+    forwarded: dict[int, Any] = {}
+    if spawning:
         def forward(signum: int, frame: Any) -> None:
             debug(f"forwarding signal {signal.Signals(signum).name}({signum})")
             if not child[0]:
@@ -547,51 +594,24 @@ def monitor(o: Options) -> int:
 
         for num in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
             forwarded[num] = signal.signal(num, stop)
-    start = time.time()
-    spawn_error = 0
-    pid = o.pid
-    if argv:
-        try:
-            pid = child[0] = _spawn(argv)
-        except OSError as e:
-            spawn_error = e.errno or 1
-            debug(f"error executing {argv[0]}: {e.strerror}")
-        for signum in pending:
-            if pid:
-                os.kill(pid, signum)
+    return forwarded
 
-    rusage: Any = None
-    wait_status: int | None = None
-    try:
-        if spawn_error:
-            summary = _spawn_failed(start, spawn_error)
-        else:
-            tree = TreeMonitor(pid, None, o.limits, start=start, measure_only=o.measure_only,
-                               disk_interval=min(1.0, o.interval), cores_window=o.cores_window,
-                               measure_dirs=dirs, measure_disk=bool(dirs))
-            rusage, wait_status = _loop(o, tree, pid, series, summary_path, verbatim,
-                                        command_line)
-            code, sig = 0, 0
-            if wait_status is not None:
-                if os.WIFSIGNALED(wait_status):
-                    sig = os.WTERMSIG(wait_status)
-                elif os.WIFEXITED(wait_status):
-                    code = os.WEXITSTATUS(wait_status)
-            summary = tree.finish(time.time(), rusage=rusage, exit_status=code, signal=sig)
-            if rusage is None:  # --pid: the tree was never waited for
-                summary["max_concurrent_processes"] = max(
-                    1.0, summary["max_concurrent_processes"])
-    finally:
-        for num, old in forwarded.items():
-            signal.signal(num, old)
-        if series is not None:
-            series.close()
-    summary = {"command": command_line, **summary}
-    try:
-        summary_mod.write_summary(summary_path, summary, pprint=o.pprint, verbatim=verbatim)
-    except OSError as e:
-        raise FatalError(f"could not open log file {summary_path} : {e.strerror}") from None
-    return exit_code(summary)
+
+def _measure(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None,
+             summary_path: str, verbatim: list[tuple[str, str]],
+             command_line: str) -> dict[str, Any]:
+    """Follow the process tree to its end; the final summary, with how the root ended."""
+    rusage, wait_status = _loop(o, tree, pid, series, summary_path, verbatim, command_line)
+    code, sig = 0, 0
+    if wait_status is not None:
+        if os.WIFSIGNALED(wait_status):
+            sig = os.WTERMSIG(wait_status)
+        elif os.WIFEXITED(wait_status):
+            code = os.WEXITSTATUS(wait_status)
+    summary = tree.finish(time.time(), rusage=rusage, exit_status=code, signal=sig)
+    if rusage is None:  # --pid: the tree was never waited for
+        summary["max_concurrent_processes"] = max(1.0, summary["max_concurrent_processes"])
+    return summary
 
 
 def _spawn_failed(start: float, errno: int) -> dict[str, Any]:
@@ -624,24 +644,11 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
             now = time.time()
             if now >= next_time:
                 broken = tree.sample(now)
-                if series is not None:
-                    series.write(series_row(tree, o.disk))
-                    series.flush()
-                if o.update_summary and now >= next_summary:
-                    next_summary = now + o.interval
-                    running = {"command": command_line, **tree.peaks, "exit_type": "running",
-                               "peak_times": tree.peak_times,
-                               "limits_exceeded": tree.limits_exceeded or None}
-                    summary_mod.write_summary(summary_path, running, pprint=o.pprint,
-                                              verbatim=verbatim)
+                next_summary = _report_sample(o, tree, now, next_summary, series,
+                                              summary_path, verbatim, command_line)
                 if broken and not o.measure_only:
-                    debug(f"Resource limit for {broken} has been exceeded: "
-                          f"{format_value(broken, tree.peaks.get(broken, 0))} > "
-                          f"{format_value(broken, tree.limits[broken])}")
-                    tree.kill(signal.SIGKILL)
-                    if child and not root_done:
-                        _, status, rusage = _wait4(pid, 0)
-                    return rusage, status
+                    unreaped = pid if child and not root_done else None
+                    return _kill_for_limit(tree, broken, debug, unreaped, (rusage, status))
                 next_time = tree.next_sample(now, o.interval)
                 if root_done or (not child and not tree.root_running):
                     if not child and not root_done:
@@ -671,6 +678,39 @@ def _loop(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None, summar
         return rusage, status
     finally:
         waiter.close()
+
+
+def _kill_for_limit(tree: TreeMonitor, broken: str, debug: _Debug, root: int | None,
+                    ended: tuple[Any, int | None]) -> tuple[Any, int | None]:
+    """Kill the whole tree because ``broken`` went over its limit.  When the root is our child
+    still to be waited for (``root``), reap it and return its (rusage, wait status); else the
+    root had ended already, and how it ended (``ended``) is the answer."""
+    debug(f"Resource limit for {broken} has been exceeded: "
+          f"{format_value(broken, tree.peaks.get(broken, 0))} > "
+          f"{format_value(broken, tree.limits[broken])}")
+    tree.kill(signal.SIGKILL)
+    if root is None:
+        return ended
+    _, status, rusage = _wait4(root, 0)
+    return rusage, status
+
+
+def _report_sample(o: Options, tree: TreeMonitor, now: float, next_summary: float,
+                   series: TextIO | None, summary_path: str, verbatim: list[tuple[str, str]],
+                   command_line: str) -> float:
+    """Write what a sample shows: a time-series row, and with ``--update-summary`` a
+    "running" summary every interval (so a reader sees progress before the end).  Returns
+    when the next running summary is due."""
+    if series is not None:
+        series.write(series_row(tree, o.disk))
+        series.flush()
+    if o.update_summary and now >= next_summary:
+        next_summary = now + o.interval
+        running = {"command": command_line, **tree.peaks, "exit_type": "running",
+                   "peak_times": tree.peak_times,
+                   "limits_exceeded": tree.limits_exceeded or None}
+        summary_mod.write_summary(summary_path, running, pprint=o.pprint, verbatim=verbatim)
+    return next_summary
 
 
 class _Stop(Exception):
