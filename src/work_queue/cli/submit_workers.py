@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # worker option -> how it is forwarded (CCTools work_queue_submit_common)
@@ -76,66 +77,124 @@ class Request:
     docker_universe: str = ""
 
 
+class _Arguments:
+    """The arguments being read, and where; an option's handler takes its value from here."""
+
+    def __init__(self, args: list[str], user: str) -> None:
+        self.args = args
+        self.i = 0
+        self.user = user
+
+    def value(self) -> str:
+        """The argument after the current option (which then counts as read)."""
+        self.i += 1
+        if self.i >= len(self.args):
+            raise UsageError(f"option {self.args[self.i - 1]} needs a value")
+        return self.args[self.i]
+
+
+_Handler = Callable[[Request, _Arguments], None]
+
+
+def _advertise(r: Request, args: _Arguments) -> None:
+    r.arguments += " -a"
+    r.use_manager_name = True
+
+
+def _manager_name(r: Request, args: _Arguments) -> None:
+    r.arguments += f" -M {args.value()}"
+    r.use_manager_name = True
+
+
+def _scratch_dir(r: Request, args: _Arguments) -> None:
+    r.submit_dir = f"{args.value()}/{args.user}-workers"
+
+
+def _password(r: Request, args: _Arguments) -> None:
+    r.pwfile = args.value()
+    r.arguments += f" -P {r.pwfile}"
+
+
+def _resource(r: Request, args: _Arguments) -> None:
+    option = args.args[args.i]
+    v = args.value()
+    r.arguments += f" {option} {v}"
+    setattr(r, option[2:], v)
+    r.specified_resources = True
+
+
+def _help(r: Request, args: _Arguments) -> None:
+    raise UsageError("help")
+
+
+def _to_worker(flag: str) -> _Handler:
+    """A handler passing the option's value on to every worker as ``flag``."""
+    def handler(r: Request, args: _Arguments) -> None:
+        r.arguments += f" {flag} {args.value()}"
+    return handler
+
+
+def _append(field_name: str, before: str = " ") -> _Handler:
+    """A handler adding the option's value to a text (or list) field of the request."""
+    def handler(r: Request, args: _Arguments) -> None:
+        current = getattr(r, field_name)
+        if isinstance(current, list):
+            current.append(args.value())
+        else:
+            setattr(r, field_name, current + before + args.value())
+    return handler
+
+
+def _flag(field_name: str) -> _Handler:
+    """A handler turning a yes/no setting of the request on."""
+    return lambda r, args: setattr(r, field_name, True)
+
+
+#: Options every submit script takes (``-a``/``-M`` switch to a manager found by name).
+_COMMON_OPTIONS: dict[str, _Handler] = {
+    "-a": _advertise, "--advertise": _advertise,
+    **dict.fromkeys(("-M", "--manager-name", "--master-name", "-N", "--name"), _manager_name),
+    **{option: _to_worker(flag) for option, flag in _WITH_VALUE.items()},
+    "--scratch-dir": _scratch_dir,
+    "-P": _password, "--password": _password,
+    "--ssl": lambda r, args: setattr(r, "arguments", r.arguments + " --ssl"),
+    "--cores": _resource, "--memory": _resource, "--disk": _resource,
+    "-E": _append("arguments"), "--worker-options": _append("arguments"),
+    "-h": _help, "--help": _help,
+}
+#: Options only condor_submit_workers takes.
+_CONDOR_OPTIONS: dict[str, _Handler] = {
+    "-r": _append("requirements"), "--requirements": _append("requirements"),
+    "--class-ad": _append("class_ads"),
+    "--autosize": _flag("autosize"),
+    "--spool": _flag("spool"),
+    "--docker-universe": lambda r, args: setattr(r, "docker_universe", args.value()),
+}
+#: Options only the other batch systems' scripts take.
+_BATCH_OPTIONS: dict[str, _Handler] = {
+    "-j": _flag("jobarray"),
+    "-p": _append("parameters"),
+}
+
+
 def parse(system: str, argv: list[str]) -> Request:
     """Parse a submit script's arguments; :class:`UsageError` with the CCTools message."""
     user = os.environ.get("USER") or getpass.getuser()
     r = Request(system, submit_dir=(f"/tmp/{user}-workers" if system == "condor"
                                     else f"{user}-workers"))
     args = list(argv)
-    i = 0
-
-    def value() -> str:
-        nonlocal i
-        i += 1
-        if i >= len(args):
-            raise UsageError(f"option {args[i - 1]} needs a value")
-        return args[i]
-
-    while i < len(args):
-        a = args[i]
-        if a in ("-a", "--advertise"):
-            r.arguments += " -a"
-            r.use_manager_name = True
-        elif a in ("-M", "--manager-name", "--master-name", "-N", "--name"):
-            r.arguments += f" -M {value()}"
-            r.use_manager_name = True
-        elif a in _WITH_VALUE:
-            r.arguments += f" {_WITH_VALUE[a]} {value()}"
-        elif a == "--scratch-dir":
-            r.submit_dir = f"{value()}/{user}-workers"
-        elif a in ("-P", "--password"):
-            r.pwfile = value()
-            r.arguments += f" -P {r.pwfile}"
-        elif a == "--ssl":
-            r.arguments += " --ssl"
-        elif a in ("--cores", "--memory", "--disk"):
-            v = value()
-            r.arguments += f" {a} {v}"
-            setattr(r, a[2:], v)
-            r.specified_resources = True
-        elif a in ("-E", "--worker-options"):
-            r.arguments += f" {value()}"
-        elif a in ("-h", "--help"):
-            raise UsageError("help")
-        elif system == "condor" and a in ("-r", "--requirements"):
-            r.requirements += f" {value()}"
-        elif system == "condor" and a == "--class-ad":
-            r.class_ads.append(value())
-        elif system == "condor" and a == "--autosize":
-            r.autosize = True
-        elif system == "condor" and a == "--spool":
-            r.spool = True
-        elif system == "condor" and a == "--docker-universe":
-            r.docker_universe = value()
-        elif system != "condor" and a == "-j":
-            r.jobarray = True
-        elif system != "condor" and a == "-p":
-            r.parameters += f" {value()}"
-        elif a.startswith("-") and len(a) > 1 and not a[1:].isdigit():
-            raise UsageError(f"unknown option {a}")
-        else:
-            break
-        i += 1
+    cursor = _Arguments(args, user)
+    own = _CONDOR_OPTIONS if system == "condor" else _BATCH_OPTIONS
+    while cursor.i < len(args):
+        a = args[cursor.i]
+        handler = _COMMON_OPTIONS.get(a) or own.get(a)
+        if handler is None:
+            if a.startswith("-") and len(a) > 1 and not a[1:].isdigit():
+                raise UsageError(f"unknown option {a}")
+            break  # the operands start here
+        handler(r, cursor)
+        cursor.i += 1
+    i = cursor.i
     rest = args[i:]
     if not r.use_manager_name:
         if len(rest) != 3:
