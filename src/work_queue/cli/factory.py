@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 
-from ..factory.batch import BATCH_TYPES, BatchError, batch_queue_class
+from ..factory.batch import BATCH_TYPES, BatchError, BatchQueue, batch_queue_class
 from ..factory.config import ConfigError, ConfigWatcher, FactoryConfig
 from ..factory.runner import (
     FACTORY_PERIOD,
@@ -141,6 +141,10 @@ _DASHED_VALUES = {"-B": "--batch-options", "--batch-options": "--batch-options",
                   "--wrapper": "--wrapper", "--condor-requirements": "--condor-requirements"}
 
 
+class _Refused(Exception):
+    """A reason not to start, printed as ``work_queue_factory: <reason>`` (exit code 1)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_option_values(sys.argv[1:] if argv is None else argv))
@@ -148,77 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} version {__version__} (pure Python; protocol 11)")
         return 0
     setup_debug(args.debug, args.debug_file, PROG)
-    if not args.batch_type:
-        return _fail(f"you must specify a batch type with the -T option (one of: "
-                     f"{', '.join(BATCH_TYPES)})")
     try:
-        queue_class = batch_queue_class(args.batch_type)
-    except BatchError as e:
+        factory, watcher = _prepare(args)
+    except _Refused as e:
         return _fail(str(e))
-    if len(args.address) not in (0, 2):
-        return _fail("give the manager as HOST PORT (or use -M name)")
-    host = port = None
-    if args.address:
-        host = args.address[0]
-        try:
-            port = int(args.address[1])
-        except ValueError:
-            return _fail(f"port {args.address[1]!r} is not a number")
-    cfg = config_from_args(args)
-    watcher = None
-    if args.config_file:
-        path = os.path.realpath(args.config_file)
-        if not os.path.exists(path):
-            return _fail(f"could not resolve configuration file path: '{args.config_file}'")
-        watcher = ConfigWatcher(path)
-        try:
-            cfg = watcher.load(cfg, host is not None) or cfg
-        except ConfigError as e:
-            return _fail(f"There were errors in the configuration file: {e}")
-    if not (host or args.config_file or args.manager_name):
-        return _fail("You must either give a project name with the -M option or manager-name "
-                     "option with a configuration file, or give the manager's host and port.")
-    if cfg.min_workers > cfg.max_workers:
-        return _fail(f"min workers ({cfg.min_workers}) is greater than max workers "
-                     f"({cfg.max_workers})")
-    env: dict[str, str] = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            return _fail(f"could not evaluate key:value pair: {item}")
-        env[name] = value
-
-    scratch = os.path.abspath(args.scratch_dir or f"wq-factory-{os.getuid()}")
-    queue = queue_class(scratch, batch_options=args.batch_options, autosize=bool(cfg.autosize),
-                        condor_requirements=cfg.condor_requirements, env=env)
-    try:
-        queue.check_commands()
-    except BatchError as e:
-        return _fail(str(e))
-    try:
-        os.makedirs(scratch, exist_ok=True)
-    except OSError as e:
-        return _fail(f"couldn't create {scratch}: {e.strerror}")
-    if args.batch_type == "condor" and os.path.realpath(scratch).startswith("/afs") \
-            and not args.disable_afs_check:
-        return _fail(f"The scratch directory is '{scratch}'. This won't work because Condor "
-                     "is not able to write to files in AFS. Please use --scratch-dir to choose "
-                     "a different scratch directory.")
-
-    worker = WorkerOptions(ssl=args.ssl, features=list(args.feature))
-    try:
-        _stage_files(args, scratch, worker)
-    except (OSError, ValueError) as e:
-        return _fail(str(e))
-    password = None
-    if args.password:
-        with open(args.password, "rb") as f:
-            password = f.read()
-    source = ManagerSource(host=host, port=port, catalog=args.catalog or default_catalog(),
-                           ssl=args.ssl, password=password)
-
-    factory = Factory(queue, cfg, source, worker, watcher, period=args.factory_period,
-                      parent_pid=os.getppid() if args.parent_death else None)
 
     def handle_abort(signum: int, _frame: object) -> None:
         if not factory.abort:
@@ -232,6 +169,105 @@ def main(argv: list[str] | None = None) -> int:
         factory._print_config()
     factory.run()
     return 0
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Factory, ConfigWatcher | None]:
+    """Everything the factory needs before its first cycle, checked in CCTools' order (so
+    the first problem reported is the one CCTools reports); :class:`_Refused` otherwise."""
+    if not args.batch_type:
+        raise _Refused(f"you must specify a batch type with the -T option (one of: "
+                       f"{', '.join(BATCH_TYPES)})")
+    try:
+        queue_class = batch_queue_class(args.batch_type)
+    except BatchError as e:
+        raise _Refused(str(e)) from None
+    host, port = _manager_address(args)
+    cfg, watcher = _configuration(args, host is not None)
+    if not (host or args.config_file or args.manager_name):
+        raise _Refused("You must either give a project name with the -M option or "
+                       "manager-name option with a configuration file, or give the manager's "
+                       "host and port.")
+    if cfg.min_workers > cfg.max_workers:
+        raise _Refused(f"min workers ({cfg.min_workers}) is greater than max workers "
+                       f"({cfg.max_workers})")
+    env = _environment(args)
+    scratch = os.path.abspath(args.scratch_dir or f"wq-factory-{os.getuid()}")
+    queue = queue_class(scratch, batch_options=args.batch_options, autosize=bool(cfg.autosize),
+                        condor_requirements=cfg.condor_requirements, env=env)
+    _prepare_scratch(args, queue, scratch)
+    worker = WorkerOptions(ssl=args.ssl, features=list(args.feature))
+    try:
+        _stage_files(args, scratch, worker)
+    except (OSError, ValueError) as e:
+        raise _Refused(str(e)) from None
+    password = None
+    if args.password:
+        with open(args.password, "rb") as f:
+            password = f.read()
+    source = ManagerSource(host=host, port=port, catalog=args.catalog or default_catalog(),
+                           ssl=args.ssl, password=password)
+    factory = Factory(queue, cfg, source, worker, watcher, period=args.factory_period,
+                      parent_pid=os.getppid() if args.parent_death else None)
+    return factory, watcher
+
+
+def _manager_address(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """The manager's HOST PORT operands, or (None, None) when it is found by name."""
+    if len(args.address) not in (0, 2):
+        raise _Refused("give the manager as HOST PORT (or use -M name)")
+    if not args.address:
+        return None, None
+    try:
+        return args.address[0], int(args.address[1])
+    except ValueError:
+        raise _Refused(f"port {args.address[1]!r} is not a number") from None
+
+
+def _configuration(args: argparse.Namespace,
+                   has_manager_host: bool) -> tuple[FactoryConfig, ConfigWatcher | None]:
+    """The settings from the options, overridden by the configuration file if one is given
+    (its watcher then rereads it while the factory runs)."""
+    cfg = config_from_args(args)
+    if not args.config_file:
+        return cfg, None
+    path = os.path.realpath(args.config_file)
+    if not os.path.exists(path):
+        raise _Refused(f"could not resolve configuration file path: '{args.config_file}'")
+    watcher = ConfigWatcher(path)
+    try:
+        cfg = watcher.load(cfg, has_manager_host) or cfg
+    except ConfigError as e:
+        raise _Refused(f"There were errors in the configuration file: {e}") from None
+    return cfg, watcher
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--env NAME=VALUE`` settings the workers are started with."""
+    env: dict[str, str] = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _Refused(f"could not evaluate key:value pair: {item}")
+        env[name] = value
+    return env
+
+
+def _prepare_scratch(args: argparse.Namespace, queue: BatchQueue, scratch: str) -> None:
+    """Check the batch system's commands and make the scratch directory, which Condor
+    cannot write into when it is on AFS."""
+    try:
+        queue.check_commands()
+    except BatchError as e:
+        raise _Refused(str(e)) from None
+    try:
+        os.makedirs(scratch, exist_ok=True)
+    except OSError as e:
+        raise _Refused(f"couldn't create {scratch}: {e.strerror}") from None
+    if args.batch_type == "condor" and os.path.realpath(scratch).startswith("/afs") \
+            and not args.disable_afs_check:
+        raise _Refused(f"The scratch directory is '{scratch}'. This won't work because Condor "
+                       "is not able to write to files in AFS. Please use --scratch-dir to "
+                       "choose a different scratch directory.")
 
 
 def _stage_files(args: argparse.Namespace, scratch: str, worker: WorkerOptions) -> None:
