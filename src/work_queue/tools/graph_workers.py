@@ -19,7 +19,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -155,116 +155,153 @@ def parse(lines: Iterable[str]) -> Run:
 
 
 def _build(events: Sequence[tuple[float, str, str]]) -> Run:
-    tasks: dict[int, TaskInfo] = {}
-    workers: list[WorkerInfo] = []
-    by_address: dict[str, WorkerInfo] = {}
-    by_id: dict[str, WorkerInfo] = {}
-    open_attempt: dict[int, Attempt] = {}
-    pending_input: dict[int, float] = {}
-
-    def task_of(task_id: int, now: float) -> TaskInfo:
-        t = tasks.get(task_id)
-        if t is None:
-            t = tasks[task_id] = TaskInfo(task_id, submitted=now)
-        return t
-
+    builder = _RunBuilder()
     for now, _, text in events:
-        m = TASK.fullmatch(text)
-        if m:
-            task_id, state, args = int(m.group(1)), m.group(2), m.group(3) or ""
-            if state == "WAITING":
-                fresh = task_id not in tasks
-                t = task_of(task_id, now)
-                t.category = args.split(" ", 1)[0] or t.category
-                if fresh:
-                    t.submitted = now
-                a = open_attempt.pop(task_id, None)
-                if a is not None and a.finished is None:
-                    a.finished = now
-                    a.lost = True
-                pending_input.pop(task_id, None)
-            elif state == "RUNNING":
-                t = task_of(task_id, now)
-                parts = args.split()
-                box = _last_json(args)
-                a = Attempt(worker=parts[0] if parts else "?", start=now,
-                            input_start=pending_input.pop(task_id, None),
-                            label=parts[1] if len(parts) > 1 else "FIRST_RESOURCES",
-                            cores=_number(box, "cores", 1.0))
-                t.attempts.append(a)
-                open_attempt[task_id] = a
-                w = by_address.get(a.worker)
-                if w is not None:
-                    w.tasks += 1
-                    if w.first_task is None:
-                        w.first_task = now
-            elif state == "WAITING_RETRIEVAL":
-                a = open_attempt.get(task_id)
-                if a is not None:
-                    a.finished = now
-            elif state == "RETRIEVED":
-                t = task_of(task_id, now)
-                parts = args.split()
-                t.result = parts[0] if parts else "UNKNOWN"
-                t.exit_code = parts[1] if len(parts) > 1 else ""
-                a = open_attempt.pop(task_id, None)
-                if a is not None:
-                    a.retrieved = now
-                    if a.finished is None:
-                        a.finished = now
-            elif state == "DONE":
-                t = task_of(task_id, now)
-                t.done = now
-                parts = args.split()
-                if parts:
-                    t.result = parts[0]
-                    t.exit_code = parts[1] if len(parts) > 1 else t.exit_code
-            elif state in ("CANCELED", "CANCELLED"):
-                t = task_of(task_id, now)
-                if t.canceled is None:
-                    t.canceled = now
-                a = open_attempt.pop(task_id, None)
-                if a is not None and a.finished is None:
-                    a.finished = now
-            continue
-        m = TRANSFER.fullmatch(text)
-        if m:
-            task_id = int(m.group(2))
-            t = task_of(task_id, now)
-            try:
-                size = float(m.group(4))
-            except ValueError:
-                size = 0.0
-            if m.group(1) == "INPUT":
-                t.bytes_in += size
-                pending_input.setdefault(task_id, now)
-            else:
-                t.bytes_out += size
-            continue
-        m = WORKER.fullmatch(text)
-        if m:
-            worker_id, address, what = m.group(1), m.group(2), m.group(3)
-            if what == "CONNECTION":
-                w = WorkerInfo(address, worker_id, connected=now)
-                workers.append(w)
-                by_address[address] = w
-                by_id[worker_id] = w
-            else:
-                w = by_address.get(address)
-                if w is None:  # disconnected before it said who it was
-                    continue
-                w.disconnected = now
-                w.reason = m.group(4) or "UNKNOWN"
-            continue
-        m = WORKER_RESOURCES.fullmatch(text)
-        if m and m.group(1) in by_id:
-            data = _last_json(m.group(2))
-            by_id[m.group(1)].resources = {k: _number(data, k, 0.0)
-                                           for k in ("cores", "memory", "disk")}
+        builder.line(now, text)
     start = events[0][0] if events else 0.0
     end = max([now for now, _, _ in events] or [start])
-    return Run(pid=events[0][1] if events else "?", start=start, end=end, tasks=tasks,
-               workers=workers)
+    return Run(pid=events[0][1] if events else "?", start=start, end=end,
+               tasks=builder.tasks, workers=builder.workers)
+
+
+class _RunBuilder:
+    """Replays one manager run's log lines into tasks (with their attempts) and workers.
+
+    One method per kind of line and one per task state, so each rule about what a line
+    means is in one place.  An attempt stays open from RUNNING until the task is retrieved,
+    sent back to WAITING (the worker was lost) or canceled; input transfers seen before
+    RUNNING mark when the attempt really began."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, TaskInfo] = {}
+        self.workers: list[WorkerInfo] = []
+        self.by_address: dict[str, WorkerInfo] = {}
+        self.by_id: dict[str, WorkerInfo] = {}
+        self.open_attempt: dict[int, Attempt] = {}
+        self.pending_input: dict[int, float] = {}
+
+    def task_of(self, task_id: int, now: float) -> TaskInfo:
+        t = self.tasks.get(task_id)
+        if t is None:
+            t = self.tasks[task_id] = TaskInfo(task_id, submitted=now)
+        return t
+
+    def line(self, now: float, text: str) -> None:
+        m = TASK.fullmatch(text)
+        if m:
+            on_state = self._TASK_STATES.get(m.group(2))
+            if on_state is not None:
+                on_state(self, int(m.group(1)), now, m.group(3) or "")
+            return
+        m = TRANSFER.fullmatch(text)
+        if m:
+            self.transfer(m, now)
+            return
+        m = WORKER.fullmatch(text)
+        if m:
+            self.worker(m, now)
+            return
+        m = WORKER_RESOURCES.fullmatch(text)
+        if m and m.group(1) in self.by_id:
+            data = _last_json(m.group(2))
+            self.by_id[m.group(1)].resources = {k: _number(data, k, 0.0)
+                                                for k in ("cores", "memory", "disk")}
+
+    def _close_lost(self, task_id: int, now: float) -> None:
+        """End the task's open attempt, if any, as lost (it did not finish by itself)."""
+        a = self.open_attempt.pop(task_id, None)
+        if a is not None and a.finished is None:
+            a.finished = now
+            a.lost = True
+
+    def waiting(self, task_id: int, now: float, args: str) -> None:
+        fresh = task_id not in self.tasks
+        t = self.task_of(task_id, now)
+        t.category = args.split(" ", 1)[0] or t.category
+        if fresh:
+            t.submitted = now
+        self._close_lost(task_id, now)
+        self.pending_input.pop(task_id, None)
+
+    def running(self, task_id: int, now: float, args: str) -> None:
+        t = self.task_of(task_id, now)
+        parts = args.split()
+        box = _last_json(args)
+        a = Attempt(worker=parts[0] if parts else "?", start=now,
+                    input_start=self.pending_input.pop(task_id, None),
+                    label=parts[1] if len(parts) > 1 else "FIRST_RESOURCES",
+                    cores=_number(box, "cores", 1.0))
+        t.attempts.append(a)
+        self.open_attempt[task_id] = a
+        w = self.by_address.get(a.worker)
+        if w is not None:
+            w.tasks += 1
+            if w.first_task is None:
+                w.first_task = now
+
+    def waiting_retrieval(self, task_id: int, now: float, args: str) -> None:
+        a = self.open_attempt.get(task_id)
+        if a is not None:
+            a.finished = now
+
+    def retrieved(self, task_id: int, now: float, args: str) -> None:
+        t = self.task_of(task_id, now)
+        parts = args.split()
+        t.result = parts[0] if parts else "UNKNOWN"
+        t.exit_code = parts[1] if len(parts) > 1 else ""
+        a = self.open_attempt.pop(task_id, None)
+        if a is not None:
+            a.retrieved = now
+            if a.finished is None:
+                a.finished = now
+
+    def done(self, task_id: int, now: float, args: str) -> None:
+        t = self.task_of(task_id, now)
+        t.done = now
+        parts = args.split()
+        if parts:
+            t.result = parts[0]
+            t.exit_code = parts[1] if len(parts) > 1 else t.exit_code
+
+    def canceled(self, task_id: int, now: float, args: str) -> None:
+        t = self.task_of(task_id, now)
+        if t.canceled is None:
+            t.canceled = now
+        a = self.open_attempt.pop(task_id, None)
+        if a is not None and a.finished is None:
+            a.finished = now
+
+    _TASK_STATES: dict[str, Callable[[_RunBuilder, int, float, str], None]] = {
+        "WAITING": waiting, "RUNNING": running, "WAITING_RETRIEVAL": waiting_retrieval,
+        "RETRIEVED": retrieved, "DONE": done, "CANCELED": canceled, "CANCELLED": canceled,
+    }
+
+    def transfer(self, m: re.Match[str], now: float) -> None:
+        task_id = int(m.group(2))
+        t = self.task_of(task_id, now)
+        try:
+            size = float(m.group(4))
+        except ValueError:
+            size = 0.0
+        if m.group(1) == "INPUT":
+            t.bytes_in += size
+            self.pending_input.setdefault(task_id, now)
+        else:
+            t.bytes_out += size
+
+    def worker(self, m: re.Match[str], now: float) -> None:
+        worker_id, address, what = m.group(1), m.group(2), m.group(3)
+        if what == "CONNECTION":
+            w = WorkerInfo(address, worker_id, connected=now)
+            self.workers.append(w)
+            self.by_address[address] = w
+            self.by_id[worker_id] = w
+            return
+        w = self.by_address.get(address)
+        if w is None:  # disconnected before it said who it was
+            return
+        w.disconnected = now
+        w.reason = m.group(4) or "UNKNOWN"
 
 
 def bind_slots(run: Run) -> dict[str, list[list[tuple[TaskInfo, Attempt]]]]:
