@@ -22,6 +22,11 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
+#: One catalog record (a manager's or worker's advertised JSON object), and the table of
+#: them by key.
+Record = dict[str, Any]
+Table = dict[str, Record]
+
 #: Fields that change on every update and carry no information (CCTools skips them too).
 _SKIP = ("lastheardfrom", "uptime")
 
@@ -46,7 +51,7 @@ class History:
         self._day: tuple[int, int] | None = None
         self._last_time = 0
 
-    def _select(self, now: float, table: dict[str, dict]) -> IO[str]:
+    def _select(self, now: float, table: Table) -> IO[str]:
         tm = time.gmtime(now)
         day = (tm.tm_year, tm.tm_yday)
         if self._file is not None and day == self._day:
@@ -63,7 +68,7 @@ class History:
         self._last_time = 0
         return self._file
 
-    def _write(self, now: float, table: dict[str, dict], line: str) -> None:
+    def _write(self, now: float, table: Table, line: str) -> None:
         try:
             f = self._select(now, table)
             t = int(now)
@@ -77,11 +82,11 @@ class History:
         except OSError as e:
             logger.warning("cannot write catalog history in %s: %s", self.directory, e)
 
-    def created(self, now: float, table: dict[str, dict], key: str, record: dict) -> None:
+    def created(self, now: float, table: Table, key: str, record: Record) -> None:
         self._write(now, table, f"C {key} {_compact(record)}\n")
 
-    def changed(self, now: float, table: dict[str, dict], key: str, old: dict,
-                new: dict) -> None:
+    def changed(self, now: float, table: Table, key: str, old: Record,
+                new: Record) -> None:
         lines = [f"R {key} {name}\n" for name in old if name not in new and name not in _SKIP]
         update = {k: v for k, v in new.items() if k not in _SKIP and old.get(k, ...) != v}
         if update:
@@ -89,7 +94,7 @@ class History:
         for line in lines:
             self._write(now, table, line)
 
-    def deleted(self, now: float, table: dict[str, dict], key: str) -> None:
+    def deleted(self, now: float, table: Table, key: str) -> None:
         self._write(now, table, f"D {key}\n")
 
     def close(self) -> None:
@@ -98,7 +103,7 @@ class History:
             self._file = None
 
 
-def write_checkpoint(path: str, table: dict[str, dict]) -> None:
+def write_checkpoint(path: str, table: Table) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("{\n")
@@ -107,7 +112,7 @@ def write_checkpoint(path: str, table: dict[str, dict]) -> None:
     os.replace(tmp, path)
 
 
-def _read_checkpoint(path: str) -> dict[str, dict]:
+def _read_checkpoint(path: str) -> Table:
     """The table a day's checkpoint holds; empty when it is missing or unreadable, because a
     history query should still answer from the day's log alone."""
     try:
@@ -120,37 +125,37 @@ def _read_checkpoint(path: str) -> dict[str, dict]:
     return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
-def _created(table: dict[str, dict], rest: str) -> None:
+def _created(table: Table, rest: str) -> None:
     key, _, text = rest.partition(" ")
     value = json.loads(text)
     if isinstance(value, dict):
         table[key] = value
 
 
-def _merged(table: dict[str, dict], rest: str) -> None:
+def _merged(table: Table, rest: str) -> None:
     key, _, text = rest.partition(" ")
     value = json.loads(text)
     if isinstance(value, dict):
         table.setdefault(key, {}).update(value)
 
 
-def _removed(table: dict[str, dict], rest: str) -> None:
+def _removed(table: Table, rest: str) -> None:
     key, _, name = rest.partition(" ")
     table.get(key, {}).pop(name, None)
 
 
-def _deleted(table: dict[str, dict], rest: str) -> None:
+def _deleted(table: Table, rest: str) -> None:
     table.pop(rest.strip(), None)
 
 
 #: How each kind of record event changes the table (the time events ``T``/``t`` are handled
 #: by ``snapshot`` itself, since they decide where the replay stops).
-_EVENTS: dict[str, Callable[[dict[str, dict], str], None]] = {
+_EVENTS: dict[str, Callable[[Table, str], None]] = {
     "C": _created, "M": _merged, "R": _removed, "D": _deleted,
 }
 
 
-def snapshot(directory: str, when: float) -> dict[str, dict]:
+def snapshot(directory: str, when: float) -> Table:
     """The table as it was at ``when`` (epoch seconds): that day's checkpoint, then its log
     replayed up to ``when``.  Corrupt lines are skipped."""
     log, ckpt = _day_paths(directory, when)

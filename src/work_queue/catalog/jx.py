@@ -352,7 +352,7 @@ def _on_strings(op: str, left: str, right: str) -> Any:
     return JXError(f"unsupported operator {op} on string")
 
 
-def _on_arrays(op: str, left: list, right: list) -> Any:
+def _on_arrays(op: str, left: list[Any], right: list[Any]) -> Any:
     return left + right if op == "+" else JXError(f"unsupported operator {op} on array")
 
 
