@@ -14,7 +14,7 @@ from typing import Any
 MAX_UPDATE = 1024 * 1024
 
 
-def record_key(record: dict) -> str:
+def record_key(record: dict[str, Any]) -> str:
     """``address:port:name[:uuid]`` (CCTools ``make_hash_key``)."""
     port = record.get("port", 0)
     try:
@@ -28,7 +28,7 @@ def record_key(record: dict) -> str:
     return f"{addr}:{port}:{name}{tail}".replace(" ", "_").replace("\n", "_")
 
 
-def parse_update(data: bytes) -> dict:
+def parse_update(data: bytes) -> dict[str, Any]:
     """The record carried by one update packet; ValueError saying what is wrong with it."""
     if not data:
         raise ValueError("empty update")
@@ -54,7 +54,7 @@ def parse_update(data: bytes) -> dict:
     return _parse_nvpairs(text)
 
 
-def _parse_nvpairs(text: str) -> dict:
+def _parse_nvpairs(text: str) -> dict[str, Any]:
     """The legacy format: ``name value`` lines (values typed as CCTools ``nvpair_to_jx``);
     unlike CCTools, a ``type`` line is required, so stray text is not taken for a record."""
     record: dict[str, Any] = {}
