@@ -15,7 +15,6 @@ import socket
 import ssl
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..errors import RemoteProtocolError
 from ..events import read_ready
 from ..protocol.auth import PasswordExchange
 from ..protocol.reader import MessageReader, worker_stream_reader
+from .conversation import Conversation
 from .outbox import Outbox
 
 RECV_SIZE = 1 << 20
@@ -62,11 +62,8 @@ class WorkerConnection:
         self.last_check = now
         self.spoke_since_check = False
         self.worker: WorkerRecord | None = None
-        #: Replies we wait for, in order: ("results",) or ("get", task, filespec).
-        self.expect: deque[tuple[Any, ...]] = deque()
-        self.results_requested = False
-        #: Output file being written for the current ``file`` item, and its owner.
-        self.sink: Any = None
+        #: The replies this connection waits for, and the output arriving now.
+        self.talk = Conversation()
         #: Password exchange progress (None when no password, "done" once verified).
         #: The password exchange while it is under way (None: no password, or done).
         self.auth: PasswordExchange | None = None
@@ -74,8 +71,6 @@ class WorkerConnection:
         #: and which payload of the reader that deadline is for.
         self.payload_deadline = 0.0
         self.payload_number = 0
-        #: The directory output of the current ``get`` reply, while it arrives.
-        self.staging: StagedDirectory | None = None
         self.closed = False
         self.bytes_received = 0
         #: Debug-log writer when the manager has a debug log.
@@ -203,12 +198,7 @@ class WorkerConnection:
             if self.auth is not None:
                 self.auth.finish()  # its challenge is no longer one of ours
                 self.auth = None
-            if self.sink is not None:
-                self.sink.abort()  # a half-received output never appears under its name
-                self.sink = None
-            if self.staging is not None:
-                self.staging.abort()  # nor a half-received directory
-                self.staging = None
+            self.talk.abort()  # a half-received output never appears under its name
             self.outbox.close()
             try:
                 self.sock.close()
