@@ -102,55 +102,27 @@ class Dispatcher:
         return task._monitor_files
 
     def _task_block(self, task: Task, d: ins.SendTask, fork: bool = False) -> bytes:
-        monitored = task._monitor_mode is not None
-        native = task._monitor_mode == "native"
+        """The task block of this attempt (protocol/task_writer.py writes it).  A monitored
+        task leaves its end and wall time to the monitor; ``fork``: run it in a warm Python
+        interpreter of the worker."""
+        mode = task._monitor_mode
         command = task.command
-        if monitored and not native:
+        monitor_request = None
+        if mode == "wrapped":
             command = self._monitor.wrap(task, d.box)  # type: ignore[union-attr]
-        cmd = command.encode()
-        parts = [f"task {task.id}\ncmd {len(cmd)}\n".encode(), cmd]
-        if native:
-            request = self._monitor.native_request(task, d.box)  # type: ignore[union-attr]
-            parts += [m.Monitor(len(request)).encode(), request]
-        coprocess = extensions.PYTHON_WARM if fork else task.coprocess
-        if coprocess:
-            cop = coprocess.encode()
-            parts += [f"coprocess {len(cop)}\n".encode(), cop]
+        elif mode == "native":
+            monitor_request = self._monitor.native_request(task, d.box)  # type: ignore
         box = d.box
-        key = (task.category, box.cores, box.gpus, box.memory, box.disk)
-        lines = self._box_lines.get(key)
-        if lines is None:
-            if len(self._box_lines) > 1000:
-                self._box_lines.clear()
-            lines = self._box_lines[key] = (
-                f"category {task.category}\ncores {box.cores:.3f}\ngpus {box.gpus:.0f}\n"
-                f"memory {box.memory:.0f}\ndisk {box.disk:.0f}\n".encode())
-        parts.append(lines)
-        if task.end_time > 0 and not monitored:
-            parts.append(f"end_time {task.end_time:.6f}\n".encode())
-        wall = task.resources_requested.wall_time
-        if wall > 0 and not monitored:
-            # Seconds, as the manual says.  A CCTools 7.x worker reads this as microseconds
-            # (rounding up to 1 s); see docs/compatibility.md.
-            parts.append(f"wall_time {wall:.6f}\n".encode())
-        for name, value in task.env.items():
-            entry = f"{name}={value}" if value is not None else name
-            data = entry.encode()
-            parts += [f"env {len(data)}\n".encode(), data, b"\n"]
-        for spec in task.files:
-            if spec.is_input and spec.empty_dir:
-                parts.append(f"dir {spec.remote_name}\n".encode())
+        writer = self._task_writer
         files = (*task.files, *task._monitor_files) if task._monitor_files else task.files
-        for spec in files:
-            if spec.is_input and not spec.empty_dir:
-                parts.append(m.TaskFile("infile", spec.cachename, spec.remote_name,
-                                        spec.flags).encode())
-        for spec in files:
-            if not spec.is_input:
-                parts.append(m.TaskFile("outfile", spec.cachename, spec.remote_name,
-                                        spec.flags).encode())
-        parts.append(b"end\n")
-        return b"".join(parts)
+        return writer.block(
+            task.id, command.encode(),
+            writer.box_lines(task.category, box.cores, box.gpus, box.memory, box.disk),
+            monitor=monitor_request,
+            coprocess=extensions.PYTHON_WARM if fork else task.coprocess,
+            end_time=task.end_time if mode is None else 0.0,
+            wall_time=task.resources_requested.wall_time if mode is None else 0.0,
+            env=task.env, files=files)
 
     def _kill_on_worker(self, k: ins.SendKill) -> None:
         """Carry out SendKill: ``kill`` (unless the task never started there), then unlink

@@ -45,6 +45,7 @@ from ..core.resources import Resources
 from ..core.stats import Stats, category_snapshot, snapshot
 from ..events import ReadWatcher
 from ..protocol import messages as m
+from ..protocol.task_writer import TaskWriter
 from ..tls import server_context
 from . import at_exit, catalog, logs, monitoring, status
 from .abstractions import AbstractionsMixin
@@ -157,8 +158,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         self._watcher = ReadWatcher()
         self._watcher.register(self._listener, None)
         self._conns: dict[int, WorkerConnection] = {}
-        #: The category and resource lines of a task block, by category and allocation.
-        self._box_lines: dict[tuple[Any, ...], bytes] = {}
+        #: Writes task blocks (and keeps the lines of recent allocations).
+        self._task_writer = TaskWriter()
         #: Connections with something queued to send (see WorkerConnection.pending).
         self._unsent: set[WorkerConnection] = set()
         self._next_key = 1
