@@ -163,59 +163,27 @@ class StatusResponder:
             self.lock.release()
 
     def _serve(self, sock: Any, addr: Any) -> None:
-
-        from ..protocol import auth
-        from .connection import set_keepalive
-
+        """One client accepted while the manager is busy: answer it if it asks for status,
+        else hand it (with the bytes read so far) to the manager; close it on any error."""
         q = self._q()
         handed = False
         try:
             if q is None:
                 return
-            set_keepalive(sock)
-            sock.setblocking(True)
-            sock.settimeout(q._short_timeout)
-            if q._tls is not None:
-                sock = q._tls.wrap_socket(sock, server_side=True)
-            buf = bytearray()
-
-            def line() -> bytes | None:
-                while b"\n" not in buf:
-                    if len(buf) > 4096:
-                        return None
-                    data = sock.recv(4096)
-                    if not data:
-                        return None
-                    buf.extend(data)
-                i = buf.index(b"\n")
-                out = bytes(buf[:i]).replace(b"\r", b"")
-                del buf[:i + 1]
-                return out
-
-            authed = False
-            if q._password is not None:
-                exchange = auth.PasswordExchange(q._password, initiator=False)
-                try:
-                    auth.run_blocking(exchange, sock.sendall, line)
-                except AuthenticationError:
-                    return
-                authed = True
-            try:
-                first = line()
-            except TimeoutError:
-                first = None
+            conversation = _Client.open(sock, q)
+            sock = conversation.sock
+            if conversation.authed is None:
+                return  # the password exchange failed
+            first = conversation.first_line()
             if first is not None:
                 reply = self._answer_standing_in(q, first)
                 if reply is not None:
                     sock.sendall(reply)
                     return
-                buf[:0] = first + b"\n"  # a worker, or the manager will answer in wait()
-            while getattr(sock, "pending", None) and sock.pending():
-                buf.extend(sock.recv(sock.pending()))  # decrypted bytes select cannot see
+                conversation.unread(first + b"\n")  # a worker, or the manager answers
             if self._stop.is_set():
                 return
-            sock.setblocking(False)
-            self.handoff.put((sock, addr, bytes(buf), authed))
+            self.handoff.put((sock, addr, conversation.rest(), bool(conversation.authed)))
             handed = True
         except (OSError, ValueError):
             pass
@@ -226,3 +194,67 @@ class StatusResponder:
                     sock.close()
                 except OSError:
                     pass
+
+
+class _Client:
+    """The start of a client's conversation on the status thread: keepalive, TLS, the
+    password exchange and the first line, read with a blocking socket and the manager's
+    short timeout (the manager's own loop reads the same way without blocking)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        #: True after a password exchange, False without a password, None when it failed.
+        self.authed: bool | None = False
+
+    @classmethod
+    def open(cls, sock: Any, q: Any) -> _Client:
+        from ..protocol import auth
+        from .connection import set_keepalive
+
+        set_keepalive(sock)
+        sock.setblocking(True)
+        sock.settimeout(q._short_timeout)
+        if q._tls is not None:
+            sock = q._tls.wrap_socket(sock, server_side=True)
+        client = cls(sock)
+        if q._password is not None:
+            exchange = auth.PasswordExchange(q._password, initiator=False)
+            try:
+                auth.run_blocking(exchange, sock.sendall, client.line)
+                client.authed = True
+            except AuthenticationError:
+                client.authed = None
+        return client
+
+    def line(self) -> bytes | None:
+        """The next line (without its end), or None at the end of the stream or after 4 KB
+        without one."""
+        while b"\n" not in self.buf:
+            if len(self.buf) > 4096:
+                return None
+            data = self.sock.recv(4096)
+            if not data:
+                return None
+            self.buf.extend(data)
+        i = self.buf.index(b"\n")
+        out = bytes(self.buf[:i]).replace(b"\r", b"")
+        del self.buf[:i + 1]
+        return out
+
+    def first_line(self) -> bytes | None:
+        try:
+            return self.line()
+        except TimeoutError:
+            return None
+
+    def unread(self, data: bytes) -> None:
+        self.buf[:0] = data
+
+    def rest(self) -> bytes:
+        """What was read and not used, including decrypted bytes that select cannot see; the
+        socket is left non-blocking for the manager's loop."""
+        while getattr(self.sock, "pending", None) and self.sock.pending():
+            self.buf.extend(self.sock.recv(self.sock.pending()))
+        self.sock.setblocking(False)
+        return bytes(self.buf)
