@@ -232,8 +232,14 @@ class TaskBlockReader(MessageReader):
         self._block: TaskSpec | None = None
 
     def next_event(self) -> Event:
+        event = MessageReader.next_event(self)
+        if self._block is None and not isinstance(event, TaskStart):
+            return event  # a whole block (TaskSpec), or a message outside any block
+        return self._gather(event)
+
+    def _gather(self, event: Event) -> Event:
+        """Add the lines of a block that came in pieces until its ``end``."""
         while True:
-            event = MessageReader.next_event(self)
             block = self._block
             if block is None:
                 if not isinstance(event, TaskStart):
@@ -246,6 +252,7 @@ class TaskBlockReader(MessageReader):
             elif block.add(event):  # refuses what has no place in a block (put, file...)
                 self._block = None
                 return block
+            event = MessageReader.next_event(self)
 
     @property
     def in_block(self) -> bool:
