@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from work_queue.errors import RemoteProtocolError
 from work_queue.protocol import messages as m
 from work_queue.protocol.reader import NEED_DATA, Chunk, MessageReader, manager_stream_reader
 from work_queue.protocol.task_block import TaskSpec
@@ -190,3 +191,14 @@ def test_an_empty_directory_of_a_task_block_reads_back_raw(name):
     wire = m.Dir(name).encode_in_block()
     assert wire == b"dir " + name.encode() + b"\n"
     assert m.parse_from_manager(wire[:-1]).raw == name
+
+
+def test_a_block_in_pieces_refuses_what_has_no_place_in_it():
+    """Cut anywhere, a block holding a ``put`` is refused as the whole-block reader refuses it."""
+    data = b"task 3\ncmd 4\ntrue" + m.Put("x", 1, 0o644).encode() + b"y" + b"end\n"
+    for step in (1, 5, len(data)):
+        reader = manager_stream_reader(blocks=True)
+        with pytest.raises(RemoteProtocolError):
+            for i in range(0, len(data), step):
+                reader.feed(data[i:i + step])
+                list(iter(reader.next_event, NEED_DATA))
