@@ -318,3 +318,27 @@ def test_tune_reaches_the_core(core):
     assert core.state.configure("attempt-schedule-depth", 7)
     assert core.state.schedule_depth == 7
     assert not core.state.configure("keepalive-interval", 3)  # the shell's
+
+
+def test_the_state_lock_is_free_while_the_loop_polls_and_held_by_public_methods():
+    """The status thread can take a consistent look at the state while wait() is blocked
+    in poll; a public method that changes the state holds the lock."""
+    import threading
+
+    with wq.WorkQueue(port=0) as q:
+        seen = []
+        waiter = threading.Thread(target=lambda: seen.append(q.wait(0.5)))
+        q.submit(wq.Task("true"))
+        waiter.start()
+        took = q._state_lock.acquire(timeout=0.4)  # wait() polls: the lock is free
+        assert took
+        q._state_lock.release()
+        waiter.join()
+        assert seen == [None]
+        held = []
+        q._state.submit = lambda *a, **k: held.append(q._state_lock._is_owned())  # type: ignore
+        try:
+            q.submit(wq.Task("true"))
+        except Exception:
+            pass
+        assert held == [True]

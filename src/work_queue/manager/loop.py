@@ -61,7 +61,15 @@ class ManagerLoop:
         more = progressed and self._state.dispatch_pending
         poll = 0.0 if more or self._state.returned else poll_timeout
         t0 = time.perf_counter()
-        events = self._watcher.wait(poll)
+        if poll > 0:
+            # Blocked in poll, the state is not changing: another thread may look at it.
+            self._state_lock.release()
+            try:
+                events = self._watcher.wait(poll)
+            finally:
+                self._state_lock.acquire()
+        else:
+            events = self._watcher.wait(0.0)
         started = time.perf_counter()
         self._state.handle(ev.TimeSpent("polling", int((started - t0) * 1e6)), 0.0)
         handled = 0

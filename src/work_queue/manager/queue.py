@@ -20,11 +20,13 @@ pipelined; the replies come back in order (see conversation.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ..constants import (
     TASK_STATE_STRINGS,
@@ -91,6 +93,19 @@ TUNE_ALIASES = {
 }
 
 
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _locked(method: _M) -> _M:
+    """Run a public method holding the queue's ``_state_lock`` (see WorkQueue.__init__)."""
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._state_lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 def _usec(t: float) -> int:
     return int(t * 1e6)
 
@@ -137,6 +152,11 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
                  stats_log: str | None = None, transactions_log: str | None = None,
                  debug_log: str | None = None, ssl: Any = None,
                  status_display_interval: float | None = None) -> None:
+        #: Held by the loop during each pass (not while it polls) and by every public method
+        #: while it changes the state, so another thread (the status responder) that holds
+        #: it sees a consistent state.  Reentrant, since some public methods call others
+        #: (tune -> activate_fast_abort); uncontended it costs well under a microsecond.
+        self._state_lock = threading.RLock()
         self._tls = server_context(ssl)
         self._now = time.time
         now = self._now()
@@ -208,6 +228,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         except Exception:
             pass
 
+    @_locked
     def close(self) -> None:
         """Release (or, with ``shutdown=True``, stop) every worker and stop listening."""
         if self._closed:
@@ -272,6 +293,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
     def specify_priority(self, priority: int) -> None:
         self._priority = int(priority)
 
+    @_locked
     def specify_algorithm(self, algorithm: int) -> None:
         self._state.set_algorithm(int(algorithm))
 
@@ -283,6 +305,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     specify_master_mode = specify_manager_mode
 
+    @_locked
     def specify_min_taskid(self, minid: int) -> int:
         return self._state.set_min_task_id(int(minid))
 
@@ -303,10 +326,12 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         with open(filename, "rb") as f:
             self._password = f.read()
 
+    @_locked
     def specify_log(self, logfile: str) -> None:
         self._stats_log = logs.StatsLog(logfile)
         self._stats_log.write(self._stats_now(), self._now(), force=True)
 
+    @_locked
     def specify_transactions_log(self, logfile: str) -> None:
         self._txn = logs.TransactionLog(logfile, self._state)
         self._txn.manager("START", self._now())
@@ -319,16 +344,19 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         """Smallest allocation for tasks of the default category."""
         self.specify_category_min_resources("default", resources)
 
+    @_locked
     def specify_category_max_resources(self, category: str, resources: dict[str, float]) -> None:
         """Resources for tasks of ``category``; a task's own ``specify_*`` values win."""
         self._state.categories.get_or_create(category).set_max(_resources_from(resources))
         self._state.changed()
 
+    @_locked
     def specify_category_min_resources(self, category: str, resources: dict[str, float]) -> None:
         """Smallest allocation for tasks of ``category``."""
         self._state.categories.get_or_create(category).set_min(_resources_from(resources))
         self._state.changed()
 
+    @_locked
     def specify_category_mode(self, category: str | None, mode: int) -> int:
         """Allocation mode of ``category`` (None: the default for categories made later).
 
@@ -348,6 +376,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         self._state.changed()
         return 1
 
+    @_locked
     def specify_category_autolabel_resource(self, category: str, resource: str,
                                             autolabel: bool) -> int:
         """Turn automatic labelling of one resource (cores, memory, disk, gpus) on or off."""
@@ -358,6 +387,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     enable_category_resource = specify_category_autolabel_resource
 
+    @_locked
     def specify_category_first_allocation_guess(self, category: str,
                                                 resources: dict[str, float]) -> None:
         """Start ``category`` in steady state with this first allocation."""
@@ -379,6 +409,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         """Like ``enable_monitoring``, with time series kept in ``dirname``."""
         return self._enable_monitoring(dirname, watchdog, full=True)
 
+    @_locked
     def _enable_monitoring(self, dirname: str | None, watchdog: bool, full: bool) -> bool:
         if self._monitor is not None:
             self._monitor.close()
@@ -401,10 +432,12 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         """Take back tasks running ``multiplier`` times longer than average (< 1: off)."""
         return self.activate_fast_abort_category("default", multiplier)
 
+    @_locked
     def activate_fast_abort_category(self, category: str, multiplier: float) -> int:
         """Fast abort for one category: >= 1 on, 0 off, < 0 use the default category's."""
         return self._state.set_fast_abort(_category_name(category), float(multiplier))
 
+    @_locked
     def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> None:
         """At most ``max_concurrent`` tasks of ``category`` run at once (< 0: no limit)."""
         self._state.set_max_concurrent(_category_name(category), int(max_concurrent))
@@ -423,6 +456,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         return {name: category_snapshot(self._state, c)
                 for name, c in self._state.categories.items()}
 
+    @_locked
     def tune(self, name: str, value: float) -> int:
         """Set one of the ``tune`` parameters (spec 4.7).  Returns 0, or -1 if unknown."""
         key = TUNE_ALIASES.get(name, name)
@@ -448,6 +482,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     # -- tasks ------------------------------------------------------------------------------------
 
+    @_locked
     def submit(self, task: Task) -> int:
         """Queue ``task``; returns its id.  A finished task may be submitted again."""
         if not isinstance(task, Task):
@@ -483,6 +518,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         else:
             deadline = now + float(timeout)
         self._status_responder.lock.acquire()  # issue 5: the status thread stands aside
+        self._state_lock.acquire()  # released only while the loop polls (ManagerLoop._pass)
         self._advertiser.maybe_update(now)
         try:
             while True:
@@ -502,6 +538,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
                 if deadline == float("inf") and self._state.empty():
                     return None  # nothing could ever come back: do not hang forever
         finally:
+            self._state_lock.release()
             self._status_responder.lock.release()
             self._app_time_mark = self._now()
 
@@ -525,6 +562,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         return [f"{when:.3f} {TASK_STATE_STRINGS[old]} -> {TASK_STATE_STRINGS[new]} ({cause})"
                 for old, new, cause, when in story]
 
+    @_locked
     def cancel_by_taskid(self, id: int) -> Task | None:
         """Remove a task from the queue (killing it if running); returns it, or None."""
         task = self._state.tasks.get(int(id))
@@ -534,6 +572,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         self._carry_out(instructions)
         return task
 
+    @_locked
     def cancel_by_tasktag(self, tag: str) -> Task | None:
         """Cancel the first task with ``tag``; returns it, or None."""
         for task in list(self._state.tasks.values()):
@@ -541,6 +580,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
                 return self.cancel_by_taskid(task.id)
         return None
 
+    @_locked
     def cancel_by_category(self, category: str) -> list[Task]:
         """Cancel every task in ``category``; returns them."""
         return [t for t in (self.cancel_by_taskid(t.id) for t in list(self._state.tasks.values())
@@ -548,6 +588,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     # -- workers ----------------------------------------------------------------------------------
 
+    @_locked
     def shutdown_workers(self, n: int) -> int:
         """Ask up to ``n`` idle workers (0 = all idle workers) to exit.  Returns how many."""
         count = 0
@@ -561,13 +602,16 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             count += 1
         return count
 
+    @_locked
     def block_host(self, host: str) -> None:
         """Send no more tasks to workers on ``host``."""
         self._state.block_host(host)
 
+    @_locked
     def block_host_with_timeout(self, host: str, timeout: float) -> None:
         self._state.block_host(host, self._now() + float(timeout))
 
+    @_locked
     def unblock_host(self, host: str | None = None) -> None:
         """Allow ``host`` again (all hosts when None)."""
         self._state.unblock_host(host)
@@ -578,9 +622,11 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
     def blacklist_clear(self, host: str | None = None) -> None:
         self.unblock_host(host)
 
+    @_locked
     def specify_draining_by_hostname(self, hostname: str, drain_mode: bool = True) -> int:
         return self._state.drain_host(hostname, bool(drain_mode))
 
+    @_locked
     def invalidate_cache_file(self, local_name: str) -> None:
         """Forget every worker's cached copy of ``local_name`` (e.g. after changing it).
 
