@@ -61,15 +61,7 @@ class ManagerLoop:
         more = progressed and self._state.dispatch_pending
         poll = 0.0 if more or self._state.returned else poll_timeout
         t0 = time.perf_counter()
-        if poll > 0:
-            # Blocked in poll, the state is not changing: another thread may look at it.
-            self._state_lock.release()
-            try:
-                events = self._watcher.wait(poll)
-            finally:
-                self._state_lock.acquire()
-        else:
-            events = self._watcher.wait(0.0)
+        events = self._poll(poll)
         started = time.perf_counter()
         self._state.handle(ev.TimeSpent("polling", int((started - t0) * 1e6)), 0.0)
         handled = 0
@@ -121,6 +113,17 @@ class ManagerLoop:
             self._periodic(now)
         self._state.capacity.pass_done(progressed)
         return progressed
+
+    def _poll(self, timeout: float) -> Any:
+        """The readable connections (None: the listener), waiting up to ``timeout``.  While
+        it blocks the state does not change, so ``_state_lock`` is free for another thread."""
+        if timeout <= 0:
+            return self._watcher.wait(0.0)
+        self._state_lock.release()
+        try:
+            return self._watcher.wait(timeout)
+        finally:
+            self._state_lock.acquire()
 
     def _flush_all(self, everything: bool = True) -> None:
         if not self._unsent:
