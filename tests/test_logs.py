@@ -523,3 +523,19 @@ def test_stats_add_up_through_a_scripted_run(queue, workers):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_a_category_change_from_the_core_writes_category_lines(tmp_path):
+    # Regression (CI, coffea example): the core's CategoryChanged instruction reached the
+    # transactions log writer as the instruction, not its category (AttributeError: 'name').
+    from work_queue.core.instructions import CategoryChanged
+
+    log = tmp_path / "tr.log"
+    q = wq.WorkQueue(port=0, transactions_log=str(log))
+    try:
+        q.specify_category_mode("proc", wq.WORK_QUEUE_ALLOCATION_MODE_MAX)
+        q._carry_out([CategoryChanged(q._state.categories.get_or_create("proc"))])
+    finally:
+        q.shutdown_workers(0)
+        del q
+    assert re.search(r"CATEGORY proc FIRST MAX ", log.read_text())

@@ -211,7 +211,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             ins.Transition: self._log_transition, ins.SendKill: self._kill_on_worker,
             ins.FetchOutputs: self._fetch_outputs, ins.DropWorker: self._drop_worker,
             ins.Note: self._note, ins.BlockHost: self._note,
-            ins.CategoryChanged: self._log_category}
+            ins.CategoryChanged: lambda i: self._log_category(i.category)}
         at_exit.track(self)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -158,7 +158,14 @@ class StatusResponder:
         if not is_status_request(first) or not self.lock.acquire(timeout=LOCK_WAIT):
             return None
         try:
-            return answer(q, first, time.time())
+            # Same order as wait(): ``lock`` then the state lock, which submit() and the
+            # other public mutators hold while they change the tables the records read.
+            if not q._state_lock.acquire(timeout=LOCK_WAIT):
+                return None
+            try:
+                return answer(q, first, time.time())
+            finally:
+                q._state_lock.release()
         finally:
             self.lock.release()
 
