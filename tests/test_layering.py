@@ -163,3 +163,12 @@ def test_shells_do_not_write_core_fields():
                 through = set(chain[1:]) | ({base} if chain else set())
                 bad = CORE_OWNED & through or (chain[:1] == ["state"] and base != "self")
                 assert not bad, f"{name}:{node.lineno} writes {base}.{'.'.join(reversed(chain))}"
+
+
+def test_the_monitors_copy_of_the_resource_table_is_the_cores():
+    # The monitor ships on its own to CCTools workers (no work_queue imports), so it keeps a
+    # copy of the table; the two must not drift apart.
+    from work_queue.core import resource_fields
+    from work_queue.monitor import summary
+
+    assert summary.RESOURCE_FIELDS == resource_fields.RESOURCE_FIELDS

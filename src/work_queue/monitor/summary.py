@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 #: (name, unit, decimals) in CCTools' order (``dttools/src/rmsummary.c`` ``resources_info``).
+#: A copy of ``core/resource_fields.py``'s: the monitor ships to CCTools workers as a package of
+#: its own (``cctools-monitor``), so it imports nothing from ``work_queue``; a test keeps the two
+#: tables equal.
 RESOURCE_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("start", "s", 6), ("end", "s", 6), ("wall_time", "s", 6), ("cpu_time", "s", 6),
     ("memory", "MB", 0), ("virtual_memory", "MB", 0), ("swap_memory", "MB", 0),
