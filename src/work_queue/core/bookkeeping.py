@@ -36,7 +36,7 @@ from ..constants import (
     WORK_QUEUE_SCHEDULE_UNSET,
 )
 from . import task_state as ts
-from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, Categories
+from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, LABELLED, Categories
 from .instructions import Instruction, SendTask, Transition
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
@@ -51,6 +51,29 @@ _MEASURED_RESULTS = frozenset((
     WORK_QUEUE_RESULT_SUCCESS, WORK_QUEUE_RESULT_SIGNAL, WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
     WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME, WORK_QUEUE_RESULT_DISK_ALLOC_FULL,
     WORK_QUEUE_RESULT_OUTPUT_TRANSFER_ERROR))
+
+
+def _bucketing_success(result: int) -> int:
+    """CCTools' ``success`` for bucketing: 1 success, 0 resource exhaustion, -1 the rest."""
+    if result == WORK_QUEUE_RESULT_SUCCESS:
+        return 1
+    return 0 if result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION else -1
+
+
+def _exceeded(task: Any, measured: Any) -> frozenset[str]:
+    """The resources a task that exhausted its allocation broke: the monitor's
+    ``limits_exceeded``, or else those measured above the allocation."""
+    if task.result != WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
+        return frozenset()
+    broken = getattr(measured, "broken", None)
+    names = frozenset(n for n in (broken() if broken else []) if n in LABELLED)
+    if names:
+        return names
+    box = getattr(task, "resources_allocated", None)
+    if box is None:
+        return frozenset()
+    return frozenset(n for n in LABELLED
+                     if 0 <= getattr(box, n, -1) < getattr(measured, n, -1))
 
 
 #: Transitions kept per live task (the oldest are forgotten), and finished tasks whose
@@ -188,7 +211,8 @@ class Bookkeeping:
         c = self.categories.get(task.category)
         if c is None or c.plain:
             return task.resources_requested  # type: ignore[no-any-return]
-        return c.task_max(task.resources_requested, task.resource_request)
+        return c.task_max(task.resources_requested, task.resource_request, task.id,
+                          self.largest_worker())
 
     def largest_worker(self) -> Resources:
         """Field-wise largest worker (``current_max_worker``)."""
@@ -244,12 +268,15 @@ class Bookkeeping:
             self.dispatch_pending = False
         return chosen
 
-    @staticmethod
-    def _signature(task: Any) -> tuple[Any, ...]:
+    def _signature(self, task: Any) -> tuple[Any, ...]:
         r, lo = task.resources_requested, task.resources_min
+        c = self.categories.get(task.category)
+        # In the bucketing modes tasks alike in all else may be given different buckets.
+        predicted = c.bucketing.predict(task.id) if c is not None and c.bucketing else None
         return (r.cores, r.memory, r.disk, r.gpus, r.wall_time, lo.cores, lo.memory, lo.disk,
                 lo.gpus, task.end_time, task.min_running_time, task.algorithm, task.category,
-                task.resource_request, frozenset(task.features) if task.features else None)
+                task.resource_request, frozenset(task.features) if task.features else None,
+                tuple(predicted.values()) if predicted else None)
 
     def box_for(self, task: Any, w: WorkerRecord) -> Resources:
         """The allocation box of ``task`` on ``w`` (memoised: boxes are never mutated)."""
@@ -259,9 +286,11 @@ class Bookkeeping:
         if c is None or c.plain:
             limits, minimum = task.resources_requested, task.resources_min
         else:
-            limits = c.task_max(task.resources_requested, task.resource_request)
-            minimum = c.task_min(task.resources_requested, task.resource_request,
-                                 self.largest_worker())
+            largest = self.largest_worker()
+            limits = c.task_max(task.resources_requested, task.resource_request, task.id,
+                                largest)
+            minimum = c.task_min(task.resources_requested, task.resource_request, largest,
+                                 task.id)
         key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
                minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
                w.shape, self.policy.proportional, self.policy.whole_tasks,
@@ -386,7 +415,8 @@ class Bookkeeping:
         measured = getattr(task, "measured", None)
         if task.result in _MEASURED_RESULTS and measured is not None and c.accumulate(
                 measured, task.result != WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION,
-                self.largest_worker()):
+                self.largest_worker(), task.id, _bucketing_success(task.result),
+                _exceeded(task, measured)):
             self.category_updates.append(c)
         if returned:
             return
@@ -394,10 +424,13 @@ class Bookkeeping:
             if measured is not None:
                 c.exhausted_seen.merge_max(measured)
             if c.next_label(task.resources_requested, measured) != ALLOCATION_ERROR:
-                # Retry with the largest allocation (whole worker or category maximum).
+                # Retry with the largest allocation (whole worker or category maximum; in
+                # the bucketing modes a larger bucket).
                 task.resource_request = ALLOCATION_MAX
                 self._requeue_ready(task, now)
                 return
+        if task.result != WORK_QUEUE_RESULT_SUCCESS:
+            c.forget_task(task.id)
         self.returned.append(task.id)
 
     def fail(self, task: Any, result: int, now: float) -> None:
@@ -407,6 +440,9 @@ class Bookkeeping:
         self._move(task, "fail", now)
         task.result = result
         self._release(task)
+        c = self.categories.get(task.category)
+        if c is not None:
+            c.forget_task(task.id)
         self.returned.append(task.id)
 
     def requeue(self, task: Any, now: float) -> None:

@@ -15,6 +15,11 @@ fit on a worker.  What the manual calls "what work queue does behind the scenes"
    RESOURCE_EXHAUSTION.
 5. A measurement above everything seen so far makes the statistics obsolete: back to 1.
 
+The bucketing modes (GREEDY, EXHAUSTIVE, DET_GREEDY, DET_EXHAUSTIVE, QUANTIZED) size each task
+instead with the category's :class:`~.bucketing.BucketingManager`: a default guess for the first
+ten tasks, then a bucket learned from the successful tasks' measurements; a task that exhausts
+its bucket is retried with a larger one (see :mod:`.bucketing`).
+
 Everything here is pure (no clock, no I/O).
 """
 
@@ -24,13 +29,17 @@ import math
 from dataclasses import dataclass, field
 
 from ..constants import (
+    WORK_QUEUE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING,
+    WORK_QUEUE_ALLOCATION_MODE_DET_GREEDY_BUCKETING,
     WORK_QUEUE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING,
     WORK_QUEUE_ALLOCATION_MODE_FIXED,
     WORK_QUEUE_ALLOCATION_MODE_GREEDY_BUCKETING,
     WORK_QUEUE_ALLOCATION_MODE_MAX,
     WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT,
     WORK_QUEUE_ALLOCATION_MODE_MIN_WASTE,
+    WORK_QUEUE_ALLOCATION_MODE_QUANTIZED_BUCKETING,
 )
+from . import bucketing
 from .resources import Resources
 from .stats import ManagerCounters
 
@@ -50,6 +59,18 @@ MODES = {
     WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT: "MAX_THROUGHPUT",
     WORK_QUEUE_ALLOCATION_MODE_GREEDY_BUCKETING: "GREEDY_BUCKETING",
     WORK_QUEUE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING: "EXHAUSTIVE_BUCKETING",
+    WORK_QUEUE_ALLOCATION_MODE_DET_GREEDY_BUCKETING: "DET_GREEDY_BUCKETING",
+    WORK_QUEUE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING: "DET_EXHAUSTIVE_BUCKETING",
+    WORK_QUEUE_ALLOCATION_MODE_QUANTIZED_BUCKETING: "QUANTIZED_BUCKETING",
+}
+
+#: Allocation mode -> bucketing algorithm (``category_specify_allocation_mode``).
+BUCKETING = {
+    WORK_QUEUE_ALLOCATION_MODE_GREEDY_BUCKETING: bucketing.GREEDY,
+    WORK_QUEUE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING: bucketing.EXHAUSTIVE,
+    WORK_QUEUE_ALLOCATION_MODE_DET_GREEDY_BUCKETING: bucketing.DET_GREEDY,
+    WORK_QUEUE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING: bucketing.DET_EXHAUSTIVE,
+    WORK_QUEUE_ALLOCATION_MODE_QUANTIZED_BUCKETING: bucketing.QUANTIZED,
 }
 
 _STEADY_DEFAULT = 25
@@ -166,6 +187,8 @@ class Category:
     good_count: int = 0
     #: The worst measurement of a task that failed by exhausting resources (for status -A).
     exhausted_seen: Resources = field(default_factory=Resources)
+    #: The bucketing modes' learned sizes (None in the other modes).
+    bucketing: bucketing.BucketingManager | None = None
 
     def __post_init__(self) -> None:
         self.histograms = {r: Histogram(BUCKET_SIZES[r]) for r in LABELLED}
@@ -179,6 +202,13 @@ class Category:
             raise ValueError(f"unknown category mode {mode!r} (use one of the "
                              "WORK_QUEUE_ALLOCATION_MODE_* constants)")
         self.mode = mode
+        algorithm = BUCKETING.get(mode)
+        if algorithm is None:
+            self.bucketing = None
+        elif self.bucketing is None or self.bucketing.mode != algorithm:
+            # CCTools keeps the first bucketing manager a category gets, even when it
+            # switches to another bucketing mode; here the new mode takes effect.
+            self.bucketing = bucketing.BucketingManager(algorithm)
         on = mode != WORK_QUEUE_ALLOCATION_MODE_FIXED
         self.autolabel = {"cores": on, "memory": on, "disk": on, "gpus": False}
         self._update_plain()
@@ -219,13 +249,20 @@ class Category:
 
     # -- allocations -----------------------------------------------------------------------
 
-    def task_max(self, user: Resources | None, request: int) -> Resources:
-        """The largest allocation for a task (``category_task_max_resources``)."""
+    def task_max(self, user: Resources | None, request: int, task_id: int = -1,
+                 largest_worker: Resources | None = None) -> Resources:
+        """The largest allocation for a task (``category_task_max_resources``).
+
+        In the bucketing modes a real task (``task_id`` >= 0) gets its bucketing prediction,
+        each value at most the largest worker's (CCTools does not cap it, and a prediction
+        above every worker would never run)."""
         r = Resources()
         if self._auto() and self.steady_state and self._optimising():
             r.override_with(self.max_seen)
             if self.first_allocation is not None:
                 r.merge_max(self.first_allocation)
+        elif task_id >= 0 and self.bucketing is not None:
+            r.override_with(self._predicted(task_id, largest_worker))
         r.override_with(self.max_allocation)
         if (self.steady_state and request == ALLOCATION_FIRST
                 and self.mode != WORK_QUEUE_ALLOCATION_MODE_FIXED
@@ -236,14 +273,22 @@ class Category:
             r.override_with(user)
         return r
 
+    def _predicted(self, task_id: int, largest_worker: Resources | None) -> Resources:
+        assert self.bucketing is not None
+        r = Resources()
+        for name, value in self.bucketing.predict(task_id).items():
+            top = getattr(largest_worker, name) if largest_worker is not None else -1
+            setattr(r, name, min(value, top) if top > 0 else value)
+        return r
+
     def task_min(self, user: Resources | None, request: int,
-                 largest_worker: Resources | None = None) -> Resources:
+                 largest_worker: Resources | None = None, task_id: int = -1) -> Resources:
         """The smallest allocation for a task (``task_min_resources``).
 
         On a first attempt the measured maximum is capped at the largest connected worker, so
         one outlier does not keep new tasks from running anywhere.
         """
-        r = self._min(user, request)
+        r = self._min(user, request, task_id, largest_worker)
         if request != ALLOCATION_FIRST or largest_worker is None:
             return r
         if any(0 < getattr(largest_worker, k) < getattr(r, k) for k in LABELLED):
@@ -252,11 +297,12 @@ class Category:
                 setattr(capped, k, getattr(largest_worker, k))
             if user is not None:
                 capped.override_with(user)
-            r = self._min(capped, request)
+            r = self._min(capped, request, task_id, largest_worker)
         return r
 
-    def _min(self, user: Resources | None, request: int) -> Resources:
-        allocation = self.task_max(user, request)
+    def _min(self, user: Resources | None, request: int, task_id: int = -1,
+             largest_worker: Resources | None = None) -> Resources:
+        allocation = self.task_max(user, request, task_id, largest_worker)
         r = Resources()
         if self.mode != WORK_QUEUE_ALLOCATION_MODE_FIXED:
             for k in LABELLED:
@@ -282,10 +328,18 @@ class Category:
     # -- statistics ------------------------------------------------------------------------
 
     def accumulate(self, measured: Resources | None, normal_exit: bool,
-                   largest_worker: Resources | None) -> bool:
-        """Add one task's measurements; True if the first allocation changed."""
+                   largest_worker: Resources | None, task_id: int = -1,
+                   success: int = -1, exceeded: frozenset[str] = frozenset()) -> bool:
+        """Add one task's measurements; True if the first allocation changed.
+
+        ``success`` (CCTools' ``category_bucketing_accumulate_summary``): 1 the task
+        succeeded, 0 it exhausted its allocation (``exceeded``: which resources), -1 other
+        results, which the bucketing modes do not learn from."""
         if measured is None:
             return False
+        if self.bucketing is not None and task_id >= 0 and success in (0, 1):
+            values = {k: float(getattr(measured, k)) for k in LABELLED}
+            self.bucketing.add_report(task_id, values, success == 1, exceeded)
         update = False
         if not self.steady_state:
             for k in LABELLED:
@@ -342,6 +396,11 @@ class Category:
             setattr(self.first_allocation, k, value)
         self.first_allocation.merge_max(self.min_allocation)
         return True
+
+    def forget_task(self, task_id: int) -> None:
+        """A task leaves the queue without succeeding: the bucketing modes drop its record."""
+        if self.bucketing is not None:
+            self.bucketing.forget(task_id)
 
     # -- fast abort ------------------------------------------------------------------------
 

@@ -206,7 +206,7 @@ class TransactionLog:
         if state is None:
             return requested
         c = state.categories.get_or_create(task.category)
-        r = c.task_min(requested, task.resource_request, state.largest_worker())
+        r = c.task_min(requested, task.resource_request, state.largest_worker(), task.id)
         from ..constants import WORK_QUEUE_ALLOCATION_MODE_FIXED
 
         if c.mode == WORK_QUEUE_ALLOCATION_MODE_FIXED and requested.disk < 0:

@@ -362,10 +362,15 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
         FIXED (default): tasks get what they or their category ask for.  MAX, MIN_WASTE,
         MAX_THROUGHPUT: sizes are learned from measured resources (needs monitoring).
+        GREEDY_BUCKETING, EXHAUSTIVE_BUCKETING, DET_GREEDY_BUCKETING, DET_EXHAUSTIVE_BUCKETING,
+        QUANTIZED_BUCKETING: each task gets a bucket learned from the measured resources of
+        the tasks that succeeded, and a larger one if it exhausts it.
         """
         if mode not in MODES:
             raise ValueError(f"unknown category mode {mode!r}; use WORK_QUEUE_ALLOCATION_MODE_"
-                             "FIXED, _MAX, _MIN_WASTE or _MAX_THROUGHPUT")
+                             "FIXED, _MAX, _MIN_WASTE, _MAX_THROUGHPUT, _GREEDY_BUCKETING, "
+                             "_EXHAUSTIVE_BUCKETING, _DET_GREEDY_BUCKETING, "
+                             "_DET_EXHAUSTIVE_BUCKETING or _QUANTIZED_BUCKETING")
         cats = self._state.categories
         if category is None:
             cats.default_mode = mode
