@@ -342,3 +342,14 @@ def test_the_state_lock_is_free_while_the_loop_polls_and_held_by_public_methods(
         except Exception:
             pass
         assert held == [True]
+
+
+def test_a_task_waiting_since_before_the_history_still_has_a_story(core):
+    # The history is one bounded ring for all tasks; a task submitted long ago keeps its submit.
+    from work_queue.core.manager_state import HISTORY_LENGTH
+
+    first = core.submit()
+    for _ in range(HISTORY_LENGTH):
+        core.submit()
+    assert core.state.story(first.id) == [(ts.UNKNOWN, ts.READY, "submit",
+                                           first.time_when_submitted)]

@@ -76,10 +76,11 @@ def _exceeded(task: Any, measured: Any) -> frozenset[str]:
                      if 0 <= getattr(box, n, -1) < getattr(measured, n, -1))
 
 
-#: Transitions kept per live task (the oldest are forgotten), and finished tasks whose
-#: story is kept (as plain tuples, so that the tasks themselves can be freed).
+#: Transitions a task's story shows at most, and transitions of all tasks remembered (as plain
+#: tuples in one ring: a list or deque per task would cost ~100-600 bytes and a GC-tracked
+#: object for each of a million queued tasks, and doubled the submit time).
 STORY_LENGTH = 16
-FINISHED_STORIES = 1000
+HISTORY_LENGTH = 1 << 16
 
 #: Kept for older callers: the dispatch instruction.
 Dispatch = SendTask
@@ -148,8 +149,11 @@ class Bookkeeping:
         #: Instructions of the event being handled (see ManagerState.handle).
         self.out: list[Instruction] = []
         #: Recent transitions of each task (see story()); finished tasks' as tuples.
-        self._stories: dict[int, deque[Transition]] = {}
-        self._finished_stories: dict[int, tuple[tuple[int, int, str, float], ...]] = {}
+        #: Whether each state change is also an instruction (``Transition``); a shell that
+        #: writes no transactions log turns it off, the story is kept either way.
+        self.report_transitions = True
+        #: The last HISTORY_LENGTH transitions of all tasks: (task id, from, to, cause, time).
+        self._history: deque[tuple[int, int, int, str, float]] = deque(maxlen=HISTORY_LENGTH)
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -161,38 +165,29 @@ class Bookkeeping:
             ts.transition(task.id, old, cause)  # raises InvalidTransition
             return
         task.state = new
-        record = Transition(task, old, new, cause, now)
-        self.out.append(record)
-        story = self._stories.get(task.id)
-        if story is None:
-            story = self._stories[task.id] = deque(maxlen=STORY_LENGTH)
-        story.append(record)
-
-    def _retire_story(self, task_id: int) -> None:
-        """A task left the queue: keep its story as tuples, and only the last ones."""
-        story = self._stories.pop(task_id, None)
-        if story is None:
-            return
-        finished = self._finished_stories
-        if len(finished) >= FINISHED_STORIES:
-            del finished[next(iter(finished))]
-        finished[task_id] = tuple((r.old, r.new, r.cause, r.now) for r in story)
+        if self.report_transitions:
+            self.out.append(Transition(task, old, new, cause, now))
+        self._history.append((task.id, old, new, cause, now))
 
     def story(self, task_id: int) -> list[tuple[int, int, str, float]]:
         """The recent transitions of a task, oldest first: ``(from, to, cause, time)``.
 
         Answers "why is task 17 still waiting?": e.g. it went RUNNING -> READY on
         ``requeue`` when its worker was lost, and has not been dispatched since."""
-        live = self._stories.get(task_id)
-        if live is not None:
-            return [(r.old, r.new, r.cause, r.now) for r in live]
-        return list(self._finished_stories.get(task_id, ()))
+        story = [(old, new, cause, when) for tid, old, new, cause, when in self._history
+                 if tid == task_id][-STORY_LENGTH:]
+        task = self.tasks.get(task_id)
+        if not story and task is not None and task.state == ts.READY:
+            # Waiting since long before the ring's oldest transition: only its submit is known.
+            story = [(ts.UNKNOWN, ts.READY, "submit", float(task.time_when_submitted))]
+        return story
 
     # -- tasks -------------------------------------------------------------------------------
 
     def submit(self, task: Any, now: float) -> int:
         """Queue ``task`` (state UNKNOWN or finished) and give it a new id."""
-        ts.transition(getattr(task, "id", 0) or 0, task.state, "submit")  # may raise
+        if (task.state, "submit") not in ts.TRANSITIONS:
+            ts.transition(getattr(task, "id", 0) or 0, task.state, "submit")  # raises
         task.id = self.next_task_id
         self.next_task_id += 1
         self._move(task, "submit", now)
@@ -524,7 +519,6 @@ class Bookkeeping:
         return task
 
     def _remember(self, task_id: int, state: int) -> None:
-        self._retire_story(task_id)
         final = self._final_states
         if task_id >= len(final):
             final.extend(bytes(task_id - len(final) + 1 + len(final) // 2))
@@ -706,5 +700,3 @@ class Bookkeeping:
                     assert abs(total - getattr(bucket, "inuse_" + name)) < 1e-6, (w.key, name)
             for t in w.tasks.values():
                 assert t.worker_key == w.key and t.id in self.tasks
-        for tid in self._stories:
-            assert tid in self.tasks, tid

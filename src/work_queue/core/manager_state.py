@@ -32,7 +32,7 @@ from ..constants import (
 from ..protocol.extensions import PREFETCH
 from . import events as ev
 from . import task_state as ts
-from .bookkeeping import FINISHED_STORIES, LOST_WORKERS_LIMIT, STORY_LENGTH, Bookkeeping, Dispatch
+from .bookkeeping import HISTORY_LENGTH, LOST_WORKERS_LIMIT, STORY_LENGTH, Bookkeeping, Dispatch
 from .instructions import (
     BlockHost,
     CategoryChanged,
@@ -47,7 +47,7 @@ from .instructions import (
 from .policies import FAST_ABORT_BLOCK_SECONDS, merge_result, outputs_to_fetch, result_of
 from .scheduling import WorkerRecord
 
-__all__ = ["FINISHED_STORIES", "LOST_WORKERS_LIMIT", "STORY_LENGTH", "Dispatch", "ManagerState",
+__all__ = ["HISTORY_LENGTH", "LOST_WORKERS_LIMIT", "STORY_LENGTH", "Dispatch", "ManagerState",
            "SendTask", "Transition"]
 
 #: Resources a worker reports with ``resource <name> ...`` lines.
@@ -103,6 +103,16 @@ class ManagerState(Bookkeeping):
     def _on_submitted(self, e: ev.TaskSubmitted, now: float) -> None:
         self.submit(e.task, now)
         e.task.submit_time = _usec(now)
+
+    def submit_task(self, task: Any, now: float) -> list[Instruction]:
+        """``handle(TaskSubmitted(task), now)`` without the event record: the same rule, for
+        the shell's submit(), which a program may call a million times in a row."""
+        self.submit(task, now)
+        task.submit_time = _usec(now)
+        out = self.out
+        if out:
+            self.out = []
+        return out
 
     def _on_cancelled(self, e: ev.TaskCancelled, now: float) -> None:
         found = self.cancel(e.task_id, now)
@@ -359,6 +369,10 @@ class ManagerState(Bookkeeping):
 
     def set_algorithm(self, algorithm: int) -> None:
         self.algorithm = algorithm
+
+    def set_report_transitions(self, on: bool) -> None:
+        """Whether state changes are also ``Transition`` instructions (for a transactions log)."""
+        self.report_transitions = on
 
     def set_ramp_down(self, on: bool) -> None:
         self.ramp_down = on
