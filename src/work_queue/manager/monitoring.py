@@ -179,6 +179,8 @@ def keep_summary(config: MonitorConfig, task: Any, text: str | None) -> None:
     if path is None or text is None:
         return
     try:
+        # CCTools creates the directory's parents as it receives the file (get_file)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
