@@ -26,7 +26,9 @@ Everything here is pure (no clock, no I/O).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..constants import (
     WORK_QUEUE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING,
@@ -397,6 +399,11 @@ class Category:
         self.first_allocation.merge_max(self.min_allocation)
         return True
 
+    def clear_histograms(self) -> None:
+        """Forget the measurements (``category_clear_histograms``); limits and mode stay."""
+        for h in self.histograms.values():
+            h.clear()
+
     def forget_task(self, task_id: int) -> None:
         """A task leaves the queue without succeeding: the bucketing modes drop its record."""
         if self.bucketing is not None:
@@ -426,6 +433,23 @@ class Categories(dict[str, Category]):
             c = self[name] = Category(name, mode=self.default_mode,
                                       steady_n_tasks=self.steady_n_tasks)
         return c
+
+    def initialize(self, summaries: Iterable[Any]) -> None:
+        """First allocations learnt from earlier runs' summaries (``categories_initialize``).
+
+        Each summary (a ResourceSummary with a ``category``) is counted in its category's
+        histograms, each category's first allocation is computed from them, and the
+        histograms are cleared again: the learnt allocation is where the category starts,
+        not statistics it keeps."""
+        for c in self.values():
+            c.clear_histograms()
+            c.first_allocation = None
+        for s in summaries:
+            if s.category:
+                self.get_or_create(s.category).accumulate(s, True, None)
+        for c in self.values():
+            c.update_first_allocation(None)
+            c.clear_histograms()
 
     def set_steady_n_tasks(self, n: int) -> None:
         self.steady_n_tasks = int(n)

@@ -76,6 +76,28 @@ class ResourceSummary:
         return s
 
     @classmethod
+    def many_from_text(cls, text: str) -> list[ResourceSummary]:
+        """Summaries written one after another (``rmsummary_parse_file_multiple``); raises
+        ValueError naming the place of the first one that is not a JSON object."""
+        import json
+
+        decoder = json.JSONDecoder()
+        out: list[ResourceSummary] = []
+        i = 0
+        while True:
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i == len(text):
+                return out
+            try:
+                data, i = decoder.raw_decode(text, i)
+            except ValueError as e:
+                raise ValueError(f"summary {len(out) + 1} is not JSON: {e}") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"summary {len(out) + 1} is not a JSON object")
+            out.append(cls.from_json(data))
+
+    @classmethod
     def from_text(cls, text: str) -> ResourceSummary:
         """Parse a summary file's text; raises ValueError if it is not a JSON object."""
         data = json.loads(text)

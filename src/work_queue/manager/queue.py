@@ -44,6 +44,7 @@ from ..core import task_state as ts
 from ..core.categories import MODES
 from ..core.manager_state import ManagerState
 from ..core.resources import Resources
+from ..core.rmsummary import ResourceSummary
 from ..core.stats import Stats, category_snapshot, snapshot
 from ..events import ReadWatcher
 from ..protocol import messages as m
@@ -403,6 +404,24 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         c = self._state.categories.get_or_create(_category_name(category))
         c.set_first_guess(_resources_from(resources))
         self._state.changed()
+
+    @_locked
+    def initialize_categories(self, filename: str, rm: Any = None) -> None:
+        """Start categories from earlier runs: their first allocations are learnt from a file
+        of resource summaries (JSON objects one after another, each with its ``category``).
+        ``rm`` is in CCTools' signature, which does not use it either."""
+        with open(filename, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        try:
+            summaries = ResourceSummary.many_from_text(text)
+        except ValueError as e:
+            raise ValueError(f"{filename}: {e}") from None
+        self._state.categories.initialize(summaries)
+        self._state.changed()
+
+    def estimate_capacity(self) -> None:
+        """Accepted for CCTools programs: the capacity is always estimated, as in CCTools
+        7.17.1 (``q.stats.capacity_tasks`` and the other ``capacity_*`` fields)."""
 
     def enable_monitoring(self, dirname: str | None = None, watchdog: bool = True) -> bool:
         """Measure every task's resources into ``t.resources_measured``.
