@@ -179,29 +179,59 @@ def snapshot(state: Any, now: float) -> Stats:
         values["committed_" + name] = sum(getattr(w, "inuse_" + name) for w in workers)
         values["max_" + name] = max(totals, default=0)
         values["min_" + name] = min(totals, default=0)
-    # Deprecated aliases still read by old programs.
-    values.update(
-        total_workers_connected=connected,
-        total_workers_joined=c.workers_joined,
-        total_workers_removed=c.workers_removed,
-        tasks_complete=len(state.returned),
-        total_tasks_complete=c.tasks_done,
-        total_tasks_dispatched=c.tasks_dispatched,
-        total_tasks_cancelled=c.tasks_cancelled,
-        total_tasks_failed=c.tasks_failed,
-        start_time=values["time_when_started"],
-        total_send_time=c.time_send,
-        total_receive_time=c.time_receive,
-        total_bytes_sent=c.bytes_sent,
-        total_bytes_received=c.bytes_received,
-        total_execute_time=c.time_workers_execute,
-        workers_ready=connected - busy,
-        workers_full=busy,
-        capacity=values["capacity_tasks"],
+    add_deprecated(values, (now - c.time_when_started) * 1e6)
+    return Stats(values)
+
+
+#: the fields of ``snapshot`` that describe the current workers (zero in a category's stats)
+CURRENT_STATE_FIELDS = (
+    "workers_connected", "workers_init", "workers_idle", "workers_busy", "workers_able",
+    "tasks_left", "bandwidth", "capacity_tasks", "capacity_cores", "capacity_memory",
+    "capacity_disk", "capacity_gpus", "capacity_instantaneous", "capacity_weighted",
+    "manager_load", *(f"{kind}_{name}" for kind in ("total", "committed", "max", "min")
+                      for name in ("cores", "memory", "disk", "gpus")))
+
+
+def add_deprecated(values: dict[str, Any], wall_clock: float) -> None:
+    """The deprecated names CCTools still fills (``fill_deprecated_queue_stats``), and the
+    manual's ``workers_blacklisted`` (the old name of ``workers_blocked``)."""
+    v = values
+    v.update(
+        total_workers_connected=v["workers_connected"],
+        total_workers_joined=v["workers_joined"],
+        total_workers_removed=v["workers_removed"],
+        total_workers_lost=v["workers_lost"],
+        total_workers_idled_out=v["workers_idled_out"],
+        total_workers_fast_aborted=v["workers_fast_aborted"],
+        workers_blacklisted=v["workers_blocked"],
+        tasks_complete=v["tasks_with_results"],
+        total_tasks_dispatched=v["tasks_dispatched"],
+        total_tasks_complete=v["tasks_done"],
+        total_tasks_failed=v["tasks_failed"],
+        total_tasks_cancelled=v["tasks_cancelled"],
+        total_exhausted_attempts=v["tasks_exhausted_attempts"],
+        start_time=v["time_when_started"],
+        total_send_time=v["time_send"],
+        total_receive_time=v["time_receive"],
+        total_good_transfer_time=v["time_send_good"] + v["time_receive_good"],
+        total_execute_time=v["time_workers_execute"],
+        total_good_execute_time=v["time_workers_execute_good"],
+        total_exhausted_execute_time=v["time_workers_execute_exhaustion"],
+        total_bytes_sent=v["bytes_sent"],
+        total_bytes_received=v["bytes_received"],
+        capacity=v.get("capacity_cores", 0),
+        avg_capacity=v.get("capacity_cores", 0),
+        workers_ready=v["workers_idle"],
+        workers_full=v["workers_busy"],
+        total_worker_slots=v["tasks_dispatched"],
         efficiency=0.0,
         idle_percentage=0.0,
     )
-    return Stats(values)
+    if wall_clock > 0:
+        if v["workers_connected"] > 0:
+            v["efficiency"] = v["time_workers_execute_good"] / (wall_clock
+                                                                * v["workers_connected"])
+        v["idle_percentage"] = v["time_polling"] / wall_clock
 
 
 def category_snapshot(state: Any, category: Any) -> Stats:
@@ -221,4 +251,7 @@ def category_snapshot(state: Any, category: Any) -> Stats:
         tasks_on_workers=counts[ts.RUNNING] + counts[ts.WAITING_RETRIEVAL],
         tasks_with_results=counts[ts.RETRIEVED],
     )
+    for name in CURRENT_STATE_FIELDS:
+        values.setdefault(name, 0)
+    add_deprecated(values, 0)
     return Stats(values)

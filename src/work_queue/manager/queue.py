@@ -286,7 +286,13 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     def _stats_now(self) -> Stats:
         self._state.settle()
-        return snapshot(self._state, self._now())
+        return self._queue_fields(snapshot(self._state, self._now()))
+
+    def _queue_fields(self, stats: Stats) -> Stats:
+        """The fields CCTools takes from the queue itself (deprecated: ``port``, ``priority``)."""
+        stats.port = self.port
+        stats.priority = self._priority
+        return stats
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -476,12 +482,12 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         if c is None:
             raise KeyError(f"no category named {category!r}")
         self._state.settle()
-        return category_snapshot(self._state, c)
+        return self._queue_fields(category_snapshot(self._state, c))
 
     def stats_by_category(self) -> dict[str, Stats]:
         """``stats_category`` for every category."""
         self._state.settle()
-        return {name: category_snapshot(self._state, c)
+        return {name: self._queue_fields(category_snapshot(self._state, c))
                 for name, c in self._state.categories.items()}
 
     @_locked
