@@ -685,9 +685,8 @@ def _kill_for_limit(tree: TreeMonitor, broken: str, debug: _Debug, root: int | N
     """Kill the whole tree because ``broken`` went over its limit.  When the root is our child
     still to be waited for (``root``), reap it and return its (rusage, wait status); else the
     root had ended already, and how it ended (``ended``) is the answer."""
-    debug(f"Resource limit for {broken} has been exceeded: "
-          f"{format_value(broken, tree.peaks.get(broken, 0))} > "
-          f"{format_value(broken, tree.limits[broken])}")
+    for line in tree.exceeded_messages() or [f"Resource limit for {broken} was broken"]:
+        debug(line)
     tree.kill(signal.SIGKILL)
     if root is None:
         return ended

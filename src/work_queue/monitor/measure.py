@@ -56,7 +56,7 @@ import resource
 import signal as _signal
 import time
 
-from .summary import RESOURCE_FIELDS, RESOURCE_NAMES, UNITS
+from .summary import RESOURCE_FIELDS, RESOURCE_NAMES, UNITS, format_value
 
 TYPE_CHECKING = False  # typing costs milliseconds at each start of the command
 if TYPE_CHECKING:
@@ -522,6 +522,14 @@ class TreeMonitor:
         if first is None and self.limits_exceeded:
             first = next(iter(self.limits_exceeded))
         return first
+
+    def exceeded_messages(self) -> list[str]:
+        """The debug line CCTools' ``rmsummary_check_limits`` writes for each limit broken so
+        far: ``Resource limit for disk has been exceeded: 30 > 10 MB``."""
+        return [f"Resource limit for {name} has been exceeded: "
+                f"{format_value(name, self.peaks.get(name, 0.0))} > "
+                f"{format_value(name, limit)} {UNITS[name]}"
+                for name, limit in self.limits_exceeded.items()]
 
     # -- ending --------------------------------------------------------------------------------
 

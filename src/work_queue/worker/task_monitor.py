@@ -49,6 +49,8 @@ class TaskMonitor:
         self.tree = TreeMonitor(pid, sandbox, self.limits, start=now,
                                 measure_only=self.measure_only)
         self.next_sample = self.tree.next_sample(now, FIRST_SAMPLE_AFTER)
+        #: how many broken limits the debug log has told of
+        self.reported = 0
 
     def due(self, now: float) -> bool:
         return now >= self.next_sample
@@ -61,6 +63,11 @@ class TaskMonitor:
         """Measure now; the name of a broken limit that should stop the task, if any."""
         broken = self.tree.sample(now)
         self.next_sample = self.tree.next_sample(now, self.interval)
+        if broken and len(self.tree.limits_exceeded) > self.reported:
+            # as CCTools' monitor says it (also when it only measures), once per limit
+            for line in self.tree.exceeded_messages()[self.reported:]:
+                logger.debug(line)
+            self.reported = len(self.tree.limits_exceeded)
         return None if self.measure_only else broken
 
     def kill(self) -> None:
