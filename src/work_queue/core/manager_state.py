@@ -120,19 +120,38 @@ class ManagerState(Bookkeeping):
             self.out.append(SendKill(found[0], found[1].key, outputs_too=True))
 
     def _on_sent(self, e: ev.TaskSent, now: float) -> None:
-        d: SendTask = e.send
+        self._sent(e.send, e.started, e.bytes_sent, e.send_usec, e.address, e.cached, now)
+
+    # The three calls below are ``handle(TaskSent/ResultReceived/OutputsFetched, now)``
+    # without the event record and the table lookup: the same rules, for the shell's path of
+    # every task (like submit_task).  Each returns the instructions (the shared empty list
+    # when there are none: the caller only reads it).
+
+    def task_sent(self, d: SendTask, started: float, bytes_sent: int, send_usec: int,
+                  address: str, cached: Any, now: float) -> list[Instruction]:
+        """``handle(TaskSent(d, started, bytes_sent, send_usec, address, cached), now)``."""
+        self._sent(d, started, bytes_sent, send_usec, address, cached, now)
+        out = self.out
+        if out:
+            self.out = []
+        return out
+
+    def _sent(self, d: SendTask, started: float, bytes_sent: int, send_usec: int,
+              address: str, cached: Any, now: float) -> None:
         task, worker = d.task, d.worker
-        task.send_input_start = _usec(e.started)
-        task.send_input_finish = _usec(now)
-        task.time_when_commit_start = task.send_input_start
-        task.time_when_commit_end = task.send_input_finish
-        task.total_bytes_sent += e.bytes_sent
+        task.send_input_start = start = _usec(started)
+        task.send_input_finish = finish = _usec(now)
+        task.time_when_commit_start = start
+        task.time_when_commit_end = finish
         task.hostname = worker.hostname
-        task.host = e.address
-        self.counters.bytes_sent += e.bytes_sent
-        self.counters.time_send += e.send_usec
-        worker.total_bytes_transferred += e.bytes_sent
-        for name, size in e.cached:
+        task.host = address
+        counters = self.counters
+        counters.time_send += send_usec
+        if bytes_sent:
+            task.total_bytes_sent += bytes_sent
+            counters.bytes_sent += bytes_sent
+            worker.total_bytes_transferred += bytes_sent
+        for name, size in cached:
             worker.cached[name] = size
         self.commit_dispatch(d, now)
 
@@ -147,31 +166,48 @@ class ManagerState(Bookkeeping):
         self.out.append(SendKill(task, e.send.worker.key, kill=False, outputs_too=False))
 
     def _on_result(self, e: ev.ResultReceived, now: float) -> None:
-        w = e.worker
-        task = w.tasks.get(e.task_id)
+        self._result(e.worker, e.task_id, e.status, e.exit_code, e.exec_time_usec,
+                     e.output, e.monitor_codes, now)
+
+    def result_received(self, w: WorkerRecord, task_id: int, status: int, exit_code: int,
+                        exec_time_usec: int, output: bytes,
+                        monitor_codes: tuple[int, int] | None, now: float,
+                        ) -> list[Instruction]:
+        """``handle(ResultReceived(w, task_id, status, ...), now)``."""
+        self._result(w, task_id, status, exit_code, exec_time_usec, output, monitor_codes, now)
+        out = self.out
+        if out:
+            self.out = []
+        return out
+
+    def _result(self, w: WorkerRecord, task_id: int, status: int, exit_code: int,
+                exec_time_usec: int, output: bytes, monitor_codes: tuple[int, int] | None,
+                now: float) -> None:
+        task = w.tasks.get(task_id)
         if task is None or task.state != ts.RUNNING:
             return  # cancelled meanwhile, or a duplicate: nothing to do
         # The worker's clock is not trusted beyond what the manager saw pass.
-        observed = max(0.0, now - task.send_input_finish / 1e6) * 1e6
-        exec_time = min(e.exec_time_usec, int(observed)) if observed > 0 else e.exec_time_usec
+        sent = task.send_input_finish
+        observed = max(0.0, now - sent / 1e6) * 1e6
+        exec_time = min(exec_time_usec, int(observed)) if observed > 0 else exec_time_usec
         task.cmd_execution_time = exec_time
         task.total_cmd_execution_time += exec_time
-        task.execute_cmd_start = task.send_input_finish
-        task.execute_cmd_finish = task.send_input_finish + exec_time
-        task._output = e.output
-        task.return_status = e.exit_code
-        if e.status == WORK_QUEUE_RESULT_FORSAKEN:
+        task.execute_cmd_start = sent
+        task.execute_cmd_finish = sent + exec_time
+        task._output = output
+        task.return_status = exit_code
+        if status == WORK_QUEUE_RESULT_FORSAKEN:
             # The worker cannot run it: try again elsewhere without counting the attempt.
             task.try_count -= 1
             self.out.append(SendKill(task, w.key, outputs_too=True))
             self.requeue(task, now)
-            return
-        task.result = result_of(e.status, e.exit_code, e.monitor_codes)
-        self.result_arrived(task, now)
-        task.receive_output_start = _usec(now)
-        success = e.status == WORK_QUEUE_RESULT_SUCCESS and e.exit_code == 0
-        files = outputs_to_fetch(task.files, getattr(task, "_monitor_files", ()), success)
-        self.out.append(FetchOutputs(task, w.key, files))
+        else:
+            task.result = result_of(status, exit_code, monitor_codes)
+            self.result_arrived(task, now)
+            task.receive_output_start = _usec(now)
+            success = status == WORK_QUEUE_RESULT_SUCCESS and exit_code == 0
+            files = outputs_to_fetch(task.files, getattr(task, "_monitor_files", ()), success)
+            self.out.append(FetchOutputs(task, w.key, files))
 
     def _on_output_bytes(self, e: ev.OutputBytesComing, now: float) -> None:
         e.task.total_bytes_received += e.length
@@ -184,15 +220,24 @@ class ManagerState(Bookkeeping):
             task.result = merge_result(task.result, e.result)
 
     def _on_outputs_fetched(self, e: ev.OutputsFetched, now: float) -> None:
-        task = e.task
+        self._fetched(e.task, now)
+
+    def outputs_fetched(self, task: Any, now: float) -> list[Instruction]:
+        """``handle(OutputsFetched(task), now)``."""
+        self._fetched(task, now)
+        out = self.out
+        if out:
+            self.out = []
+        return out
+
+    def _fetched(self, task: Any, now: float) -> None:
         if task.state != ts.WAITING_RETRIEVAL:
             return
-        task.receive_output_finish = _usec(now)
-        task.total_transfer_time += (task.receive_output_finish - task.receive_output_start) + \
+        task.receive_output_finish = finish = _usec(now)
+        task.total_transfer_time += (finish - task.receive_output_start) + \
             (task.send_input_finish - task.send_input_start)
-        worker = self.workers.get(task.worker_key)
-        if worker is not None:
-            self.out.append(SendKill(task, worker.key, outputs_too=True, later=True))
+        if task.worker_key in self.workers:
+            self.out.append(SendKill(task, task.worker_key, outputs_too=True, later=True))
         self.retrieved(task, now)
         if self.category_updates:
             self.out.extend(CategoryChanged(c) for c in self.category_updates)
@@ -347,10 +392,14 @@ class ManagerState(Bookkeeping):
             w.fast_abort_alarm = True
 
     def _on_time_spent(self, e: ev.TimeSpent, now: float) -> None:
-        if e.kind == "polling":
-            self.counters.time_polling += e.usec
+        self.time_spent(e.kind, e.usec)
+
+    def time_spent(self, kind: str, usec: int) -> None:
+        """``handle(TimeSpent(kind, usec), now)`` (only statistics: no instructions)."""
+        if kind == "polling":
+            self.counters.time_polling += usec
         else:
-            self.counters.time_application += e.usec
+            self.counters.time_application += usec
 
     # -- settings (called by the WorkQueue facade) --------------------------------------------
 

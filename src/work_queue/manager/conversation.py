@@ -30,6 +30,10 @@ class OutputReply:
     last: bool
 
 
+#: The one ResultsReply (it holds nothing, so every ``send_results`` shares it).
+_RESULTS = ResultsReply()
+
+
 class Conversation:
     """The replies one connection expects, and the output arriving now."""
 
@@ -49,7 +53,7 @@ class Conversation:
         if self.results_requested:
             return False
         self.results_requested = True
-        self.expected.append(ResultsReply())
+        self.expected.append(_RESULTS)
         return True
 
     def ask_outputs(self, task: Any, specs: list[Any]) -> None:

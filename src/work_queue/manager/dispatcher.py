@@ -72,8 +72,10 @@ class Dispatcher:
                 self._drop(conn, "FAILURE")
                 return
         send_usec = int((time.perf_counter() - t0) * 1e6)
-        self._carry_out(self._state.handle(
-            ev.TaskSent(d, now, sent, send_usec, conn.address, cached), self._now()))
+        # handle(TaskSent(...)) without the record (ManagerState.task_sent).
+        out = self._state.task_sent(d, now, sent, send_usec, conn.address, cached, self._now())
+        if out:
+            self._carry_out(out)
 
     def _monitor_files(self, task: Task, worker: WorkerRecord) -> tuple[Any, ...]:
         """Decide how this attempt of ``task`` is monitored; the files that takes."""

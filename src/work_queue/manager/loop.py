@@ -63,7 +63,7 @@ class ManagerLoop:
         t0 = time.perf_counter()
         events = self._poll(poll)
         started = time.perf_counter()
-        self._state.handle(ev.TimeSpent("polling", int((started - t0) * 1e6)), 0.0)
+        self._state.time_spent("polling", int((started - t0) * 1e6))  # handle(TimeSpent)
         handled = 0
         for conn in events:
             if handled and time.perf_counter() - started > PASS_BUDGET:

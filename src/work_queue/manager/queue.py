@@ -549,8 +549,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         if self._closed:
             raise RuntimeError("this WorkQueue is closed")
         now = self._now()
-        self._state.handle(ev.TimeSpent("application", _usec(max(0.0, now - self._app_time_mark))),
-                           now)
+        self._state.time_spent("application", _usec(max(0.0, now - self._app_time_mark)))
         if timeout is None or timeout < 0:
             deadline = float("inf")
         else:
@@ -562,7 +561,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             while True:
                 task = self._state.pop_returned(tag, self._now())
                 if task is not None:
-                    self._carry_out(self._state.collect())  # its DONE line
+                    if self._state.out:
+                        self._carry_out(self._state.collect())  # its DONE line
                     return task  # type: ignore[no-any-return]
                 if not self._status_responder.handoff.empty():
                     self._adopt_handoffs()
@@ -605,7 +605,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         """Remove a task from the queue (killing it if running); returns it, or None."""
         task = self._state.tasks.get(int(id))
         instructions = self._state.handle(ev.TaskCancelled(int(id)), self._now())
-        if not instructions:
+        # Without a transactions log a waiting task's cancel answers no instruction at all.
+        if task is None or task.state != ts.CANCELED:
             return None
         self._carry_out(instructions)
         return task

@@ -156,9 +156,12 @@ class Receiver:
             return  # cancelled meanwhile: nothing to do
         codes = (monitoring.RM_OVERFLOW, monitoring.RM_TIME_EXPIRE) \
             if task._monitor_mode is not None else None
-        self._carry_out(self._state.handle(ev.ResultReceived(
+        # handle(ResultReceived(...)) without the record (ManagerState.result_received).
+        out = self._state.result_received(
             w, msg.task_id, msg.status, msg.exit_code, msg.exec_time_usec,  # type: ignore
-            msg.payload, codes), now))
+            msg.payload, codes, now)
+        if out:
+            self._carry_out(out)
 
     def _fetch_outputs(self, f: ins.FetchOutputs) -> None:
         """Carry out FetchOutputs: one ``get`` per output; the replies come back in order."""
@@ -309,7 +312,9 @@ class Receiver:
                 host = conn.worker.hostname if conn is not None and conn.worker else "?"
                 self._debug_msg(f"task {task.id} exhausted resources on {host}: "
                                 f"{task.limits_exceeded}")
-        self._carry_out(self._state.handle(ev.OutputsFetched(task), self._now()))
+        out = self._state.outputs_fetched(task, self._now())  # handle(OutputsFetched(task))
+        if out:
+            self._carry_out(out)
 
 
     def _answer_status(self, conn: WorkerConnection, msg: m.StatusRequest | m.HttpGet,
