@@ -102,13 +102,11 @@ class ManagerState(Bookkeeping):
 
     def _on_submitted(self, e: ev.TaskSubmitted, now: float) -> None:
         self.submit(e.task, now)
-        e.task.submit_time = _usec(now)
 
     def submit_task(self, task: Any, now: float) -> list[Instruction]:
         """``handle(TaskSubmitted(task), now)`` without the event record: the same rule, for
         the shell's submit(), which a program may call a million times in a row."""
         self.submit(task, now)
-        task.submit_time = _usec(now)
         out = self.out
         if out:
             self.out = []

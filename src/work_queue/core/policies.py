@@ -62,7 +62,8 @@ def outputs_to_fetch(files: Iterable[Any], monitor_files: Iterable[Any],
         if spec.flags & WORK_QUEUE_SUCCESS_ONLY and not success:
             continue
         wanted.append(spec)
-    wanted.extend(spec for spec in monitor_files if not spec.is_input)
+    if monitor_files:
+        wanted.extend(spec for spec in monitor_files if not spec.is_input)
     return wanted
 
 
