@@ -333,7 +333,7 @@ class Bookkeeping:
         key = (limits.cores, limits.memory, limits.disk, limits.gpus, limits.wall_time,
                minimum.cores, minimum.memory, minimum.disk, minimum.gpus, minimum.wall_time,
                w.shape, self.policy.proportional, self.policy.whole_tasks,
-               self.policy.submit_multiplier)
+               self.policy.submit_multiplier, limits.extra, minimum.extra)
         box = self._boxes.get(key)
         if box is None:
             if len(self._boxes) > 10000:

@@ -12,9 +12,20 @@ from dataclasses import dataclass, field
 RESOURCE_NAMES = ("cores", "memory", "disk", "gpus")
 
 
+_FIELDS = ("cores", "memory", "disk", "gpus", "wall_time", "end", "start")
+#: Old names CCTools programs still use for a summary field.
+OLD_NAMES = {"work_dir_num_files": "total_files"}
+
+
 @dataclass(slots=True)
 class Resources:
-    """A set of resource values; -1 means "not specified"."""
+    """A set of resource values; -1 means "not specified".
+
+    The fields the allocation works with are attributes; any other field of a resource
+    summary (``cpu_time``, ``total_files``, ... limits the monitor enforces) is in ``extra``,
+    sorted ``(name, value)`` pairs (hashable, so boxes can be memoised by it), read and written
+    with ``get`` and ``set``.
+    """
 
     cores: float = -1
     memory: float = -1
@@ -23,35 +34,65 @@ class Resources:
     wall_time: float = -1
     end: float = -1
     start: float = -1
+    extra: tuple[tuple[str, float], ...] = ()
 
     def copy(self) -> Resources:
         return Resources(self.cores, self.memory, self.disk, self.gpus, self.wall_time,
-                         self.end, self.start)
+                         self.end, self.start, self.extra)
+
+    def get(self, name: str) -> float:
+        """The value of any summary field (-1 when unset)."""
+        name = OLD_NAMES.get(name, name)
+        if name in _FIELDS:
+            value: float = getattr(self, name)
+            return value
+        return dict(self.extra).get(name, -1)
+
+    def set(self, name: str, value: float) -> None:
+        """Set any summary field (a negative value unsets it)."""
+        name = OLD_NAMES.get(name, name)
+        if name in _FIELDS:
+            setattr(self, name, value)
+            return
+        values = dict(self.extra)
+        if value >= 0:
+            values[name] = value
+        else:
+            values.pop(name, None)
+        self.extra = tuple(sorted(values.items()))
 
     def as_dict(self) -> dict[str, float]:
         """The specified (>= 0) values, by name."""
-        return {k: getattr(self, k) for k in
-                ("cores", "memory", "disk", "gpus", "wall_time", "end", "start")
-                if getattr(self, k) >= 0}
+        out = {k: getattr(self, k) for k in _FIELDS if getattr(self, k) >= 0}
+        out.update(self.extra)
+        return out
 
     def merge_max(self, other: Resources) -> None:
         """Field-wise maximum with ``other`` (``rmsummary_merge_max``)."""
-        for k in ("cores", "memory", "disk", "gpus", "wall_time", "end", "start"):
+        for k in _FIELDS:
             v = getattr(other, k)
             if v > getattr(self, k):
                 setattr(self, k, v)
+        extra = getattr(other, "extra", ())  # a measured ResourceSummary has none
+        if extra:
+            for k, v in extra:
+                if v > self.get(k):
+                    self.set(k, v)
 
     def override_with(self, other: Resources) -> None:
         """Take every value ``other`` specifies (``rmsummary_merge_override``)."""
-        for k in ("cores", "memory", "disk", "gpus", "wall_time", "end", "start"):
+        for k in _FIELDS:
             v = getattr(other, k)
             if v >= 0:
                 setattr(self, k, v)
+        extra = getattr(other, "extra", ())
+        if extra:
+            for k, v in extra:
+                self.set(k, v)
 
     # Attribute-style access used by programs written for the SWIG rmsummary object.
     def __getitem__(self, key: str) -> float:
-        value: float = getattr(self, key)
-        return value
+        return self.get(key)
 
 
 @dataclass(slots=True)

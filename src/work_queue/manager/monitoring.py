@@ -91,12 +91,16 @@ class MonitorConfig:
         return os.path.join(directory, f"wq-{os.getpid()}-task-{task.id}.summary")
 
     def limits(self, box: Resources) -> dict[str, float]:
-        """The limits the monitor enforces: the task's allocation box."""
+        """The limits the monitor enforces: the task's allocation box (with the summary
+        fields beyond cores, memory, disk, gpus and time its category or itself limits)."""
         out: dict[str, float] = {}
         for name in ("wall_time", "end", "memory", "disk", "gpus", "cores"):
             value = getattr(box, name)
             if value > -1 and not (name in ("gpus", "end", "wall_time") and value == 0):
                 out[name] = value
+        # every other field of the resource summary a category (or the task) limits, as
+        # CCTools' box (merged with the task's minimum) carries it to ``-L``
+        out.update(box.extra)
         return out
 
     def native_request(self, task: Any, box: Resources) -> bytes:

@@ -43,7 +43,8 @@ from ..core import instructions as ins
 from ..core import task_state as ts
 from ..core.categories import MODES
 from ..core.manager_state import ManagerState
-from ..core.resources import Resources
+from ..core.resource_fields import RESOURCE_NAMES as SUMMARY_NAMES
+from ..core.resources import OLD_NAMES, Resources
 from ..core.rmsummary import ResourceSummary
 from ..core.stats import Stats, category_snapshot, snapshot
 from ..events import ReadWatcher
@@ -118,14 +119,15 @@ def _resources_from(values: dict[str, float] | None) -> Resources:
                         f"not {type(values).__name__}")
     r = Resources()
     for name, value in (values or {}).items():
-        if name not in ("cores", "memory", "disk", "gpus", "wall_time"):
-            raise ValueError(f"unknown resource {name!r} (use cores, memory, disk, gpus)")
+        if name not in SUMMARY_NAMES and name not in OLD_NAMES:
+            raise ValueError(f"unknown resource {name!r} (use a field of the resource "
+                             f"summary: {', '.join(SUMMARY_NAMES)})")
         if value is not None and not isinstance(value, (int, float)):
             raise TypeError(f"resource {name!r} must be a number, not {type(value).__name__}")
         if value is not None and value < 0 and value != -1:
             raise ValueError(f"resource {name!r} cannot be negative ({value}); "
                              "use -1 or leave it out for 'unspecified'")
-        setattr(r, name, -1 if value is None or value < 0 else float(value))
+        r.set(name, -1 if value is None or value < 0 else float(value))
     return r
 
 
