@@ -14,6 +14,7 @@ from work_queue.core import policies
 from work_queue.core import task_state as ts
 from work_queue.core.manager_state import ManagerState
 from work_queue.core.scheduling import WorkerRecord
+from work_queue.protocol.extensions import PREFETCH
 
 
 class Core:
@@ -353,3 +354,41 @@ def test_a_task_waiting_since_before_the_history_still_has_a_story(core):
         core.state.handle(ev.TaskSubmitted(wq.Task("true")), core.clock.now)
     assert core.state.story(first.id) == [(ts.UNKNOWN, ts.READY, "submit",
                                            first.time_when_submitted)]
+
+
+# -- prefetching never makes a run slower (issue 17 items 7 and 8) -----------------------------
+
+def _prefetching_worker(core, key, cores):
+    w = core.worker(key, cores=cores)
+    core.step(ev.FeatureReported(w, PREFETCH))
+    assert w.prefetch
+    return w
+
+
+def test_a_prefetched_task_is_taken_back_for_an_idle_worker(core):
+    # Two 10-core workers, twenty 1-core tasks: CCTools starts all twenty at once.
+    a = _prefetching_worker(core, 1, cores=10)
+    tasks = [core.submit(cores=1) for _ in range(20)]
+    assert len(core.dispatch()) == 11  # ten running and one queued there, ahead of time
+    queued = [t for t in tasks if t.worker_key == a.key][-1]
+    b = _prefetching_worker(core, 2, cores=10)
+    sent, out = [], []  # the other nine, and the queued one taken back for b's free core
+    while (d := core.state.next_dispatch(core.clock.now)) is not None:
+        out += core.step(ev.TaskSent(d, core.clock.now, 10, 5, d.worker.address, []))
+        sent.append(d)
+    kills = [i for i in out + core.state.collect() if isinstance(i, ins.SendKill)]
+    assert len(sent) == 10 and sent[-1].task is queued and sent[-1].worker is b
+    assert [(k.task, k.worker_key, k.outputs_too) for k in kills] == [(queued, a.key, False)]
+    assert len(a.tasks) == 10 and len(b.tasks) == 10
+    story = [cause for _, _, cause, _ in core.state.story(queued.id)]
+    assert story == ["submit", "dispatch", "reclaim", "dispatch"]
+    assert queued.try_count == 1  # it never ran on a: not a try
+
+
+def test_a_queued_task_that_has_started_is_not_taken_back(core):
+    a = _prefetching_worker(core, 1, cores=1)
+    first, second = core.submit(cores=1), core.submit(cores=1)
+    assert len(core.dispatch()) == 2
+    core.result(a, first)  # a core is free again: the worker has started the second one
+    _prefetching_worker(core, 2, cores=1)
+    assert core.dispatch() == [] and second.worker_key == a.key

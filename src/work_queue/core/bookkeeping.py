@@ -39,7 +39,7 @@ from ..constants import (
 )
 from . import task_state as ts
 from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, LABELLED, Categories
-from .instructions import Instruction, SendTask, Transition
+from .instructions import Instruction, SendKill, SendTask, Transition
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
 from .stats import CapacityEstimator, ManagerCounters
@@ -139,6 +139,9 @@ class Bookkeeping:
         self.free: dict[int, WorkerRecord] = {}
         #: The workers of ``free`` that have room without using a prefetch slot.
         self.roomy: dict[int, WorkerRecord] = {}
+        #: Tasks sent ahead into a worker's prefetch slot that have not started there yet:
+        #: taken back when another worker could start them now (see _reclaim).
+        self.prefetched: dict[int, Any] = {}
         self.blocked: dict[str, float] = {}
         self.counters = ManagerCounters(time_when_started=now)
         #: Capacity estimates from finished tasks (``capacity_*`` stats).
@@ -273,6 +276,8 @@ class Bookkeeping:
         # Only workers with room are looked at: with a thousand busy workers this keeps a
         # dispatch decision as cheap as with two.  Which of them are usable (not draining,
         # host not blocked) is checked lazily, as candidates are needed.
+        if not self.ready and self.prefetched and self.roomy:
+            self._reclaim(now)
         if not self.ready or len(self.workers) < self.wait_for_workers or not self.free:
             self.dispatch_pending = False
             return None
@@ -379,6 +384,32 @@ class Bookkeeping:
                     return SendTask(task, worker, boxes[worker.key])
         return None
 
+    def _reclaim(self, now: float) -> None:
+        """Take back one prefetched task that a worker with free resources could start now.
+
+        Prefetching buys throughput for short tasks (the next one starts without a round
+        trip), but a task queued behind a long one must not wait while a worker sits idle:
+        it is killed there (it never started) and goes back to READY, to be dispatched to
+        the idle worker.  Not a try: ``try_count`` is given back."""
+        mult = self.policy.submit_multiplier
+        blocked = self.blocked
+        for task in self.prefetched.values():
+            holder = task.worker_key
+            for seen, w in enumerate(self.roomy.values()):
+                if seen >= CANDIDATES:
+                    break
+                if w.key == holder or w.draining or \
+                        (blocked and self.is_blocked(w.hostname, now)):
+                    continue
+                bucket = w.bucket(task)
+                if worker_can_take(bucket, self.box_for(task, bucket), task, mult, now, False):
+                    self.out.append(SendKill(task, holder, outputs_too=False))
+                    self._release(task)
+                    task.try_count -= 1
+                    self._move(task, "reclaim", now)
+                    self.ready.push(task)
+                    return
+
     def commit_dispatch(self, d: SendTask, now: float) -> None:
         """Record that ``d.task`` was sent to ``d.worker``."""
         task, worker = d.task, d.worker
@@ -389,6 +420,9 @@ class Bookkeeping:
         task.worker_key = worker.key
         worker.tasks[task.id] = task
         worker.bucket(task).add_box(d.box)
+        if worker.prefetch and worker.over():
+            worker.queued_task = task.id
+            self.prefetched[task.id] = task
         self.refresh(worker)
         self.counters.tasks_dispatched += 1
         c = self.categories.get_or_create(task.category)
@@ -399,9 +433,17 @@ class Bookkeeping:
         """The worker said the task finished; outputs are still to be fetched."""
         task.workers_lost_in_a_row = 0
         self._move(task, "result", now)
+        if self.prefetched:
+            # A core came free there: the worker has started the task it held in advance.
+            w = self.workers.get(task.worker_key)
+            if w is not None and 0 <= w.queued_task != task.id:
+                self.prefetched.pop(w.queued_task, None)
+                w.queued_task = -1
 
     def _release(self, task: Any) -> WorkerRecord | None:
         worker = self.workers.get(getattr(task, "worker_key", -1))
+        if self.prefetched:
+            self._unqueue(task, worker)
         if worker is not None and worker.tasks.pop(task.id, None) is not None:
             worker.bucket(task).add_box(task.resources_allocated, -1)
             self.refresh(worker)
@@ -409,6 +451,15 @@ class Bookkeeping:
         task.worker_key = -1
         self.dispatch_pending = True
         return worker
+
+    def _unqueue(self, task: Any, worker: WorkerRecord | None) -> None:
+        """``task`` leaves its worker: it is no longer prefetched, and if it ran there, the
+        task that worker held in advance has started in its place."""
+        self.prefetched.pop(task.id, None)
+        if worker is not None and worker.queued_task >= 0:
+            if worker.queued_task != task.id:
+                self.prefetched.pop(worker.queued_task, None)
+            worker.queued_task = -1
 
     def retrieved(self, task: Any, now: float) -> None:
         """Outputs are fetched: the task is ready to be returned by ``wait()``.
@@ -744,3 +795,5 @@ class Bookkeeping:
                     assert abs(total - getattr(bucket, "inuse_" + name)) < 1e-6, (w.key, name)
             for t in w.tasks.values():
                 assert t.worker_key == w.key and t.id in self.tasks
+        for tid, t in self.prefetched.items():
+            assert t.state == ts.RUNNING and self.workers[t.worker_key].queued_task == tid, tid

@@ -61,6 +61,8 @@ class WorkerRecord:
 
     #: The worker announced the ``wq-py-prefetch`` feature (see worker_can_take).
     prefetch: bool = False
+    #: The id of the task it holds beyond its resources, not started yet (-1: none).
+    queued_task: int = -1
     #: Resources for coprocess (RemoteTask) tasks, when the worker runs coprocesses: a record
     #: of its own, whose in-use counters cover only coprocess tasks (CCTools keeps the two
     #: apart the same way).
@@ -78,12 +80,15 @@ class WorkerRecord:
 
     def prefetch_slack(self, box: Resources) -> tuple[float, float, float, float] | None:
         """Room for one task beyond the worker's resources, if none is queued there yet."""
-        r = self.resources
-        over = (self.inuse_cores > r.cores or self.inuse_memory > r.memory
-                or self.inuse_disk > r.disk or self.inuse_gpus > r.gpus)
-        if over:
+        if self.over():
             return None
         return (box.cores, box.memory, box.disk, box.gpus)
+
+    def over(self) -> bool:
+        """More allocated than the worker has: it holds a prefetched task not started yet."""
+        r = self.resources
+        return (self.inuse_cores > r.cores or self.inuse_memory > r.memory
+                or self.inuse_disk > r.disk or self.inuse_gpus > r.gpus)
 
     def add_box(self, box: Resources, sign: int = 1) -> None:
         """Count (``sign`` 1) or release (-1) an allocation; unset (negative) values are 0."""

@@ -44,6 +44,7 @@ TRANSITIONS: dict[tuple[int, str], int] = {
     (RUNNING, "result"): WAITING_RETRIEVAL,
     (WAITING_RETRIEVAL, "retrieved"): RETRIEVED,
     (RUNNING, "requeue"): READY,
+    (RUNNING, "reclaim"): READY,
     (WAITING_RETRIEVAL, "requeue"): READY,
     (READY, "fail"): RETRIEVED,
     (RUNNING, "fail"): RETRIEVED,
