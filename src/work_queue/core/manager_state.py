@@ -118,24 +118,17 @@ class ManagerState(Bookkeeping):
             self.out.append(SendKill(found[0], found[1].key, outputs_too=True))
 
     def _on_sent(self, e: ev.TaskSent, now: float) -> None:
-        self._sent(e.send, e.started, e.bytes_sent, e.send_usec, e.address, e.cached, now)
+        self.out = self.task_sent(e.send, e.started, e.bytes_sent, e.send_usec, e.address,
+                                  e.cached, now)
 
     # The three calls below are ``handle(TaskSent/ResultReceived/OutputsFetched, now)``
     # without the event record and the table lookup: the same rules, for the shell's path of
     # every task (like submit_task).  Each returns the instructions (the shared empty list
-    # when there are none: the caller only reads it).
+    # when there are none: the caller only reads it); its handler puts them back for handle().
 
     def task_sent(self, d: SendTask, started: float, bytes_sent: int, send_usec: int,
                   address: str, cached: Any, now: float) -> list[Instruction]:
         """``handle(TaskSent(d, started, bytes_sent, send_usec, address, cached), now)``."""
-        self._sent(d, started, bytes_sent, send_usec, address, cached, now)
-        out = self.out
-        if out:
-            self.out = []
-        return out
-
-    def _sent(self, d: SendTask, started: float, bytes_sent: int, send_usec: int,
-              address: str, cached: Any, now: float) -> None:
         task, worker = d.task, d.worker
         task.send_input_start = start = _usec(started)
         task.send_input_finish = finish = _usec(now)
@@ -152,6 +145,10 @@ class ManagerState(Bookkeeping):
         for name, size in cached:
             worker.cached[name] = size
         self.commit_dispatch(d, now)
+        out = self.out
+        if out:
+            self.out = []
+        return out
 
     def _on_input_missing(self, e: ev.TaskInputMissing, now: float) -> None:
         """CCTools: the task comes back INPUT_MISSING with return status -1."""
@@ -164,26 +161,17 @@ class ManagerState(Bookkeeping):
         self.out.append(SendKill(task, e.send.worker.key, kill=False, outputs_too=False))
 
     def _on_result(self, e: ev.ResultReceived, now: float) -> None:
-        self._result(e.worker, e.task_id, e.status, e.exit_code, e.exec_time_usec,
-                     e.output, e.monitor_codes, now)
+        self.out = self.result_received(e.worker, e.task_id, e.status, e.exit_code,
+                                        e.exec_time_usec, e.output, e.monitor_codes, now)
 
     def result_received(self, w: WorkerRecord, task_id: int, status: int, exit_code: int,
                         exec_time_usec: int, output: bytes,
                         monitor_codes: tuple[int, int] | None, now: float,
                         ) -> list[Instruction]:
         """``handle(ResultReceived(w, task_id, status, ...), now)``."""
-        self._result(w, task_id, status, exit_code, exec_time_usec, output, monitor_codes, now)
-        out = self.out
-        if out:
-            self.out = []
-        return out
-
-    def _result(self, w: WorkerRecord, task_id: int, status: int, exit_code: int,
-                exec_time_usec: int, output: bytes, monitor_codes: tuple[int, int] | None,
-                now: float) -> None:
         task = w.tasks.get(task_id)
         if task is None or task.state != ts.RUNNING:
-            return  # cancelled meanwhile, or a duplicate: nothing to do
+            return self.collect()  # cancelled meanwhile, or a duplicate: nothing to do
         # The worker's clock is not trusted beyond what the manager saw pass.
         sent = task.send_input_finish
         observed = max(0.0, now - sent / 1e6) * 1e6
@@ -206,6 +194,9 @@ class ManagerState(Bookkeeping):
             success = status == WORK_QUEUE_RESULT_SUCCESS and exit_code == 0
             files = outputs_to_fetch(task.files, getattr(task, "_monitor_files", ()), success)
             self.out.append(FetchOutputs(task, w.key, files))
+        out = self.out
+        self.out = []
+        return out
 
     def _on_output_bytes(self, e: ev.OutputBytesComing, now: float) -> None:
         e.task.total_bytes_received += e.length
@@ -218,19 +209,12 @@ class ManagerState(Bookkeeping):
             task.result = merge_result(task.result, e.result)
 
     def _on_outputs_fetched(self, e: ev.OutputsFetched, now: float) -> None:
-        self._fetched(e.task, now)
+        self.out = self.outputs_fetched(e.task, now)
 
     def outputs_fetched(self, task: Any, now: float) -> list[Instruction]:
         """``handle(OutputsFetched(task), now)``."""
-        self._fetched(task, now)
-        out = self.out
-        if out:
-            self.out = []
-        return out
-
-    def _fetched(self, task: Any, now: float) -> None:
         if task.state != ts.WAITING_RETRIEVAL:
-            return
+            return self.collect()
         task.receive_output_finish = finish = _usec(now)
         task.total_transfer_time += (finish - task.receive_output_start) + \
             (task.send_input_finish - task.send_input_start)
@@ -240,6 +224,9 @@ class ManagerState(Bookkeeping):
         if self.category_updates:
             self.out.extend(CategoryChanged(c) for c in self.category_updates)
             self.category_updates.clear()
+        out = self.out
+        self.out = []
+        return out
 
     # -- workers -----------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ class Receiver:
 
     def _on_available_results(self, conn: WorkerConnection, msg: m.Message, now: float) -> None:
         if conn.talk.ask_results():
-            conn.write(m.SendResults(-1).encode())
+            conn.write(_SEND_RESULTS)
 
     def _on_alive(self, conn: WorkerConnection, msg: m.Message, now: float) -> None:
         pass
@@ -333,6 +333,9 @@ def _worker_of(conn: WorkerConnection, what: str) -> WorkerRecord:
         raise RemoteProtocolError(f"{what} before handshake")
     return conn.worker
 
+
+#: ``send_results -1``, asked of a worker once per batch of its results.
+_SEND_RESULTS = m.SendResults(-1).encode()
 
 #: Message type -> handler.  Every handler takes (queue, connection, message, now).
 _HANDLERS: dict[type, Any] = {
