@@ -36,7 +36,8 @@ class ResourceSummary:
     """One task's measured (or limit) resources, fields as attributes; -1 when unset."""
 
     __slots__ = (*RESOURCE_NAMES, "category", "command", "taskid", "exit_type",
-                 "exit_status", "signal", "limits_exceeded", "peak_times")
+                 "exit_status", "signal", "limits_exceeded", "peak_times", "snapshots",
+                 "snapshot_name")
 
     def __init__(self, **values: Any) -> None:
         for name in RESOURCE_NAMES:
@@ -49,6 +50,9 @@ class ResourceSummary:
         self.signal = 0
         self.limits_exceeded: ResourceSummary | None = None
         self.peak_times: dict[str, float] = {}
+        #: the snapshots the monitor took (each with its ``snapshot_name``), in order
+        self.snapshots: list[ResourceSummary] = []
+        self.snapshot_name = ""
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -62,7 +66,7 @@ class ResourceSummary:
                     setattr(s, key, _number(value, key))
                 except (TypeError, ValueError):
                     continue
-            elif key in ("category", "command", "exit_type"):
+            elif key in ("category", "command", "exit_type", "snapshot_name"):
                 setattr(s, key, str(value))
             elif key in ("exit_status", "signal", "taskid", "task_id"):
                 try:
@@ -71,6 +75,8 @@ class ResourceSummary:
                     continue
             elif key == "limits_exceeded" and isinstance(value, dict):
                 s.limits_exceeded = cls.from_json(value)
+            elif key == "snapshots" and isinstance(value, list):
+                s.snapshots = [cls.from_json(v) for v in value if isinstance(v, dict)]
             elif key == "peak_times" and isinstance(value, dict):
                 s.peak_times = {k: _number(v, "wall_time") for k, v in value.items()}
         return s

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 REMOTE_NAME = "cctools-monitor"
 SUMMARY_NAME = REMOTE_NAME + ".summary"
+#: the snapshot events file (``t.specify_snapshot_file``); CCTools names it so, without a dot
+EVENTS_NAME = REMOTE_NAME + "events.json"
 
 
 
@@ -105,10 +107,12 @@ class MonitorConfig:
 
     def native_request(self, task: Any, box: Resources) -> bytes:
         """The ``monitor`` line's JSON for our worker."""
-        return json.dumps({"limits": self.limits(box), "measure_only": not self.watchdog,
-                           "interval": self.interval, "series": self.full,
-                           "task_id": task.id, "category": task.category},
-                          separators=(",", ":")).encode()
+        request = {"limits": self.limits(box), "measure_only": not self.watchdog,
+                   "interval": self.interval, "series": self.full,
+                   "task_id": task.id, "category": task.category}
+        if task.monitor_snapshot_file:
+            request["snapshot_events"] = EVENTS_NAME
+        return json.dumps(request, separators=(",", ":")).encode()
 
     def wrap(self, task: Any, box: Resources) -> str:
         """The command as CCTools wraps it for its ``resource_monitor``."""
@@ -122,6 +126,8 @@ class MonitorConfig:
         parts.append(f"-V 'task_id: {task.id}'")
         if task.category:
             parts.append(f"-V 'category: {task.category}'")
+        if getattr(task, "monitor_snapshot_file", None):
+            parts.append(f"--snapshot-events {EVENTS_NAME}")
         if not self.watchdog:
             parts.append("--measure-only")
         if self.interval > 0:

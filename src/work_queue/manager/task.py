@@ -72,6 +72,7 @@ class Task:
     start_time_min = 0.0
     min_running_time = 0.0
     monitor_output_directory: str | None = None
+    monitor_snapshot_file: str | None = None
     #: A PythonTask: may run in a warm interpreter on workers that offer it.
     is_python = False
     # results
@@ -322,6 +323,10 @@ class Task:
                                         remote_name, _file_flags(flags, cache, failure_only)))
 
     def specify_snapshot_file(self, filename: str) -> int:
+        """When monitored, take snapshots of the task's resources when the files that
+        ``filename`` (JSON, see ``work_queue.monitor.snapshots``) names appear, change or
+        match; they are in ``t.resources_measured.snapshots``."""
+        self.monitor_snapshot_file = filename
         return self.specify_input_file(filename, "cctools-monitorevents.json", cache=True)
 
     def cached_input_names(self) -> dict[str, int]:

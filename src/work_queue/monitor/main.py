@@ -6,9 +6,11 @@
 Runs the command, samples its process tree (:class:`.measure.TreeMonitor`), kills the tree
 when a ``-L``/``-l`` limit is broken (unless ``--measure-only``) and writes
 ``<template>.summary`` (``-O``, default ``resource-pid-<pid>``), plus ``<template>.series``
-with ``--with-time-series``.  Exit codes (``enum rmonitor_errors``): 0 the command succeeded,
-1 it failed (its status is the summary's ``exit_status``), 2 a limit was broken, 3 the
-``wall_time``/``end`` limit expired... (``wall_time`` only, as CCTools), 4 the monitor failed.
+with ``--with-time-series``, and ``--snapshot-events FILE`` snapshots (:mod:`.snapshots`) in
+the summary and in ``<template>.snapshot.NN``.  Exit codes (``enum rmonitor_errors``): 0 the
+command succeeded, 1 it failed (its status is the summary's ``exit_status``), 2 a limit was
+broken, 3 the ``wall_time``/``end`` limit expired... (``wall_time`` only, as CCTools), 4 the
+monitor failed.
 
 It is also what the manager wraps commands in for CCTools workers::
 
@@ -16,7 +18,7 @@ It is also what the manager wraps commands in for CCTools workers::
         -V 'task_id: 7' --measure-only --sh 'cmd'
 
 Accepted for compatibility and ignored: ``-f``, ``--follow-chdir``, ``--with-inotify``,
-``--snapshot-events``, ``--accurate-short-processes``, ``--catalog*``.  Extension:
+``--accurate-short-processes``, ``--catalog*``.  Extension:
 ``--peak-cores-window SECONDS`` (CCTools' fixed 180 s window for peak ``cores``) and
 fractional ``-i`` intervals.
 """
@@ -153,6 +155,9 @@ class Options:
         self.command: list[str] = []
         self.debug = _Debug()
         self.debug_on = False
+        self.snapshot_events: str | None = None
+        #: the snapshots.SnapshotRecorder of --snapshot-events, once the task starts
+        self.snapshots: Any = None
 
 
 def getopt(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str, str]],
@@ -316,7 +321,8 @@ _OPTION_SETTERS: dict[str, Callable[[Options, str], None]] = {
     "--pid": _set_pid,
     "--peak-cores-window": _set_cores_window,
     "--snapshot-file": _replaced_snapshot_file,
-    # -f, --follow-chdir, --with-inotify, --snapshot-events, --accurate-short-processes,
+    "--snapshot-events": _set_to_arg("snapshot_events"),
+    # -f, --follow-chdir, --with-inotify, --accurate-short-processes,
     # --catalog*: accepted, no effect (so not in this table)
 }
 
@@ -503,6 +509,8 @@ def monitor(o: Options) -> int:
     pending: list[int] = []
     forwarded = _handle_signals(bool(argv), debug, child, pending)
     start = time.time()
+    if o.snapshot_events:
+        o.snapshots = _snapshot_recorder(o.snapshot_events, template, start)
     spawn_error = 0
     pid = o.pid
     if argv:
@@ -608,7 +616,11 @@ def _measure(o: Options, tree: TreeMonitor, pid: int, series: TextIO | None,
             sig = os.WTERMSIG(wait_status)
         elif os.WIFEXITED(wait_status):
             code = os.WEXITSTATUS(wait_status)
+    if o.snapshots is not None:
+        o.snapshots.check(time.time())
     summary = tree.finish(time.time(), rusage=rusage, exit_status=code, signal=sig)
+    if o.snapshots is not None and o.snapshots.snapshots:
+        summary["snapshots"] = o.snapshots.snapshots
     if rusage is None:  # --pid: the tree was never waited for
         summary["max_concurrent_processes"] = max(1.0, summary["max_concurrent_processes"])
     return summary
@@ -694,12 +706,24 @@ def _kill_for_limit(tree: TreeMonitor, broken: str, debug: _Debug, root: int | N
     return rusage, status
 
 
+def _snapshot_recorder(events: str, template: str, start: float) -> Any:
+    from .snapshots import SnapshotRecorder, SnapshotWatcher, load_events
+
+    try:
+        return SnapshotRecorder(SnapshotWatcher(load_events(events), os.getcwd()), start,
+                                template)
+    except ValueError as e:
+        raise FatalError(str(e)) from None
+
+
 def _report_sample(o: Options, tree: TreeMonitor, now: float, next_summary: float,
                    series: TextIO | None, summary_path: str, verbatim: list[tuple[str, str]],
                    command_line: str) -> float:
     """Write what a sample shows: a time-series row, and with ``--update-summary`` a
     "running" summary every interval (so a reader sees progress before the end).  Returns
     when the next running summary is due."""
+    if o.snapshots is not None:
+        o.snapshots.after_sample(tree.current, now)
     if series is not None:
         series.write(series_row(tree, o.disk))
         series.flush()

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import zipfile
 
-MODULES = ("__init__.py", "summary.py", "measure.py", "main.py")
+MODULES = ("__init__.py", "summary.py", "measure.py", "snapshots.py", "main.py")
 PACKAGE = "wq_resource_monitor"
 MAIN = f"import sys\nfrom {PACKAGE}.main import main\nsys.exit(main())\n"
 

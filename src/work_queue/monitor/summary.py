@@ -218,7 +218,7 @@ def _summary_tree(summary: dict[str, Any],
     snapshots = summary.get("snapshots")
     if snapshots:
         items = []
-        for snap in reversed(snapshots):
+        for snap in snapshots:  # in the order taken (jx_array_insert prepends, from the last)
             tree = _resources_tree(snap)
             tree.insert(0, ("snapshot_name", str(snap.get("snapshot_name", ""))))
             items.append(tree)

@@ -10,6 +10,7 @@ reports the exit code CCTools' ``resource_monitor`` would have exited with.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ class TaskMonitor:
         self.tree = TreeMonitor(pid, sandbox, self.limits, start=now,
                                 measure_only=self.measure_only)
         self.next_sample = self.tree.next_sample(now, FIRST_SAMPLE_AFTER)
+        self.snapshots = _snapshot_recorder(request, sandbox, now)
         #: how many broken limits the debug log has told of
         self.reported = 0
 
@@ -63,6 +65,8 @@ class TaskMonitor:
         """Measure now; the name of a broken limit that should stop the task, if any."""
         broken = self.tree.sample(now)
         self.next_sample = self.tree.next_sample(now, self.interval)
+        if self.snapshots is not None:
+            self.snapshots.after_sample(self.tree.current, now)
         if broken and len(self.tree.limits_exceeded) > self.reported:
             # as CCTools' monitor says it (also when it only measures), once per limit
             for line in self.tree.exceeded_messages()[self.reported:]:
@@ -80,12 +84,28 @@ class TaskMonitor:
         from ..monitor import summary as summary_mod
         from ..monitor.measure import exit_code as monitor_exit_code
 
+        if self.snapshots is not None:
+            self.snapshots.check(now)  # a file the task made just before it ended
         summary = self.tree.finish(now, rusage=rusage, exit_status=exit_code, signal=signal)
+        if self.snapshots is not None and self.snapshots.snapshots:
+            summary["snapshots"] = self.snapshots.snapshots
         summary["command"] = self.command
         if self.task_id is not None:
             summary["task_id"] = str(self.task_id)
         summary["category"] = self.category
         return monitor_exit_code(summary), summary_mod.dumps(summary).encode()
+
+
+def _snapshot_recorder(request: dict[str, Any], sandbox: str, now: float) -> Any:
+    """Snapshots as the events file (``--snapshot-events``, in the sandbox) asks, if any."""
+    name = request.get("snapshot_events")
+    if not name:
+        return None
+    from ..monitor.snapshots import SnapshotRecorder, SnapshotWatcher, load_events
+
+    watches = load_events(os.path.join(sandbox, str(name)))  # ValueError: not monitored
+    return SnapshotRecorder(SnapshotWatcher(watches, sandbox), now,
+                            os.path.join(sandbox, "cctools-monitor"))
 
 
 def finish_monitor(run: TaskRun) -> int:
