@@ -288,3 +288,141 @@ def test_bucketing_modes_size_a_first_task_like_cctools(queue, workers):
         a = done.resources_allocated
         got = {"cores": a.cores, "memory": a.memory, "disk": a.disk, "gpus": a.gpus}
         assert got == expected, (mode, got)
+
+
+# -- the cost per completion stays bounded ------------------------------------------------------
+
+
+def reference_quantized(vals: list[float], num_buckets: int) -> list[tuple[float, float]]:
+    """bucketing_quantized.c's walk over the sorted values."""
+    out, count, q = [], 0, math.floor(len(vals) / num_buckets)
+    for i, v in enumerate(vals, start=1):
+        count += 1
+        if i >= q:
+            out.append((v, count / len(vals)))
+            count, q = 0, math.floor((1.0 + len(out)) / num_buckets * len(vals))
+    return out
+
+
+def reference_buckets(mode: str, points: list[tuple[float, float]], max_num_buckets: int):
+    """CCTools' algorithms written plainly, walking every point for every candidate (the first
+    implementation here): what the fast ones (runs, prefix sums, bisection, fewer candidate
+    breaks) must find."""
+    vals = [v for v, _ in points]
+
+    def sums(lo, hi):  # significance and value*significance of points[lo..hi]
+        part = points[lo:hi + 1]
+        return sum(s for _, s in part), sum(v * s for v, s in part)
+
+    def split_cost(lo, hi, brk, det):
+        total = sums(lo, hi)[0]
+        lo_sig, lo_w = sums(lo, brk)
+        hi_sig, hi_w = sums(brk + 1, hi) if brk < hi else (0.0, 0.0)
+        p1, p2, e1 = lo_sig / total, hi_sig / total, lo_w / lo_sig
+        e2 = hi_w / hi_sig if hi_sig else 0.0
+        b, m = vals[brk], vals[hi]
+        if det:
+            return p1 * (b - e1) + p2 * (b + m - e2)
+        return (p1 * p1 * (b - e1) + p1 * p2 * (m - e1) + p2 * p1 * (b + m - e2)
+                + p2 * p2 * (m - e2))
+
+    def by_value(tops):  # each point goes to the first top at or above it
+        probs, ws = [0.0] * len(tops), [0.0] * len(tops)
+        for v, s in points:
+            i = next(i for i, t in enumerate(tops) if v <= t)
+            probs[i] += s
+            ws[i] += v * s
+        return probs, ws
+
+    total = sum(s for _, s in points)
+    if mode in (bk.GREEDY, bk.DET_GREEDY):
+        det, ranges, breaks = mode == bk.DET_GREEDY, [(0, len(points) - 1)], []
+        for lo, hi in ranges:  # breadth first; the list grows while it is walked
+            costs = [split_cost(lo, hi, i, det) for i in range(lo, hi + 1)]
+            brk = lo + max(i for i, c in enumerate(costs) if c == min(costs))
+            if brk == hi:
+                continue
+            breaks.append(brk)
+            ranges += ([(brk + 1, hi)] if brk + 1 != hi else []) + ([(lo, brk)] if brk != lo
+                                                                     else [])
+        tops = [vals[b] for b in sorted([*breaks, len(points) - 1])]
+        return [(t, p / total) for t, p in zip(tops, by_value(tops)[0], strict=True)]
+    if mode == bk.QUANTIZED:
+        return reference_quantized(vals, max_num_buckets)
+    best, best_cost = None, math.inf
+    for n in range(1, max_num_buckets + 1):
+        grid = [float(2 ** i) for i in range(max(0, math.floor(math.log2(vals[-1] / n))))
+                ] if vals[-1] > 0 else []
+        grid += [vals[-1] * (i + 1) / n for i in range(n - 1)] + [vals[-1]]
+        probs = by_value(grid)[0]
+        tops = [max(v for v in vals if v <= t) for t, p in zip(grid, probs, strict=True) if p]
+        buckets = [bk.Bucket(t, p / total) for t, p in zip(tops, [p for p in probs if p],
+                                                               strict=True)]
+        cost = bk.exhaustive_cost(points, buckets, mode == bk.DET_EXHAUSTIVE)
+        if cost < best_cost:
+            best, best_cost = [(b.val, b.prob) for b in buckets], cost
+    return best
+
+
+@pytest.mark.parametrize("mode", bk.BUCKETING_MODES)
+def test_the_fast_algorithms_find_what_walking_every_point_finds(mode):
+    rnd = random.Random(mode)
+    shapes = [lambda: float(rnd.randint(0, 3000)), lambda: rnd.random() * 5000,
+              lambda: float(rnd.choice([1, 2, 3])), lambda: rnd.choice([99.0, 99.0, 100.0, 1.0]),
+              lambda: float(rnd.choice([rnd.randint(200, 260), rnd.randint(1500, 1600)]))]
+    for case in range(60):
+        draw = shapes[case % len(shapes)]
+        max_num_buckets = rnd.choice([1, 3, 10])
+        s = memory_state(mode, max_num_buckets=max_num_buckets)
+        s.num_sampling_points = 1
+        for _ in range(rnd.randint(1, 40)):
+            s.add(draw())
+            expected = reference_buckets(mode, s.points, max_num_buckets)
+            got = [(b.val, b.prob) for b in s.buckets]
+            assert [v for v, _ in got] == [v for v, _ in expected], (case, s.points)
+            assert [p for _, p in got] == pytest.approx([p for _, p in expected])
+
+
+@pytest.mark.parametrize("mode", bk.BUCKETING_MODES)
+def test_recomputations_are_bounded_over_many_completions(mode):
+    """Every point recomputes the buckets during the first ``eager_points`` points (as
+    CCTools); after that only when the points grew by ``growth``: over N points about
+    eager + log(N / eager) / log(1 + growth) computations, not N."""
+    s = bk.BucketingState(mode=mode, default_value=1000)
+    rnd = random.Random(4)
+    n = 20_000
+    for _ in range(n):
+        s.add(float(rnd.choice([rnd.randint(200, 260), rnd.randint(1500, 1600)])))
+    eager = s.eager_points - s.num_sampling_points + 1
+    bound = eager + math.log(n / s.eager_points) / math.log(1 + s.growth) + 1
+    assert eager < s.updates <= bound, s.updates
+    assert s.updates < 600
+    assert s.num_points == n and len(s.points) == n
+
+
+def test_the_first_points_recompute_at_every_epoch_as_cctools():
+    s = memory_state(bk.GREEDY, [500] * 9)
+    assert s.updates == 0
+    for k in range(1, 101):
+        s.add(500 + k)
+        assert s.updates == k and s.buckets[-1].val == 500 + k
+    epoch = bk.BucketingState(default_value=1000, update_epoch=3)
+    for _ in range(30):
+        epoch.add(1)
+    assert epoch.updates == 7  # points 10, 13, ..., 28
+
+
+def test_between_computations_a_larger_point_raises_the_top_bucket():
+    """Past the eager points the buckets wait for the next computation, but a value above the
+    largest bucket raises it at once (a computation would make it the top bucket too)."""
+    s = bk.BucketingState(mode=bk.DET_GREEDY, default_value=1000, eager_points=20,
+                          growth=0.5)  # computed at points 10..20, then at 30
+    for v in BIMODAL * 2:
+        s.add(v)
+    updates, top = s.updates, s.buckets[-1]
+    s.add(2500)
+    assert s.updates == updates                       # no computation ...
+    assert s.buckets[-1] == bk.Bucket(2500, top.prob)  # ... but the top follows the point
+    assert s.predict(2100) == 2500
+    s.add(600)
+    assert s.buckets[-1].val == 2500 and s.updates == updates
