@@ -117,6 +117,21 @@ def test_a_task_that_breaks_its_bucket_gets_a_larger_one(mode):
         assert s.predict(2100) == 4000
 
 
+@pytest.mark.parametrize("mode", bk.BUCKETING_MODES)
+def test_a_retried_task_that_used_none_of_a_resource_gets_none_as_in_cctools(mode):
+    """Every task used 0 MB of disk; a task retried for its memory predicts disk above the 0
+    it used: CCTools' formula gives 0 (log(0) = -inf in C), it must not raise."""
+    m = bk.BucketingManager(mode)
+    for task_id in range(12):
+        m.predict(task_id)
+        m.add_report(task_id, {"cores": 1, "memory": 300, "disk": 0, "gpus": 0}, True)
+    m.predict(99)
+    m.add_report(99, {"cores": 1, "memory": 900, "disk": 0, "gpus": 0}, False,
+                 frozenset({"memory"}))
+    again = m.predict(99)
+    assert again["disk"] == 0 and again["memory"] > 300
+
+
 def test_greedy_split_cost_by_hand():
     # Points 1 (significance 1) and 9 (significance 2).  Breaking after 1: p1 = 1/3,
     # p2 = 2/3; cost = p1 p2 (9 - 1) + p2 p1 (1 + 9 - 9) = 2.  Not breaking: 9 - 19/3 = 8/3.

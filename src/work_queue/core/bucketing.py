@@ -205,9 +205,12 @@ class BucketingState:
     def grow(self, prev_val: float) -> float:
         """The first ``default * rate**k`` above ``prev_val`` (k may be 0 or negative when
         ``prev_val`` is below the default), as ``bucketing_predict`` grows a value.  With a
-        default of 0 (gpus) CCTools' formula gives 0; so does this."""
-        if self.default_value <= 0:
-            return self.default_value
+        default of 0 (gpus) CCTools' formula gives 0; so does this.  So it does from a
+        ``prev_val`` of 0 (a retried task that used none of a resource every task used none
+        of, e.g. disk): log(0) is -inf in C and the power underflows to 0; Python's log would
+        raise and stop the manager."""
+        if self.default_value <= 0 or prev_val <= 0:
+            return 0.0 if prev_val <= 0 else self.default_value
         exp = math.floor(math.log(prev_val / self.default_value) / math.log(self.increase_rate))
         return float(self.default_value * self.increase_rate ** (exp + 1))
 
