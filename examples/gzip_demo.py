@@ -72,7 +72,13 @@ def main() -> int:
           f"outputs verified: {'yes' if ok else 'NO'}")
     q.close()
     for w in workers:
-        w.wait(timeout=30)
+        # A worker that started after every task was done (a slow start on a busy machine)
+        # keeps trying to connect until its --timeout: it had nothing to do, so stop it.
+        try:
+            w.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            w.terminate()
+            w.wait(timeout=30)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 
