@@ -348,9 +348,9 @@ class Bookkeeping:
                 box.cores, box.memory, box.disk) != w.shape[:3]:
             # Ramp down (more workers than tasks): give the task all the worker's free space.
             box = box.copy()
-            box.cores = 0 if box.gpus > 0 else w.shape[0] - w.inuse_cores
-            box.memory = w.shape[1] - w.inuse_memory
-            box.disk = w.shape[2] - w.inuse_disk
+            box.cores = 0.0 if box.gpus > 0 else float(w.shape[0] - w.inuse_cores)
+            box.memory = float(w.shape[1] - w.inuse_memory)
+            box.disk = float(w.shape[2] - w.inuse_disk)
             box.merge_max(minimum)
         return box
 

@@ -27,13 +27,13 @@ class Resources:
     with ``get`` and ``set``.
     """
 
-    cores: float = -1
-    memory: float = -1
-    disk: float = -1
-    gpus: float = -1
-    wall_time: float = -1
-    end: float = -1
-    start: float = -1
+    cores: float = -1.0
+    memory: float = -1.0
+    disk: float = -1.0
+    gpus: float = -1.0
+    wall_time: float = -1.0
+    end: float = -1.0
+    start: float = -1.0
     extra: tuple[tuple[str, float], ...] = ()
 
     def copy(self) -> Resources:
@@ -149,7 +149,17 @@ def allocation_box(limits: Resources, minimum: Resources | None, worker: WorkerR
                 setattr(box, name, 0)
     if minimum is not None:
         box.merge_max(minimum)
+    _as_floats(box)
     return box
+
+
+def _as_floats(box: Resources) -> None:
+    """Doubles, as CCTools' rmsummary holds them (``t.resources_allocated.cores`` is 1.0):
+    done once per box, which is memoised per task kind and worker shape."""
+    box.cores = float(box.cores)
+    box.memory = float(box.memory)
+    box.disk = float(box.disk)
+    box.gpus = float(box.gpus)
 
 
 def _proportional_share(box: Resources, shape: tuple[int, int, int, int],

@@ -193,7 +193,7 @@ class Task:
     def _set_resource(self, name: str, value: float) -> int:
         if value is None:
             value = -1
-        setattr(self.resources_requested, name, -1 if value < 0 else value)
+        setattr(self.resources_requested, name, -1.0 if value < 0 else float(value))
         return 1
 
     def specify_cores(self, cores: float) -> int:
