@@ -7,13 +7,19 @@ the one that joined."""
 
 from __future__ import annotations
 
+import os
 import time
+
+import pytest
 
 import work_queue as wq
 
 from .conftest import wait_all
 
 
+@pytest.mark.skipif(bool(os.environ.get("WQ_TEST_WORKER")),
+                    reason="prefetching is our worker's extension (wq-py-prefetch); another "
+                           "worker never holds a task ahead")
 def test_the_queued_task_moves_to_a_worker_that_joins(queue, workers):
     tasks = [wq.Task("sleep 1.5; dirname $PWD") for _ in range(2)]
     for t in tasks:
