@@ -11,7 +11,7 @@ import sys
 from ..version import __version__
 from ..worker.coprocess import CoprocessError
 from ..worker.worker import Worker, WorkerConfig
-from .common import parse_size_mb, parse_time, setup_debug
+from .common import parse_metric, parse_size_mb, parse_time, setup_debug
 
 
 def _resource(parse):  # type: ignore[no-untyped-def]
@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: CATALOG_HOST, else localhost:9097)")
     p.add_argument("-d", "--debug", action="append", help="debug flags (e.g. all)")
     p.add_argument("-o", "--debug-file", help="write debug output to this file")
-    p.add_argument("--debug-rotate-max", help="accepted and ignored")
+    p.add_argument("--debug-rotate-max", type=parse_metric, default=10 << 20,
+                   help="rotate the debug file to FILE.old past this size (default 10M, "
+                   "0 disables)")
     p.add_argument("-P", "--password", help="file holding the manager's password")
     p.add_argument("-t", "--timeout", type=parse_time, help="idle and connect timeout")
     p.add_argument("--idle-timeout", type=parse_time, default=900.0)
@@ -65,13 +67,53 @@ def build_parser() -> argparse.ArgumentParser:
                         "that factory's workers within its --max-workers)")
     p.add_argument("--disable-warm-python", action="store_true",
                    help="run Python tasks in a new interpreter each, as CCTools does")
-    # Accepted and ignored, like CCTools
-    for flag in ("-a", "--advertise", "-c", "--measure-capacity", "--disable-symlinks"):
+    p.add_argument("--disable-symlinks", action="store_true",
+                   help="give each sandbox its own copy of the cached inputs, not links")
+    p.add_argument("--bandwidth", metavar="BPS",
+                   help="most bytes per second the worker's transfers take (e.g. 100M)")
+    p.add_argument("-w", "--tcp-window-size", type=parse_metric, default=0, metavar="SIZE",
+                   help="TCP window size (SO_SNDBUF and SO_RCVBUF of the connection)")
+    p.add_argument("--volatility", type=float, default=0.0, metavar="CHANCE",
+                   help="chance (0 to 1) per minute that the worker disconnects (simulates "
+                   "worker failures, for testing only)")
+    p.add_argument("--volatility-interval", type=parse_time, default=60.0,
+                   help=argparse.SUPPRESS)  # seconds between volatility checks (tests)
+    # Accepted and ignored, like CCTools (deprecated there)
+    for flag in ("-a", "--advertise", "-c", "--measure-capacity"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
-    for flag in ("-z", "--disk-threshold", "--memory-threshold", "-w", "--tcp-window-size",
-                 "--bandwidth", "--volatility", "--task-wrapper", "-p"):
+    for flag in ("-z", "--disk-threshold", "--memory-threshold", "--task-wrapper", "-p"):
         p.add_argument(flag, help=argparse.SUPPRESS)
+    # Refused, with the reason (see REFUSED)
+    for flag in ("--disk-allocation", "--foreman"):
+        p.add_argument(flag, action="append_const", const=flag, dest="refused",
+                       help=argparse.SUPPRESS)
+    for flags in (("-f", "--foreman-name"), ("--foreman-port",), ("-Z", "--foreman-port-file"),
+                  ("-F", "--fast-abort"), ("--specify-log",), ("--tlq",)):
+        p.add_argument(*flags, action=_Refused, dest="refused", help=argparse.SUPPRESS)
     return p
+
+
+_FOREMAN = "foreman mode is not supported by this worker (it serves tasks itself)"
+#: CCTools flags this worker refuses, and why.
+REFUSED = {
+    "--disk-allocation": "--disk-allocation is not supported: it needs root access to make "
+                         "loop devices for the sandboxes",
+    "--foreman": _FOREMAN,
+    "-f": _FOREMAN, "--foreman-name": _FOREMAN, "--foreman-port": _FOREMAN,
+    "-Z": _FOREMAN, "--foreman-port-file": _FOREMAN, "-F": _FOREMAN, "--fast-abort": _FOREMAN,
+    "--specify-log": "--specify-log is the foreman's statistics log, and " + _FOREMAN,
+    "--tlq": "--tlq is not supported: TLQ (the Transaction Log Query service) is not part "
+             "of this worker",
+}
+
+
+class _Refused(argparse.Action):
+    """A flag with a value that is refused (see REFUSED)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        namespace.refused = [*items, option_string]
 
 
 def parse_address(words: list[str]) -> tuple[str, int]:
@@ -118,6 +160,12 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     cfg.factory_name = args.from_factory
     cfg.ssl = args.ssl
     cfg.warm_python = not args.disable_warm_python
+    cfg.copy_inputs = args.disable_symlinks
+    cfg.bandwidth = parse_metric(args.bandwidth) if args.bandwidth else 0
+    cfg.tcp_window = args.tcp_window_size
+    if not 0.0 <= args.volatility <= 1.0:
+        raise ValueError("--volatility is a chance between 0 and 1")
+    cfg.volatility, cfg.volatility_interval = args.volatility, args.volatility_interval
     if args.coprocess:
         exe = shutil.which(args.coprocess) or os.path.abspath(args.coprocess)
         if not os.access(exe, os.X_OK):
@@ -149,15 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(f"work_queue_worker version {__version__} (pure Python; protocol 11)")
         return 0
-    setup_debug(args.debug, args.debug_file, "work_queue_worker")
+    if args.refused:
+        parser.error(REFUSED[args.refused[0]])
+    setup_debug(args.debug, args.debug_file, "work_queue_worker", args.debug_rotate_max)
     try:
         cfg = config_from_args(args)
         if cfg.workdir:
             os.makedirs(cfg.workdir, exist_ok=True)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, argparse.ArgumentTypeError) as e:
         parser.error(str(e))
     for var in ("CORES", "MEMORY", "DISK", "GPUS"):
         os.environ.pop(var, None)
+    if args.bandwidth:  # as CCTools: its tasks (and their foremen) see the setting
+        os.environ["WORK_QUEUE_BANDWIDTH"] = args.bandwidth
 
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

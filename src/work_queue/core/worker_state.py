@@ -28,6 +28,7 @@ timeout and the worker's own wall time end the session.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from ..constants import (
@@ -46,8 +47,8 @@ from ..protocol.task_block import TaskSpec
 # Where a task is in its life on the worker.
 WAITING, RUNNING, FINISHED, REPORTED = "waiting", "running", "finished", "reported"
 
-# How a session ends (decided here: idle timeout and the worker's wall time).
-IDLED_OUT, WALL_TIME = "idle", "wall_time"
+# How a session ends (decided here: idle timeout, the worker's wall time, --volatility).
+IDLED_OUT, WALL_TIME, VOLATILE = "idle", "wall_time", "volatility"
 
 #: Coprocess names that need an instance of the worker's own coprocess (``--coprocess``).
 COPROCESS_PREFIX = "wq_worker_coprocess:"
@@ -70,6 +71,10 @@ class WorkerLimits:
     #: the feature of the worker's coprocess (``--coprocess``), "" if none, and its instances
     coprocess: str = ""
     coprocess_instances: int = 0
+    #: --volatility: the chance, at each check ``volatility_interval`` s apart, that the
+    #: worker disconnects (CCTools checks once a minute; a testing aid)
+    volatility: float = 0.0
+    volatility_interval: float = 60.0
 
 
 @dataclass(slots=True)
@@ -237,10 +242,10 @@ class SendMessage:
 
 @dataclass(frozen=True, slots=True)
 class EndSession:
-    """Say goodbye with ``message`` and end the session (``outcome``: why)."""
+    """Say goodbye with ``message`` (if any) and end the session (``outcome``: why)."""
 
     outcome: str
-    message: m.Message
+    message: m.Message | None
 
 
 Instruction = (StartTask | KillTask | DropTask | SendResult | SendUpdates | SendMessage
@@ -264,6 +269,8 @@ class WorkerState:
         #: the manager confirmed extensions.PUSH_RESULTS: results go out as tasks end
         self.push_results = False
         self.last_activity = now
+        #: when --volatility next rolls the dice
+        self.next_volatility_check = now + limits.volatility_interval
         self._handlers = {
             TaskReceived: self._task_received, TaskExited: self._task_exited,
             TaskNotStarted: self._task_not_started, TaskDeferred: self._task_deferred,
@@ -303,6 +310,8 @@ class WorkerState:
             timeout = min(timeout, self.last_activity + self.limits.idle_timeout - now + 0.01)
         if self.limits.end_time:
             timeout = min(timeout, self.limits.end_time - now)
+        if self.limits.volatility:
+            timeout = min(timeout, self.next_volatility_check - now)
         return max(0.0, timeout)
 
     # -- events ---------------------------------------------------------------------------------
@@ -412,6 +421,11 @@ class WorkerState:
             return
         if lim.end_time and now >= lim.end_time:
             out.append(EndSession(WALL_TIME, m.Info("wall_time_exhausted", "0")))
+        elif lim.volatility and now >= self.next_volatility_check:
+            # As CCTools: disconnect without a word, else look again an interval later.
+            if random.random() < lim.volatility:
+                out.append(EndSession(VOLATILE, None))
+            self.next_volatility_check = now + lim.volatility_interval
 
     # -- rules ----------------------------------------------------------------------------------
 

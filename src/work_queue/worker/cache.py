@@ -30,8 +30,10 @@ class Cache:
     #: small files costs more than the rest of a short task).
     SMALL_LIMIT = 64 << 10
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, copy: bool = False) -> None:
         self.root = root
+        #: sandboxes get copies of the objects, not hard links (--disable-symlinks)
+        self.copy = copy
         os.makedirs(root, exist_ok=True)
         self.lazy: dict[str, LazyObject] = {}
         #: cache name -> (contents, mode) of small objects kept in memory
@@ -68,7 +70,7 @@ class Cache:
         """Put object ``name`` at path ``dst`` (a task's sandbox)."""
         small = self.small.get(name)
         if small is None:
-            link_or_copy(self.path(name), dst)
+            link_or_copy(self.path(name), dst, self.copy)
             return
         data, mode = small
         parent = os.path.dirname(dst)

@@ -81,18 +81,22 @@ class TaskRun:
         return self.pid > 0 and not self.done
 
 
-def link_or_copy(src: str, dst: str) -> None:
-    """Put cache object ``src`` at ``dst``: hard links for files, a tree of them for dirs."""
+def link_or_copy(src: str, dst: str, copy: bool = False) -> None:
+    """Put cache object ``src`` at ``dst``: hard links for files, a tree of them for dirs;
+    copies with ``copy`` (--disable-symlinks)."""
     if os.path.isdir(src) and not os.path.islink(src):
         os.makedirs(dst, exist_ok=True)
         for entry in os.scandir(src):
-            link_or_copy(entry.path, os.path.join(dst, entry.name))
+            link_or_copy(entry.path, os.path.join(dst, entry.name), copy)
         return
     parent = os.path.dirname(dst)
     if parent:
         os.makedirs(parent, exist_ok=True)
     if os.path.islink(src):
         os.symlink(os.readlink(src), dst)
+        return
+    if copy:
+        shutil.copy2(src, dst)
         return
     try:
         os.link(src, dst)

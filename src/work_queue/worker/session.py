@@ -91,7 +91,7 @@ class Session:
         self.out = bytearray()
         buf = bytearray(1 << 20)
         self._recv_buffer = (buf, memoryview(buf))
-        self.cache = Cache(os.path.join(worker.workspace, "cache"))
+        self.cache = Cache(os.path.join(worker.workspace, "cache"), self.cfg.copy_inputs)
         #: the tasks the worker holds (what the core decides about them is in ``core``)
         self.tasks: dict[int, TaskRun] = {}
         pool = worker.coprocesses
@@ -99,13 +99,14 @@ class Session:
             WorkerLimits(worker.cores, worker.memory, worker.disk, worker.gpus,
                          self.cfg.idle_timeout, worker.end_time,
                          pool.feature if pool is not None else "",
-                         len(pool.instances) if pool is not None else 0),
+                         len(pool.instances) if pool is not None else 0,
+                         self.cfg.volatility, self.cfg.volatility_interval),
             time.time())
         #: a task block being read line by line (it did not arrive all at once)
         self.pending_task: TaskSpec | None = None
         self.incoming = Incoming(self.cache)
         self.outgoing = Outgoing(self.cache, worker.workspace, sock, self.cfg.io_timeout,
-                                 self.send, self.flush)
+                                 self.send, self.flush, self.cfg.bandwidth)
         self.debug = logger.isEnabledFor(logging.DEBUG)
         self.last_watch = 0.0
         self.watcher = ReadWatcher()
@@ -283,7 +284,8 @@ class Session:
             elif kind is ws.SendUpdates:
                 self._send_updates(self.tasks[ins.task_id])  # type: ignore[union-attr]
             elif kind is ws.EndSession:
-                self.send(ins.message.encode())  # type: ignore[union-attr]
+                if ins.message is not None:  # type: ignore[union-attr]
+                    self.send(ins.message.encode())  # type: ignore[union-attr]
                 self.flush()
                 self.outcome = ins.outcome  # type: ignore[union-attr]
 

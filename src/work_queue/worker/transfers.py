@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -125,8 +126,12 @@ class Outgoing:
     """Replies to ``get``: one output (a file or a directory tree) from the cache."""
 
     def __init__(self, cache: Cache, workspace: str, sock: socket.socket, io_timeout: float,
-                 send: Callable[[bytes], None], flush: Callable[[], None]) -> None:
+                 send: Callable[[bytes], None], flush: Callable[[], None],
+                 bandwidth: int = 0) -> None:
         self.cache = cache
+        #: most bytes per second to send (--bandwidth; 0 = unlimited), and bytes sent
+        self.bandwidth = bandwidth
+        self.sent = 0
         self.workspace = workspace
         self.sock = sock
         self.io_timeout = io_timeout
@@ -136,10 +141,23 @@ class Outgoing:
         self.encoded_names = False
 
     def send_output(self, name: str) -> None:
+        if not self.bandwidth:
+            self._send_output(name)
+            return
+        # As CCTools' manager with a bandwidth: the reply takes at least size / bandwidth.
+        start, self.sent = time.time(), 0
+        self._send_output(name)
+        self.flush()
+        delay = start + self.sent / self.bandwidth - time.time()
+        if delay > 0:
+            time.sleep(delay)
+
+    def _send_output(self, name: str) -> None:
         small = self.cache.small.get(name)
         end = m.End().encode()
         if small is not None:
             self.send(m.FileItem(self._wire(name), len(small[0])).encode() + small[0] + end)
+            self.sent += len(small[0])
             return
         try:
             path = self.cache.path(name)
@@ -209,6 +227,7 @@ class Outgoing:
                 self.sock.settimeout(self.io_timeout)
                 try:
                     self.sock.sendfile(f, 0, size)
+                    self.sent += size
                 finally:
                     self.sock.setblocking(False)
 

@@ -76,6 +76,15 @@ class WorkerConfig:
     coprocess_disk: int = -1
     coprocess_gpus: int = -1
     watch_interval: float = 1.0
+    #: --disable-symlinks: sandboxes get copies of cached inputs, never links to them
+    copy_inputs: bool = False
+    #: --bandwidth: most bytes per second of the worker's transfers (0 = unlimited)
+    bandwidth: int = 0
+    #: --tcp-window-size: SO_SNDBUF and SO_RCVBUF of the connection (0 = the system's)
+    tcp_window: int = 0
+    #: --volatility: chance per check (every ``volatility_interval`` s) of disconnecting
+    volatility: float = 0.0
+    volatility_interval: float = 60.0
 
 
 class Worker:
@@ -159,11 +168,12 @@ class Worker:
             if found is None:
                 return None
             sock, self.config.host, self.config.port, record_ssl = found
+            _set_window(sock, self.config.tcp_window)
             use_ssl = use_ssl or record_ssl
         else:
             try:
-                sock = socket.create_connection((self.config.host, self.config.port),
-                                                timeout=15)
+                sock = _open_connection(self.config.host, self.config.port,
+                                        self.config.tcp_window)
             except OSError as e:
                 logger.info("cannot connect to %s:%d: %s", self.config.host, self.config.port,
                             e)
@@ -178,6 +188,35 @@ class Worker:
                 sock.close()
                 return None
         return sock
+
+
+def _open_connection(host: str, port: int, window: int) -> socket.socket:
+    """A connection to ``host:port``, its buffers of ``window`` bytes if given (set before
+    connecting, as CCTools' link_window_set, so the TCP window scale fits them)."""
+    if not window:
+        return socket.create_connection((host, port), timeout=15)
+    error: OSError = OSError(f"cannot resolve {host}")
+    for family, kind, proto, _name, addr in socket.getaddrinfo(host, port, 0,
+                                                                socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            _set_window(sock, window)
+            sock.settimeout(15)
+            sock.connect(addr)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error
+
+
+def _set_window(sock: socket.socket, window: int) -> None:
+    if window:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, window)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, window)
+        logger.debug("TCP window %d bytes (the kernel keeps %d for sending, %d for receiving)",
+                     window, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                     sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
 def _warm_python() -> bool:
