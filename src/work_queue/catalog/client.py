@@ -115,12 +115,16 @@ def format_catalogs(catalogs: Sequence[tuple[str, int]]) -> str:
 
 # -- HTTP ----------------------------------------------------------------------------------------
 
-def http_get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """One ``GET``; returns (status code, body).  Accepts the bare-``\\n`` headers CCTools
-    servers write.  Raises CatalogError when the server cannot be reached or says nothing."""
+def http_get(host: str, port: int, path: str, timeout: float = 5.0,
+             tls: bool = False) -> tuple[int, bytes]:
+    """One ``GET`` (HTTPS with ``tls``, the certificate not verified); returns (status code,
+    body).  Accepts the bare-``\\n`` headers CCTools servers write.  Raises CatalogError when
+    the server cannot be reached or says nothing."""
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as plain, \
+                (client_context().wrap_socket(plain, server_hostname=host) if tls
+                 else plain) as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                          "Connection: close\r\n\r\n".encode())
             data = _read_all(sock, deadline)
@@ -174,21 +178,22 @@ def _reason(e: BaseException) -> str:
 # -- catalog queries -----------------------------------------------------------------------------
 
 def query_catalog(host: str, port: int, filter_expr: str | None = None,
-                  timeout: float = 5.0) -> list[dict]:
+                  timeout: float = 5.0, tls: bool = False) -> list[dict]:
     """The records of the catalog at ``host:port`` for which the JX ``filter_expr`` is true
     (all records when None).  Sends ``/query/<base64>`` like CCTools, and falls back to
-    ``/query.json`` (filtering here) if the server does not understand it."""
+    ``/query.json`` (filtering here) if the server does not understand it.  ``tls``: over
+    HTTPS (a catalog server's --ssl-port)."""
     deadline = time.monotonic() + timeout
     expr = filter_expr.strip() if filter_expr else "true"
     path = "/query/" + base64.b64encode(expr.encode()).decode()
-    code, body = http_get(host, port, path, timeout)
+    code, body = http_get(host, port, path, timeout, tls)
     if code == 400:
         raise CatalogError(f"catalog {host}:{port} rejected the filter {expr!r}: "
                            f"{' '.join(body.decode('utf-8', 'replace').split())[:200]}")
     records = _json_records(body) if code == 200 else None
     if records is None:
         left = max(0.1, deadline - time.monotonic())
-        code2, body2 = http_get(host, port, "/query.json", left)
+        code2, body2 = http_get(host, port, "/query.json", left, tls)
         records = _json_records(body2) if code2 == 200 else None
         if records is None:
             raise CatalogError(f"catalog {host}:{port} did not send a JSON list of records")

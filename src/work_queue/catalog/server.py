@@ -31,6 +31,7 @@ import json
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -117,6 +118,7 @@ class CatalogServer:
         lifetime: seconds a record lives after its last update.
         history_dir: keep the history (deltadb format) there, and reload the table from it.
         update_hosts: catalogs to report this server to (``type:"catalog"``), none by default.
+        ssl_context: also answer queries over HTTPS, on ``ssl_port`` (0 picks a free one).
     """
 
     def __init__(self, port: int = DEFAULT_PORT, interface: str = "", lifetime: float = 1800,
@@ -124,7 +126,8 @@ class CatalogServer:
                  update_interval: float = 300, max_jobs: int = 50,
                  query_timeout: float = 60.0, name: str | None = None,
                  update_log: str | None = None, max_records: int = MAX_RECORDS,
-                 clean_interval: float = 60.0) -> None:
+                 clean_interval: float = 60.0, ssl_context: ssl.SSLContext | None = None,
+                 ssl_port: int = 0) -> None:
         if lifetime <= 0:
             raise ValueError(f"lifetime must be positive, not {lifetime}")
         self.lifetime = float(lifetime)
@@ -138,6 +141,11 @@ class CatalogServer:
         self.owner = getpass.getuser()
         self.starttime = time.time()
         self._bind(interface, int(port))
+        self.ssl_context = ssl_context
+        self.ssl_sock: socket.socket | None = None
+        self.ssl_port = 0
+        if ssl_context is not None:
+            self._bind_ssl(interface, int(ssl_port))
         self.records: dict[str, dict] = {}
         self.series: dict[str, collections.deque[list[float]]] = {}
         self.lock = threading.Lock()
@@ -200,6 +208,21 @@ class CatalogServer:
                       f"TCP {port + 1 if port else 'port+1'}): "
                       f"{last.strerror if last else 'unknown error'}")
 
+    def _bind_ssl(self, interface: str, port: int) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((interface, port))
+            s.listen(128)
+        except OSError as e:
+            s.close()
+            for other in (self.query_sock, self.udp_sock, self.update_sock):
+                other.close()
+            raise OSError(e.errno, f"catalog_server: could not listen on {interface or '*'} "
+                          f"SSL TCP port {port}: {e.strerror}") from None
+        s.setblocking(False)
+        self.ssl_sock, self.ssl_port = s, s.getsockname()[1]
+
     # -- running ---------------------------------------------------------------------------------
 
     def start(self) -> CatalogServer:
@@ -229,6 +252,8 @@ class CatalogServer:
         sel.register(self.udp_sock, selectors.EVENT_READ, "udp")
         sel.register(self.update_sock, selectors.EVENT_READ, "update-listen")
         sel.register(self.query_sock, selectors.EVENT_READ, "query-listen")
+        if self.ssl_sock is not None:
+            sel.register(self.ssl_sock, selectors.EVENT_READ, "ssl-listen")
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         pending: dict[int, _UpdateConn] = {}
         try:
@@ -236,16 +261,7 @@ class CatalogServer:
                 for key, _ in sel.select(1.0):
                     what = key.data
                     try:
-                        if what == "udp":
-                            self._read_udp()
-                        elif what == "update-listen":
-                            self._accept_updates(sel, pending)
-                        elif what == "query-listen":
-                            self._accept_queries()
-                        elif what == "wake":
-                            self._wake_r.recv(64)
-                        else:
-                            self._read_update(sel, pending, what)
+                        self._ready(what, sel, pending)
                     except Exception as e:  # never let one bad peer stop the server
                         self._log.warn("internal", f"error handling {what}: {e!r}")
                         logger.debug("details", exc_info=True)
@@ -255,14 +271,31 @@ class CatalogServer:
                 c.sock.close()
             sel.close()
             for s in (self.query_sock, self.udp_sock, self.update_sock, self._wake_r,
-                      self._wake_w):
-                s.close()
+                      self._wake_w, self.ssl_sock):
+                if s is not None:
+                    s.close()
             self._resolver.shutdown(wait=False, cancel_futures=True)
             self._proxy.shutdown(wait=False, cancel_futures=True)
             if self.history:
                 self.history.close()
             if self.update_log:
                 self.update_log.close()
+
+    def _ready(self, what: Any, sel: selectors.BaseSelector,
+               pending: dict[int, _UpdateConn]) -> None:
+        """Serve the socket ``what`` names that is ready to read."""
+        if what == "udp":
+            self._read_udp()
+        elif what == "update-listen":
+            self._accept_updates(sel, pending)
+        elif what == "query-listen":
+            self._accept_queries(self.query_sock, None)
+        elif what == "ssl-listen" and self.ssl_sock is not None:
+            self._accept_queries(self.ssl_sock, self.ssl_context)
+        elif what == "wake":
+            self._wake_r.recv(64)
+        else:
+            self._read_update(sel, pending, what)
 
     def _housekeeping(self, sel: selectors.BaseSelector, pending: dict[int, _UpdateConn]) -> None:
         now = time.time()
@@ -453,10 +486,10 @@ class CatalogServer:
         records.sort(key=lambda r: str(r.get("name") or "unknown").lower())
         return records
 
-    def _accept_queries(self) -> None:
+    def _accept_queries(self, listener: socket.socket, tls: ssl.SSLContext | None) -> None:
         for _ in range(100):
             try:
-                sock, addr = self.query_sock.accept()
+                sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -473,13 +506,17 @@ class CatalogServer:
                     pass
                 sock.close()
                 continue
-            threading.Thread(target=self._serve_query, args=(sock, addr), daemon=True,
+            threading.Thread(target=self._serve_query, args=(sock, addr, tls), daemon=True,
                              name="catalog-query").start()
 
-    def _serve_query(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+    def _serve_query(self, sock: socket.socket, addr: tuple[str, int],
+                     tls: ssl.SSLContext | None = None) -> None:
         try:
             sock.setblocking(True)
             deadline = time.monotonic() + min(REQUEST_TIMEOUT, self.query_timeout)
+            if tls is not None:  # the handshake, in this query's thread (as CCTools' child)
+                sock.settimeout(min(REQUEST_TIMEOUT, self.query_timeout))
+                sock = tls.wrap_socket(sock, server_side=True)
             head = bytearray()
             while b"\n\n" not in head.replace(b"\r", b""):
                 left = deadline - time.monotonic()
