@@ -38,10 +38,15 @@ _LAZY = {
     "RemoteTask": ".manager.remote_task",
     "Factory": ".manager.factory",
 }
+#: Loaded on first use too, but left out of ``__all__``: ``from work_queue import *`` (which
+#: ``ndcctools.work_queue`` does) must not import Dask, an optional dependency.
+_LAZY_OPTIONAL = {
+    "DaskWQ": ".dask_executor",
+}
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
+    module = _LAZY.get(name) or _LAZY_OPTIONAL.get(name)
     if module is None:
         raise AttributeError(f"module 'work_queue' has no attribute {name!r}")
     import importlib
@@ -52,7 +57,7 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_OPTIONAL))
 
 
 def specify_port_range(low_port: int, high_port: int) -> None:
