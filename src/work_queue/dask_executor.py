@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
+import cloudpickle  # type: ignore[import-untyped]
 
 from . import dask_remote
 from .constants import WORK_QUEUE_RESULT_SUCCESS
@@ -145,6 +145,7 @@ class _GraphRun:
                 if t is None:
                     continue
                 group = self.running.pop(t.id)
+                assert isinstance(t, PythonTask)
                 self._start(self._store(group, self._result_of(t, group), t.hostname))
             return pack_results(self.keys, self.values)
         finally:

@@ -38,16 +38,18 @@ def task_dependencies(tasks: Mapping[Key, Any]) -> dict[Key, set[Key]]:
     """Every task's dependencies; a dependency the graph lacks is the caller's error."""
     try:
         from dask._task_spec import GraphNode
+
+        node_type: type | None = GraphNode
     except ImportError:
-        GraphNode = None  # noqa: N806
+        node_type = None
     from dask.core import get_dependencies
 
     deps: dict[Key, set[Key]] = {}
     for key, node in tasks.items():
-        if GraphNode is not None and isinstance(node, GraphNode):
-            found = set(node.dependencies)
+        if node_type is not None and isinstance(node, node_type):
+            found = set(getattr(node, "dependencies"))  # noqa: B009 (a GraphNode)
         else:
-            found = set(get_dependencies(tasks, key))
+            found = set(get_dependencies(tasks, key))  # type: ignore[call-overload]
         missing = [d for d in found if d not in tasks]
         if missing:
             raise KeyError(f"task {key!r} depends on {missing[0]!r}, which is not in the graph")
