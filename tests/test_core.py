@@ -78,6 +78,7 @@ class FakeTask:
         self.tag = tag
         self.result = wq.WORK_QUEUE_RESULT_UNKNOWN
         self.cmd_execution_time = 0
+        self.exhausted_attempts = self.total_cmd_exhausted_execute_time = 0
         self.total_transfer_time = 0
         self.send_input_start = self.send_input_finish = 0
         self.receive_output_start = self.receive_output_finish = 0

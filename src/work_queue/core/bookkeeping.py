@@ -42,7 +42,7 @@ from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, LABE
 from .instructions import Instruction, SendKill, SendTask, Transition
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
-from .stats import CapacityEstimator, ManagerCounters
+from .stats import CapacityEstimator, ManagerCounters, count_exhausted_attempt
 
 #: Workers lost in a row with a task on them before that task comes back FORSAKEN (the
 #: default of tune("lost-workers-in-a-row")).
@@ -511,6 +511,7 @@ class Bookkeeping:
         if returned:
             return
         if task.result == WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION:
+            count_exhausted_attempt(task)
             if measured is not None:
                 c.exhausted_seen.merge_max(measured)
             if c.next_label(task.resources_requested, measured) != ALLOCATION_ERROR:

@@ -61,6 +61,16 @@ class ManagerCounters:
             self.tasks_exhausted_attempts += 1
 
 
+def count_exhausted_attempt(task: Any) -> None:
+    """The task's own count of attempts that exhausted their allocation, and their time.
+
+    CCTools' ``work_queue_accumulate_task`` counts every such attempt, retried or returned
+    (``t->exhausted_attempts``, ``t->time_workers_execute_exhaustion``, which the Python
+    binding calls ``total_cmd_exhausted_execute_time``); a resubmission resets both."""
+    task.exhausted_attempts += 1
+    task.total_cmd_exhausted_execute_time += int(task.cmd_execution_time)
+
+
 DEFAULT_CAPACITY_TASKS = 10
 REPORTS_MIN = 50
 
