@@ -148,6 +148,9 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         stats_log, transactions_log, debug_log: paths of the three logs.
         ssl: ``True`` for TLS with a fresh self-signed certificate, or a
             ``(key_file, cert_file)`` pair; workers then need ``--ssl``.
+        status_display_interval: in a Jupyter notebook, seconds between redraws of a table
+            of the queue's figures that ``wait()`` keeps up to date (see ``display``); None
+            or under 1: none.  Outside a kernel it does nothing.
     """
 
     def __init__(self, port: int | Sequence[int] = WORK_QUEUE_DEFAULT_PORT,
@@ -219,6 +222,16 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             ins.Note: self._note, ins.BlockHost: self._note,
             ins.CategoryChanged: lambda i: self._log_category(i.category)}
         at_exit.track(self)
+        #: issue 18: the notebook's status display; None (nothing for wait() to do) unless
+        #: asked for inside a Jupyter kernel.
+        self._display: Any = None
+        if status_display_interval is not None:
+            from .display import start_display
+            try:
+                self._display = start_display(self, status_display_interval)
+            except TypeError:
+                self.close()  # a bad interval: give the port back
+                raise
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -241,6 +254,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             return
         self._closed = True
         at_exit.forget(self)
+        if getattr(self, "_display", None) is not None:
+            self._display.refresh(self, force=True)  # the last figures, workers still there
         # issue 5: a last catalog update; the status thread stops before the listener closes
         if hasattr(self, "_status_responder"):
             self._status_responder.stop()
@@ -563,10 +578,14 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         self._advertiser.maybe_update(now)
         try:
             while True:
+                if self._display is not None:
+                    self._display.refresh(self)  # at most every status_display_interval s
                 task = self._state.pop_returned(tag, self._now())
                 if task is not None:
                     if self._state.out:
                         self._carry_out(self._state.collect())  # its DONE line
+                    if self._display is not None and self._state.empty():
+                        self._display.refresh(self, force=True)  # the last task is back
                     return task  # type: ignore[no-any-return]
                 if not self._status_responder.handoff.empty():
                     self._adopt_handoffs()
@@ -707,6 +726,12 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
     def status(self, request: str) -> list[dict[str, Any]]:
         """The JSON records a status client gets for ``request`` (``"tasks"``, ``"workers"``...)."""
         return status.build(self, request, self._now())
+
+    def application_info(self) -> dict[str, Any] | None:
+        """What the notebook status display shows as "application info": override it to
+        return ``{"application_info": {"values": {...}, "units": {...}}}`` (a value whose
+        unit is ``"MB"`` is shown as a size); None shows no such table."""
+        return None
 
     def workers_summary(self) -> list[dict[str, Any]]:
         groups: dict[tuple[int, int, int, int], int] = {}
