@@ -1,7 +1,7 @@
 """The worker flags of CCTools 7.17.1 beyond the common ones (issue 18 item 6), with real
 worker processes: --disable-symlinks, --bandwidth, --tcp-window-size, --volatility,
---debug-rotate-max, and the flags refused with a reason (foreman mode, --disk-allocation,
---tlq)."""
+--debug-rotate-max, the foreman flags' errors, and the flags refused with a reason
+(--disk-allocation, --tlq)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 import work_queue as wq
 from tests.conftest import WORKER_CMD, wait_all, wait_until
 from work_queue.cli.common import parse_metric
+from work_queue.cli.worker import build_parser, foreman_config
 from work_queue.cli.worker import main as worker_main
 
 OURS = WORKER_CMD[0] == sys.executable
@@ -106,13 +107,6 @@ def test_debug_rotate_max_rotates_the_debug_file(queue, workers, tmp_path):
 
 @pytest.mark.parametrize("flags, word", [
     (["--disk-allocation"], "loop device"),
-    (["--foreman"], "foreman"),
-    (["-f", "fm"], "foreman"),
-    (["--foreman-name", "fm"], "foreman"),
-    (["--foreman-port", "9200"], "foreman"),
-    (["-Z", "port.txt"], "foreman"),
-    (["-F", "3"], "foreman"),
-    (["--specify-log", "stats.log"], "foreman"),
     (["--tlq", "9300"], "TLQ"),
 ])
 def test_refused_flags_say_why(capsys, flags, word):
@@ -121,6 +115,34 @@ def test_refused_flags_say_why(capsys, flags, word):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert word in err and "not supported" in err
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--foreman-port", "high"], "PORT or PORT:HIGHPORT"),
+    (["-f", "proj", "-M", "proj"], "share a name"),
+])
+def test_bad_foreman_flags_say_why(capsys, flags, words):
+    # (foremen themselves: tests/test_foreman.py)
+    if "-M" in flags:
+        args = flags
+    else:
+        args = [*flags, "localhost", "9123"]
+    with pytest.raises(SystemExit) as e:
+        worker_main(args)
+    assert e.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_foreman_only_flags_without_a_foreman_are_ignored_with_a_warning(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["-F", "3", "--specify-log", "s.log", "localhost", "9123"])
+    assert foreman_config(args) is None
+    err = capsys.readouterr().err
+    assert "-F only matters with --foreman" in err and "--specify-log only matters" in err
+    for flags in (["--foreman"], ["-f", "fm"], ["--foreman-port", "9200:9300"], ["-Z", "p"]):
+        assert foreman_config(parser.parse_args([*flags, "localhost", "9123"])) is not None
+    assert foreman_config(parser.parse_args(["--foreman-port", "9200:9300", "h", "1"])
+                          ).port == (9200, 9300)
 
 
 def test_bad_values_are_refused(capsys):

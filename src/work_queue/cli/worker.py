@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+from typing import Any
 
 from ..version import __version__
 from ..worker.coprocess import CoprocessError
@@ -83,25 +84,32 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     for flag in ("-z", "--disk-threshold", "--memory-threshold", "--task-wrapper", "-p"):
         p.add_argument(flag, help=argparse.SUPPRESS)
+    # Foreman mode (worker/foreman.py): a manager to workers of its own
+    p.add_argument("--foreman", action="store_true",
+                   help="run as a foreman: a worker to the manager, a manager to its own "
+                   "workers")
+    p.add_argument("-f", "--foreman-name", metavar="NAME",
+                   help="run as a foreman, and advertise to the catalog server as NAME")
+    p.add_argument("--foreman-port", metavar="PORT[:HIGHPORT]",
+                   help="run as a foreman listening on PORT (or the first free port of "
+                   "PORT:HIGHPORT)")
+    p.add_argument("-Z", "--foreman-port-file", metavar="FILE",
+                   help="run as a foreman on any free port, and write the port to FILE")
+    p.add_argument("-F", "--fast-abort", type=float, default=-1.0, metavar="MULT",
+                   help="fast abort multiplier of the foreman (default: off)")
+    p.add_argument("--specify-log", metavar="FILE",
+                   help="write the foreman's statistics to FILE")
     # Refused, with the reason (see REFUSED)
-    for flag in ("--disk-allocation", "--foreman"):
-        p.add_argument(flag, action="append_const", const=flag, dest="refused",
-                       help=argparse.SUPPRESS)
-    for flags in (("-f", "--foreman-name"), ("--foreman-port",), ("-Z", "--foreman-port-file"),
-                  ("-F", "--fast-abort"), ("--specify-log",), ("--tlq",)):
-        p.add_argument(*flags, action=_Refused, dest="refused", help=argparse.SUPPRESS)
+    p.add_argument("--disk-allocation", action="append_const", const="--disk-allocation",
+                   dest="refused", help=argparse.SUPPRESS)
+    p.add_argument("--tlq", action=_Refused, dest="refused", help=argparse.SUPPRESS)
     return p
 
 
-_FOREMAN = "foreman mode is not supported by this worker (it serves tasks itself)"
 #: CCTools flags this worker refuses, and why.
 REFUSED = {
     "--disk-allocation": "--disk-allocation is not supported: it needs root access to make "
                          "loop devices for the sandboxes",
-    "--foreman": _FOREMAN,
-    "-f": _FOREMAN, "--foreman-name": _FOREMAN, "--foreman-port": _FOREMAN,
-    "-Z": _FOREMAN, "--foreman-port-file": _FOREMAN, "-F": _FOREMAN, "--fast-abort": _FOREMAN,
-    "--specify-log": "--specify-log is the foreman's statistics log, and " + _FOREMAN,
     "--tlq": "--tlq is not supported: TLQ (the Transaction Log Query service) is not part "
              "of this worker",
 }
@@ -184,6 +192,34 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     return cfg
 
 
+def foreman_config(args: argparse.Namespace) -> Any:
+    """The foreman's settings when a foreman flag asks for one (as CCTools: --foreman, -f,
+    --foreman-port or -Z), else None."""
+    if not (args.foreman or args.foreman_name or args.foreman_port or args.foreman_port_file):
+        for flag, value in (("-F", args.fast_abort >= 0), ("--specify-log", args.specify_log)):
+            if value:
+                print(f"work_queue_worker: {flag} only matters with --foreman; ignored",
+                      file=sys.stderr)
+        return None
+    if args.foreman_name and args.manager_name == args.foreman_name:
+        raise ValueError(f"the foreman ({args.foreman_name}) and the manager "
+                         f"({args.manager_name}) share a name; make them different")
+    from ..worker.foreman import ForemanConfig  # loads the manager: only for a foreman
+
+    cfg = ForemanConfig(name=args.foreman_name, fast_abort=args.fast_abort,
+                        port_file=args.foreman_port_file)
+    if args.specify_log:
+        cfg.stats_log = os.path.abspath(args.specify_log)
+    if args.foreman_port:
+        low, sep, high = args.foreman_port.partition(":")
+        try:
+            cfg.port = (int(low), int(high)) if sep else int(low)
+        except ValueError:
+            raise ValueError(f"--foreman-port {args.foreman_port!r} is not PORT or "
+                             "PORT:HIGHPORT") from None
+    return cfg
+
+
 def _env_int(value: str | None) -> int | None:
     try:
         return int(value) if value else None
@@ -202,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_debug(args.debug, args.debug_file, "work_queue_worker", args.debug_rotate_max)
     try:
         cfg = config_from_args(args)
+        fcfg = foreman_config(args)
         if cfg.workdir:
             os.makedirs(cfg.workdir, exist_ok=True)
     except (ValueError, OSError, argparse.ArgumentTypeError) as e:
@@ -217,9 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, stop)
     try:
-        worker = Worker(cfg)
+        if fcfg is None:
+            worker = Worker(cfg)
+        else:
+            from ..worker.foreman import Foreman
+
+            worker = Foreman(cfg, fcfg)
     except CoprocessError as e:
         print(f"work_queue_worker: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the foreman's port
+        print(f"work_queue_worker-foreman: {e}", file=sys.stderr)
         return 1
     return worker.run()
 

@@ -1,0 +1,449 @@
+"""One connection of a foreman to its manager: the worker protocol upward, each task handed
+to the foreman's queue (see ``foreman.py`` for the whole picture).
+
+What the manager sends and what the foreman does with it:
+
+* ``put``/``dir``/``puturl``/``putcmd``: into the foreman's cache (``Incoming``, as a worker
+  does, except that every object is a file: the foreman's queue sends inputs by path);
+* a task block: a downstream task whose inputs are the cached objects at their paths (a
+  ``puturl``/``putcmd`` object is made first, once), whose outputs are fetched into the cache
+  under the names the manager will ``get``, with the block's resources, environment,
+  category, end and wall times;
+* ``get``: the object from the cache (``Outgoing``), as a worker sends an output;
+* ``kill N``: the downstream task is cancelled (``kill -1``: all of them);
+* ``unlink``, ``invalidate-file``: the object leaves the cache, and the foreman's workers
+  forget their copies of it;
+* ``check``: ``alive`` and the resources; ``send_results``: the results not yet sent, then
+  ``end``; ``release``/``exit``: the session ends (``exit`` also stops the foreman's idle
+  workers, as CCTools' foreman broadcasts it).
+
+A finished downstream task becomes a ``result`` line with its status, exit code, output and
+execution time, announced with ``available_results`` (or pushed, with our manager).  When the
+connection ends, the downstream tasks of this connection are cancelled and the foreman's
+workers forget the cached inputs: the next manager's files may differ under the same names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..constants import (
+    WORK_QUEUE_CACHE,
+    WORK_QUEUE_FAILURE_ONLY,
+    WORK_QUEUE_INPUT,
+    WORK_QUEUE_PROTOCOL_VERSION,
+    WORK_QUEUE_RESULT_INPUT_MISSING,
+    WORK_QUEUE_SUCCESS_ONLY,
+)
+from ..errors import AuthenticationError, RemoteProtocolError
+from ..events import read_ready
+from ..manager.task import Task
+from ..protocol import auth, extensions
+from ..protocol import messages as m
+from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
+from ..version import __version__
+from .cache import Cache, LazyObject
+from .executor import TaskSpec, remove_tree
+from .transfers import Incoming, Outgoing
+
+if TYPE_CHECKING:
+    from .foreman import Aggregate, Foreman
+
+logger = logging.getLogger(__name__)
+
+# How a connection ended (the same words as a worker's session)
+RELEASED, EXITED, LOST, IDLED_OUT = "released", "exit", "lost", "idle"
+
+#: What the foreman announces of our extensions: results pushed as tasks end, and output
+#: names url-encoded.  (Not prefetch: a task beyond its free resources would wait in the
+#: foreman's queue anyway; not the native monitor or warm Python: its workers decide those.)
+FOREMAN_EXTENSIONS = (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES)
+
+_OUTPUT_FLAGS = WORK_QUEUE_CACHE | WORK_QUEUE_FAILURE_ONLY | WORK_QUEUE_SUCCESS_ONLY
+
+
+class _FileCache(Cache):
+    """A cache whose objects are all files: the foreman's queue sends inputs by path."""
+
+    SMALL_LIMIT = -1
+
+
+class Uplink:
+    """One connection to a manager: tasks go to the foreman's queue, results come back."""
+
+    def __init__(self, foreman: Foreman, sock: socket.socket) -> None:
+        self.fm = foreman
+        self.cfg = foreman.config
+        self.queue = foreman.queue
+        self.sock = sock
+        self.reader = manager_stream_reader(blocks=True)
+        self.out = bytearray()
+        buf = bytearray(1 << 20)
+        self._recv_buffer = (buf, memoryview(buf))
+        self.cache = _FileCache(os.path.join(foreman.workspace, "cache"))
+        self.incoming = Incoming(self.cache)
+        self.outgoing = Outgoing(self.cache, foreman.workspace, sock, self.cfg.io_timeout,
+                                 self.send, self.flush, self.cfg.bandwidth)
+        #: a task block being read line by line (it did not arrive all at once)
+        self.pending_task: TaskSpec | None = None
+        #: the manager's task id -> its task in the foreman's queue, and back
+        self.tasks: dict[int, Task] = {}
+        self.upstream_of: dict[int, int] = {}
+        #: finished tasks whose ``result`` the manager has not had yet, by the manager's id
+        self.results: dict[int, bytes] = {}
+        self.announced = False
+        self.push = False
+        #: cache paths declared to the foreman's workers as cached inputs
+        self.cached_inputs: set[str] = set()
+        self.reported: Aggregate | None = None
+        self.last_task_id = 0
+        self.last_activity = time.time()
+        self.outcome: str | None = None
+        self._handlers = self._message_handlers()
+
+    # -- I/O --------------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.out += data
+
+    def flush(self) -> None:
+        if not self.out:
+            return
+        data = bytes(self.out)
+        self.out.clear()
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                ssl.SSLWantReadError):
+            sent = 0
+        if sent < len(data):
+            self.sock.settimeout(self.cfg.io_timeout)
+            try:
+                self.sock.sendall(data[sent:])
+            finally:
+                self.sock.setblocking(False)
+
+    def run(self) -> str:
+        try:
+            if self.cfg.password is not None:
+                self._authenticate()
+            self.sock.setblocking(False)
+            self._handshake()
+            self.flush()
+            logger.debug("foreman connected to manager %s:%d", self.cfg.host, self.cfg.port)
+            self._loop()
+        except (OSError, RemoteProtocolError, AuthenticationError) as e:
+            logger.warning("connection to manager failed: %s", e)
+            print(f"work_queue_worker: {e}", file=sys.stderr)
+            self.outcome = self.outcome or LOST
+        finally:
+            self._teardown()
+        return self.outcome or LOST
+
+    def _authenticate(self) -> None:
+        """The blocking password exchange right after connecting (as the worker's)."""
+        assert self.cfg.password is not None
+        buf = self.reader._buffer  # bytes after the exchange stay for the protocol reader
+        self.sock.settimeout(30)
+
+        def readline() -> bytes:
+            while (line := buf.maybe_next_line()) is None:
+                data = self.sock.recv(4096)
+                if not data:
+                    raise AuthenticationError("manager closed the connection during auth")
+                buf.feed(data)
+            return line
+
+        auth.run_blocking(auth.PasswordExchange(self.cfg.password, initiator=True),
+                          self.sock.sendall, readline)
+
+    def _handshake(self) -> None:
+        """As a worker's, with the operating system ``foreman`` (a CCTools manager then
+        gives the connection its foreman timeouts)."""
+        fm = self.fm
+        ident = hashlib.md5(f"{os.getpid()},{os.getppid()},{random.random()}".encode())
+        lines = [
+            m.Hello(WORK_QUEUE_PROTOCOL_VERSION, fm.hostname, "foreman", self.cfg.arch,
+                    __version__).encode(),
+            m.Info("worker-id", "foreman-" + ident.hexdigest()).encode(),
+        ]
+        if self.cfg.factory_name:
+            lines.append(m.Info("from-factory", self.cfg.factory_name).encode())
+        lines += [m.Feature(f).encode() for f in fm.features]
+        lines += [m.Feature(f).encode() for f in FOREMAN_EXTENSIONS]
+        self.send(b"".join(lines))
+        self._send_resources()
+        self.send(m.Info("worker-end-time", str(int(fm.end_time))).encode())
+
+    def _send_resources(self) -> None:
+        """``alive``, the resources of the foreman's workers (see ``Foreman.aggregate``),
+        then any feature a new worker brought."""
+        agg = self.fm.aggregate()
+        old = self.reported
+        self.reported = agg
+        lines = [m.Feature(f).encode()
+                 for f in sorted(agg.features - (old.features if old else frozenset()))]
+        lines += [
+            m.Alive().encode(),
+            m.ResourceReport("workers", agg.workers, 0, 1 if agg.workers else 0).encode(),
+            m.ResourceReport("disk", int(self.fm.disk), 0, agg.largest_disk).encode(),
+            m.ResourceReport("memory", agg.memory, 0, agg.largest_memory).encode(),
+            m.ResourceReport("gpus", agg.gpus, 0, agg.largest_gpus).encode(),
+            m.ResourceReport("cores", agg.cores, 0, agg.largest_cores).encode(),
+            m.ResourceReport("tag", self.last_task_id).encode(),
+            m.Info("end_of_resource_update", "0").encode(),
+            m.Info("tasks_running", str(len(self.tasks) - len(self.results))).encode(),
+        ]
+        self.send(b"".join(lines))
+
+    # -- main loop --------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        poller, longest = self.fm.poller(self.sock.fileno())
+        while self.outcome is None:
+            now = time.time()
+            timeout = longest
+            if not self.tasks and self.cfg.idle_timeout > 0:
+                timeout = min(timeout, self.last_activity + self.cfg.idle_timeout - now)
+            ready = poller.poll(max(0.0, timeout) * 1000)
+            if any(fd == self.sock.fileno() for fd, _ in ready) or self._tls_pending():
+                self._receive()
+            if self.outcome is None:
+                self._collect()
+                if self.fm.aggregate() != self.reported:
+                    self._send_resources()  # a worker of the foreman came or went
+                self._check_idle(time.time())
+            self.flush()
+
+    def _tls_pending(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+
+    def _check_idle(self, now: float) -> None:
+        if self.tasks:
+            self.last_activity = now
+        elif self.cfg.idle_timeout > 0 and now - self.last_activity >= self.cfg.idle_timeout:
+            logger.info("no task for %.0f s; disconnecting", self.cfg.idle_timeout)
+            self.send(m.Info("idle-disconnecting", str(int(self.cfg.idle_timeout))).encode())
+            self.outcome = IDLED_OUT
+
+    def _receive(self) -> None:
+        buf, view = self._recv_buffer
+        left = -1 if self.incoming.wants_copies else self.reader.streamed_left
+        data = read_ready(self.sock, buf, view, left)
+        if data is None:
+            return
+        if not data:
+            self.outcome = LOST
+            return
+        self.last_activity = time.time()
+        self.reader.feed(data)  # type: ignore[arg-type]
+        while self.outcome is None:
+            ev = self.reader.next_event()
+            if ev is NEED_DATA:
+                break
+            if isinstance(ev, TaskSpec):
+                self._on_task(ev)
+            elif isinstance(ev, Chunk):
+                self.incoming.chunk(ev)
+            else:
+                self._on_message(ev)  # type: ignore[arg-type]
+
+    def _on_message(self, msg: m.Message) -> None:
+        spec = self.pending_task
+        if spec is not None:
+            if spec.add(msg):
+                self.pending_task = None
+                self._on_task(spec)
+            return
+        if self.incoming.in_directory:
+            self.incoming.dir_line(msg)
+            return
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise RemoteProtocolError(f"unexpected message from manager: {msg!r}")
+        handler(msg)
+
+    def _message_handlers(self) -> dict[type, Callable[[Any], None]]:
+        """What each message from the manager (other than a task block) does."""
+        incoming, cache = self.incoming, self.cache
+
+        def ignore(msg: m.Message) -> None:
+            pass
+
+        def stop(outcome: str) -> Callable[[m.Message], None]:
+            return lambda msg: setattr(self, "outcome", outcome)
+
+        return {
+            m.TaskStart: lambda msg: setattr(self, "pending_task", TaskSpec(msg.task_id)),
+            m.Put: incoming.put,
+            m.Dir: incoming.directory,
+            m.PutCmd: lambda msg: cache.lazy.__setitem__(
+                msg.cachename, LazyObject("cmd", msg.source, msg.mode)),
+            m.PutUrl: lambda msg: cache.lazy.__setitem__(
+                msg.cachename, LazyObject("url", msg.source, msg.mode)),
+            m.Get: lambda msg: self.outgoing.send_output(msg.name),
+            m.Unlink: lambda msg: self._forget(msg.name),
+            m.InvalidateFile: lambda msg: self._forget(msg.name),
+            m.Kill: lambda msg: self._kill(msg.task_id),
+            m.SendResults: lambda msg: self._send_results(),
+            m.Check: lambda msg: self._send_resources(),
+            m.Release: stop(RELEASED),
+            m.Exit: stop(EXITED),
+            m.Feature: self._on_feature,
+            m.Tlq: ignore, m.Alive: ignore,
+            m.AuthRequest: self._on_auth_request,
+        }
+
+    def _on_feature(self, msg: m.Feature) -> None:
+        if msg.name == extensions.PUSH_RESULTS:
+            self.push = True
+        elif msg.name == extensions.ENCODED_NAMES:
+            self.outgoing.encoded_names = True
+
+    def _on_auth_request(self, msg: m.AuthRequest) -> None:
+        print("work_queue_worker: this manager requires a password", file=sys.stderr)
+        self.outcome = EXITED if self.cfg.single_shot else LOST
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _on_task(self, spec: TaskSpec) -> None:
+        """A task from the manager becomes a task of the foreman's queue."""
+        self.last_task_id = max(self.last_task_id, spec.task_id)
+        if spec.task_id in self.tasks:
+            self._kill(spec.task_id)  # the same id again: the old one is gone
+        try:
+            task = self._downstream_task(spec)
+        except (OSError, ValueError) as e:
+            logger.warning("task %d: input missing: %s", spec.task_id, e)
+            self._finished(spec.task_id, WORK_QUEUE_RESULT_INPUT_MISSING, 1, b"", 0)
+            return
+        self.queue.submit(task)
+        self.tasks[spec.task_id] = task
+        self.upstream_of[task.id] = spec.task_id
+
+    def _downstream_task(self, spec: TaskSpec) -> Task:
+        t = Task(spec.command)
+        t.specify_category(spec.category)
+        if spec.coprocess:
+            t.specify_coprocess(spec.coprocess)
+        for name in ("cores", "memory", "disk", "gpus"):
+            value = getattr(spec, name)
+            if value >= 0:
+                getattr(t, f"specify_{name}")(value)
+        if spec.wall_time > 0:
+            t.specify_running_time_max(spec.wall_time)
+        if spec.end_time > 0:
+            t.specify_end_time(spec.end_time * 1e6)
+        for name, value in spec.env:
+            t.specify_environment_variable(name, value)
+        for name in spec.empty_dirs:
+            t.specify_directory(self.fm.empty_dir, name, WORK_QUEUE_INPUT)
+        for cachename, remote, flags in spec.inputs:
+            path = self._input_path(cachename)
+            flags &= WORK_QUEUE_CACHE
+            if os.path.isdir(path):
+                t.specify_directory(path, remote, WORK_QUEUE_INPUT, flags, recursive=True)
+            else:
+                t.specify_input_file(path, remote, flags)
+            if flags:
+                self.cached_inputs.add(path)
+        for cachename, remote, flags in spec.outputs:
+            path = self.cache.path(cachename)
+            remove_tree(path)  # what an earlier run left under this name
+            t.specify_output_file(path, remote, flags & _OUTPUT_FLAGS)
+        return t
+
+    def _input_path(self, cachename: str) -> str:
+        """The cache path of an input; a ``puturl``/``putcmd`` object is made first (and the
+        manager told, as a worker tells it).  Raises OSError when it cannot be had."""
+        cache = self.cache
+        if cachename in cache.lazy:
+            size, usec, error = cache.materialize(cachename)
+            if error is not None:
+                data = error.encode()
+                self.send(m.CacheInvalid(cachename, len(data)).encode() + data)
+                raise FileNotFoundError(error)
+            self.send(m.CacheUpdate(cachename, size, usec).encode())
+        path = cache.path(cachename)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"{cachename} is not in the foreman's cache")
+        return path
+
+    def _collect(self) -> None:
+        """Results of the tasks the foreman's queue returned."""
+        for task in self.fm.finished_tasks():
+            upstream = self.upstream_of.pop(task.id, None)
+            if upstream is None:
+                continue  # cancelled, or of an earlier connection
+            # The raw bytes of the output (``output`` is its decoded text).
+            output = bytes(task._output)
+            self._finished(upstream, task.result, task.return_status, output,
+                           int(getattr(task, "cmd_execution_time", 0)))
+
+    def _finished(self, upstream: int, status: int, exit_code: int, output: bytes,
+                  usec: int) -> None:
+        result = m.Result(status, exit_code, len(output), usec, upstream).encode() + output
+        if self.push:
+            self.tasks.pop(upstream, None)
+            self.send(result)
+            return
+        self.results[upstream] = result
+        if not self.announced:
+            self.announced = True
+            self.send(m.AvailableResults().encode())
+
+    def _send_results(self) -> None:
+        for upstream, result in self.results.items():
+            self.tasks.pop(upstream, None)
+            self.send(result)
+        self.results.clear()
+        self.announced = False
+        self.send(m.End().encode())
+
+    def _kill(self, upstream: int) -> None:
+        """The manager is done with a task (or cancelled it): cancel it downstream."""
+        if upstream < 0:
+            for task_id in list(self.tasks):
+                self._kill(task_id)
+            return
+        task = self.tasks.pop(upstream, None)
+        self.results.pop(upstream, None)
+        if task is not None and self.upstream_of.pop(task.id, None) is not None:
+            self.queue.cancel_by_taskid(task.id)
+
+    def _forget(self, cachename: str) -> None:
+        """An object leaves the cache; the foreman's workers forget their copies."""
+        path = self.cache.path(cachename)
+        self.cache.remove(cachename)
+        if path in self.cached_inputs:
+            self.cached_inputs.discard(path)
+            self.queue.invalidate_cache_file(path)
+
+    # -- teardown ---------------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        try:
+            self.flush()
+        except OSError:
+            pass
+        self._kill(-1)
+        if self.outcome == EXITED:
+            self.queue.shutdown_workers(0)  # as CCTools' foreman passes ``exit`` on
+        for path in self.cached_inputs:
+            self.queue.invalidate_cache_file(path)
+        self.cached_inputs.clear()
+        self.incoming.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.cache.clear()

@@ -1,0 +1,228 @@
+"""Foremen (issue 18 item 3): a real manager, a real foreman process
+(``work_queue_worker --foreman``) and real workers connected to the foreman.
+
+The foreman is always ours; its workers are ``WORKER_CMD`` (ours, or another worker with
+WQ_TEST_WORKER).  Checked: tasks with inputs and outputs pass through it, a shared cached
+input crosses the manager -> foreman link once (the manager's bytes sent) and reaches each of
+the foreman's workers once (the foreman's --specify-log), failures come back as they are,
+cancelling a task frees the foreman's worker, a task whose worker dies still completes, and
+the foreman reports its workers' resources as its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import work_queue as wq
+from tests.conftest import WORKER_CMD, Workers, wait_all, wait_until
+
+FOREMAN_CMD = [sys.executable, "-m", "work_queue.cli.worker", "--foreman"]
+SHARED_SIZE = 300_000
+
+
+class Foreman:
+    """A foreman process connected to a manager; its port comes from its -Z file."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.stats_log = os.path.join(workdir, "foreman-stats.log")
+
+    def start(self, manager_port: int, *args: str) -> int:
+        port_file = os.path.join(self.workdir, "foreman.port")
+        cmd = [*FOREMAN_CMD, "-Z", port_file, "--specify-log", self.stats_log, "-t", "30",
+               "-b", "1", "-s", self.workdir, *args, "localhost", str(manager_port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 20
+        while not (os.path.exists(port_file) and open(port_file).read().endswith("\n")):
+            assert self.proc.poll() is None, self.proc.stderr.read()  # type: ignore[union-attr]
+            assert time.time() < deadline, "the foreman wrote no port file"
+            time.sleep(0.02)
+        self.port = int(open(port_file).read())
+        return self.port
+
+    def last_stats(self) -> dict[str, float]:
+        """The last line of the foreman's statistics log, by column name."""
+        with open(self.stats_log) as f:
+            lines = f.read().splitlines()
+        names = lines[0].lstrip("# ").split()
+        return dict(zip(names, map(float, lines[-1].split()), strict=False))
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.stderr:
+            p.stderr.close()
+
+
+@pytest.fixture
+def foreman(tmp_path) -> Iterator[Foreman]:
+    wdir = tmp_path / "foreman"
+    wdir.mkdir()
+    f = Foreman(str(wdir))
+    yield f
+    f.stop()
+
+
+def _foreman_record(q: wq.WorkQueue) -> dict[str, int]:
+    """What the manager knows of the foreman's resources (it is the manager's one worker)."""
+    summary = q.workers_summary()
+    assert len(summary) <= 1, summary
+    return summary[0] if summary else {}
+
+
+def test_tasks_with_files_pass_through_a_foreman_and_shared_inputs_cross_once(
+        queue, foreman, workers, in_tmp):
+    with open("shared.dat", "wb") as f:
+        f.write(os.urandom(SHARED_SIZE))
+    os.mkdir("indir")
+    with open("indir/a.txt", "w") as f:
+        f.write("in a directory\n")
+    for i in range(8):
+        t = wq.Task("wc -c < shared.dat > out.txt; cat own.txt indir/a.txt >> out.txt; "
+                    "mkdir -p outdir/sub && echo deep > outdir/sub/x.txt; echo stdout $N")
+        t.specify_input_file("shared.dat", "shared.dat", cache=True)
+        t.specify_directory("indir", "indir", recursive=True, cache=True)
+        t.specify_buffer(f"own {i}\n", "own.txt")
+        t.specify_output_file(f"out.{i}.txt", "out.txt")
+        t.specify_directory(f"outdir.{i}", "outdir", wq.WORK_QUEUE_OUTPUT)
+        t.specify_environment_variable("N", str(i))
+        t.specify_cores(1)
+        t.specify_tag(str(i))
+        queue.submit(t)
+    port = foreman.start(queue.port)
+    workers.start(port)
+    workers.start(port)
+    done = wait_all(queue)
+    assert len(done) == 8
+    for t in done:
+        i = int(t.tag)
+        assert (t.result, t.return_status) == (wq.WORK_QUEUE_RESULT_SUCCESS, 0), t.output
+        assert t.output == f"stdout {i}\n"
+        assert open(f"out.{i}.txt").read() == f"{SHARED_SIZE}\nown {i}\nin a directory\n"
+        assert open(f"outdir.{i}/sub/x.txt").read() == "deep\n"
+    # The manager's one worker is the foreman: the shared input crossed to it once.
+    assert queue.stats.workers_connected == 1
+    assert SHARED_SIZE <= queue.stats.bytes_sent < 2 * SHARED_SIZE
+    # ... and the foreman sent it on to each of its (at most two) workers once (its queue
+    # writes a last line of statistics when it stops).
+    foreman.stop()
+    assert foreman.last_stats()["tasks_done"] == 8
+    sent = foreman.last_stats()["bytes_sent"]
+    assert SHARED_SIZE <= sent < 3 * SHARED_SIZE, sent
+
+
+def test_failures_come_back_as_they_are(queue, foreman, workers, in_tmp):
+    queue.submit(wq.Task("echo failing; exit 3"))
+    t = wq.Task("true")
+    t.specify_output_file("never.txt", "never.txt")
+    queue.submit(t)
+    port = foreman.start(queue.port)
+    workers.start(port)
+    results = {t.command: t for t in wait_all(queue)}
+    failed = results["echo failing; exit 3"]
+    assert (failed.result, failed.return_status) == (wq.WORK_QUEUE_RESULT_SUCCESS, 3)
+    assert failed.output == "failing\n"
+    assert results["true"].result == wq.WORK_QUEUE_RESULT_OUTPUT_MISSING
+
+
+def test_a_cancelled_task_frees_the_foremans_worker(queue, foreman, workers, in_tmp):
+    port = foreman.start(queue.port)
+    workers.start(port)
+    wait_until(lambda: _foreman_record(queue).get("cores") == 1, queue)
+    long = queue.submit(wq.Task("sleep 60"))
+    wait_until(lambda: queue.task_state(long) == wq.WORK_QUEUE_TASK_RUNNING, queue)
+    time.sleep(0.3)  # on the foreman's worker by now
+    assert queue.cancel_by_taskid(long) is not None
+    queue.submit(wq.Task("echo next"))
+    start = time.time()
+    (t,) = wait_all(queue, timeout=20)
+    assert t.output == "next\n"
+    assert time.time() - start < 15  # not behind the 60 s sleep
+
+
+def test_a_task_whose_worker_dies_still_completes(queue, foreman, workers, in_tmp):
+    port = foreman.start(queue.port)
+    first = workers.start(port)
+    marker = os.path.join(in_tmp, "started")
+    t = wq.Task(f"touch {marker}; sleep 2; echo survived > out.txt")
+    t.specify_output_file("out.txt", "out.txt")
+    queue.submit(t)
+    wait_until(lambda: os.path.exists(marker), queue)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    workers.start(port)
+    (done,) = wait_all(queue, timeout=30)
+    assert done.result == wq.WORK_QUEUE_RESULT_SUCCESS
+    assert open("out.txt").read() == "survived\n"
+
+
+def test_the_foreman_reports_its_workers_resources_as_its_own(queue, foreman, in_tmp):
+    port = foreman.start(queue.port)
+    wait_until(lambda: bool(_foreman_record(queue)), queue)
+    # No workers: nothing but the foreman's own disk, as CCTools' foreman reports.
+    assert _foreman_record(queue)["cores"] == 0
+    assert _foreman_record(queue)["memory"] == 0
+    w = Workers(os.path.join(in_tmp))
+    try:
+        # (the largest worker is largest in every resource: the manager sizes a task by the
+        # largest of each, which may otherwise come from different workers)
+        w.start(port, cores=2, memory=500)
+        w.start(port, cores=3, memory=700)
+        wait_until(lambda: _foreman_record(queue).get("cores") == 5, queue)
+        assert _foreman_record(queue)["memory"] == 1200
+        # A task as large as the largest worker fits; it runs on that worker.
+        t = wq.Task("echo $CORES")
+        t.specify_cores(3)
+        queue.submit(t)
+        (done,) = wait_all(queue)
+        assert done.return_status == 0
+        if WORKER_CMD[0] == sys.executable:
+            assert done.output == "3\n"
+    finally:
+        w.stop_all()
+    wait_until(lambda: _foreman_record(queue).get("cores") == 0, queue)
+
+
+def test_a_changed_cached_input_reaches_the_foremans_workers(queue, foreman, workers, in_tmp):
+    port = foreman.start(queue.port)
+    workers.start(port)
+    with open("data.txt", "w") as f:
+        f.write("first\n")
+
+    def run() -> str:
+        t = wq.Task("cat data.txt")
+        t.specify_input_file("data.txt", "data.txt", cache=True)
+        queue.submit(t)
+        (done,) = wait_all(queue)
+        return done.output
+
+    assert run() == "first\n"
+    with open("data.txt", "w") as f:
+        f.write("second\n")
+    queue.invalidate_cache_file("data.txt")
+    assert run() == "second\n"
+
+
+def test_the_foreman_idles_out_and_exits(queue, foreman, workers, in_tmp):
+    foreman.start(queue.port, "-t", "1")
+    wait_until(lambda: queue.stats.workers_connected == 1, queue)
+    assert foreman.proc is not None
+    wait_until(lambda: foreman.proc.poll() is not None, queue, timeout=15)  # type: ignore
+    assert foreman.proc.returncode == 0
