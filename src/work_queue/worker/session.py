@@ -32,6 +32,7 @@ from ..constants import (
     WORK_QUEUE_PROTOCOL_VERSION,
     WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_RESULT_SUCCESS,
+    WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME,
     WORK_QUEUE_WATCH,
 )
 from ..core import worker_state as ws
@@ -60,7 +61,7 @@ from .executor import (
 from .launch import Launcher
 from .pyexec import TASKS_PER_INTERPRETER, WarmInterpreter
 from .sandboxes import Sandboxes, is_empty_dir, keep_outputs
-from .task_monitor import TaskMonitor, finish_monitor
+from .task_monitor import TaskMonitor, finish_monitor, over_limit
 from .transfers import Incoming, Outgoing
 
 if TYPE_CHECKING:
@@ -279,7 +280,11 @@ class Session:
                 self._drop(ins.task_id)  # type: ignore[union-attr]
             elif kind is ws.KillTask:
                 run = self.tasks[ins.task_id]  # type: ignore[union-attr]
-                run.forced_status = ins.forced_status  # type: ignore[union-attr]
+                status = ins.forced_status  # type: ignore[union-attr]
+                if run.forced_status is None and status == WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME:
+                    logger.debug(over_limit(run.spec.task_id, "wall_time", now - run.start,
+                                            run.spec.wall_time))
+                run.forced_status = status
                 kill_process(run)
             elif kind is ws.SendUpdates:
                 self._send_updates(self.tasks[ins.task_id])  # type: ignore[union-attr]
@@ -370,7 +375,7 @@ class Session:
                     timeout = min(timeout, 0.01)
                 if run.watched:
                     timeout = min(timeout, self.cfg.watch_interval)
-                if run.monitor is not None:
+                if run.monitor is not None and run.broken_limit is None:  # else: killed
                     timeout = min(timeout, run.monitor.next_time() - now)
         return max(0.0, timeout)
 
@@ -632,7 +637,7 @@ class Session:
                 self._task_done(run)
                 continue
             spec = run.spec
-            if run.monitor is not None and run.monitor.due(now):
+            if run.monitor is not None and run.broken_limit is None and run.monitor.due(now):
                 broken = run.monitor.sample(now)
                 if broken:
                     logger.info("task %d broke its %s limit; killing it", spec.task_id, broken)

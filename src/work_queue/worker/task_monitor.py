@@ -20,7 +20,7 @@ from ..monitor.measure import RM_MONITOR_ERROR
 if TYPE_CHECKING:
     from .executor import TaskRun
 
-__all__ = ["RM_MONITOR_ERROR", "TaskMonitor", "finish_monitor"]
+__all__ = ["RM_MONITOR_ERROR", "TaskMonitor", "finish_monitor", "over_limit"]
 
 logger = logging.getLogger(__name__)
 #: The first look at a task comes soon (short tasks), later ones every ``interval``.
@@ -71,6 +71,12 @@ class TaskMonitor:
             # as CCTools' monitor says it (also when it only measures), once per limit
             for line in self.tree.exceeded_messages()[self.reported:]:
                 logger.debug(line)
+            for name in list(self.tree.limits_exceeded)[self.reported:]:
+                # CCTools 7.0's monitor (the 2019 tutorial greps the worker's output for it)
+                logger.debug("Limit %s broken.", name)
+                if not self.measure_only and name in OVER_LIMIT:
+                    logger.debug(over_limit(self.task_id, name, self.tree.peaks.get(name, 0.0),
+                                            self.tree.limits_exceeded[name]))
             self.reported = len(self.tree.limits_exceeded)
         return None if self.measure_only else broken
 
@@ -94,6 +100,20 @@ class TaskMonitor:
             summary["task_id"] = str(self.task_id)
         summary["category"] = self.category
         return monitor_exit_code(summary), summary_mod.dumps(summary).encode()
+
+
+#: CCTools 7.17.1 worker's words for killing a task over its disk or wall time
+#: (``enforce_process_limits``, ``enforce_processes_max_running_time``).
+OVER_LIMIT = {"disk": "disk size", "wall_time": "running time"}
+
+
+def over_limit(task_id: Any, name: str, used: float, limit: float) -> str:
+    """``Task 3 went over its disk size limit: 30 MB > 10 MB``, as CCTools' worker writes it
+    (its two values come from one static buffer, so it prints the first twice: ours differ)."""
+    from ..monitor.summary import UNITS, format_value
+
+    return (f"Task {task_id} went over its {OVER_LIMIT[name]} limit: "
+            f"{format_value(name, used)} {UNITS[name]} > {format_value(name, limit)} {UNITS[name]}")
 
 
 def _snapshot_recorder(request: dict[str, Any], sandbox: str, now: float) -> Any:
