@@ -84,6 +84,7 @@ def _exceeded(task: Any, measured: Any) -> frozenset[str]:
 #: per transition made the garbage collector run a third more often, ~0.6 us a submit).
 STORY_LENGTH = 16
 HISTORY_LENGTH = 1 << 16
+_RING_MASK = HISTORY_LENGTH - 1  # the ring's next slot: (i + 1) & _RING_MASK
 
 #: Every transition (task_state.TRANSITIONS) as (from, cause, to), by its number in the ring;
 #: the ring keeps ``task id << _MOVE_BITS | number`` and the time.
@@ -198,7 +199,7 @@ class Bookkeeping:
         i = self._ring_next
         self._ring_moves[i] = task.id << _MOVE_BITS | number
         self._ring_times[i] = now
-        self._ring_next = (i + 1) % HISTORY_LENGTH
+        self._ring_next = (i + 1) & _RING_MASK
 
     def story(self, task_id: int) -> list[tuple[int, int, str, float]]:
         """The recent transitions of a task, oldest first: ``(from, to, cause, time)``.
@@ -236,12 +237,14 @@ class Bookkeeping:
         i = self._ring_next
         self._ring_moves[i] = task_id << _MOVE_BITS | number
         self._ring_times[i] = now
-        self._ring_next = (i + 1) % HISTORY_LENGTH
+        self._ring_next = (i + 1) & _RING_MASK
         task.try_count = 0
         task.resource_request = ALLOCATION_FIRST
         task.time_when_submitted = now
         task.submit_time = int(now * 1e6)
-        self.categories.get_or_create(task.category).stats.tasks_submitted += 1
+        category = self.categories.get(task.category) or \
+            self.categories.get_or_create(task.category)
+        category.stats.tasks_submitted += 1
         self.tasks[task_id] = task
         self.ready.push(task)
         self.counters.tasks_submitted += 1
@@ -359,6 +362,10 @@ class Bookkeeping:
         algorithm = task.algorithm if task.algorithm != WORK_QUEUE_SCHEDULE_UNSET \
             else self.algorithm
         blocked = self.blocked
+        # The box depends on the worker only through its shape, unless ramping down (then on
+        # what the worker has free): one box_for per shape, not per candidate worker.
+        by_shape: dict[tuple[int, int, int, int], Resources] | None = \
+            None if self.ramp_down and len(self.workers) > len(self.ready) else {}
         # A worker with free resources first (only those are kept in ``roomy``, so a full
         # cluster costs no scan of every worker); a prefetch slot only when none has room, so
         # a task never queues behind another while a worker sits idle.
@@ -370,7 +377,13 @@ class Bookkeeping:
                 if w.draining or (blocked and self.is_blocked(w.hostname, now)):
                     continue
                 bucket = w.bucket(task)
-                box = self.box_for(task, bucket)
+                known = by_shape.get(bucket.shape) if by_shape is not None else None
+                if known is not None:
+                    box = known
+                else:
+                    box = self.box_for(task, bucket)
+                    if by_shape is not None:
+                        by_shape[bucket.shape] = box
                 if worker_can_take(bucket, box, task, mult, now, prefetch):
                     if algorithm == WORK_QUEUE_SCHEDULE_FCFS:
                         return SendTask(task, w, box)

@@ -537,15 +537,14 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         """Queue ``task``; returns its id.  A finished task may be submitted again."""
         if not isinstance(task, Task):
             raise TypeError(f"submit() takes a Task, not {type(task).__name__}")
-        if task.state in ts.LIVE_STATES:
-            raise ValueError(f"task {task.id} is already submitted (state "
-                             f"{TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
         if task.state != ts.UNKNOWN:
+            if task.state in ts.LIVE_STATES:
+                raise ValueError(f"task {task.id} is already submitted (state "
+                                 f"{TASK_STATE_STRINGS[task.state]}); submit a clone() instead")
             self._state.settle()  # its statistics are counted before they are reset
             task._reset_results()
-        before = getattr(task, "_before_submit", None)
-        if before is not None:
-            before()
+        if task._before_submit is not None:  # a RemoteTask's check of its coprocess
+            task._before_submit()
         # The lock by hand and the core's submit() straight (what handle(TaskSubmitted) and
         # submit_task call): submit is the one call made a million times in a row, and each
         # layer costs ~0.1 us.

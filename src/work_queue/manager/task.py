@@ -75,6 +75,8 @@ class Task:
     monitor_snapshot_file: str | None = None
     #: A PythonTask: may run in a warm interpreter on workers that offer it.
     is_python = False
+    #: Called by submit() before the task is queued (a RemoteTask checks its coprocess).
+    _before_submit = None
     # results
     id = 0
     state = WORK_QUEUE_TASK_UNKNOWN
