@@ -255,13 +255,6 @@ def test_every_task_returned_exactly_once(queue, workers):
     assert queue.stats.tasks_done == n and queue.stats.tasks_submitted == n
 
 
-def test_wait_honours_fractional_timeouts(queue):
-    queue.submit(wq.Task("true"))  # no worker: it cannot finish
-    start = time.time()
-    assert queue.wait(0.1) is None
-    assert 0.08 <= time.time() - start < 0.5
-
-
 def test_cancel_running_task(queue, workers):
     tid = queue.submit(wq.Task("sleep 30"))
     keep = queue.submit(wq.Task("echo kept"))
@@ -517,10 +510,8 @@ def test_ssl_pair_with_neither_given_is_plain_text(in_tmp, workers):
         wq.WorkQueue(port=0, ssl=("key.pem", None))
 
 
-def test_wait_forever_on_an_empty_queue_returns(queue):
-    start = time.time()
-    assert queue.wait() is None
-    assert time.time() - start < 2
+# wait()'s timeouts (fractional, forever on an empty queue) are tested on a fake clock in
+# tests/test_wait_clock.py.
 
 
 def test_environment_set_and_unset(queue, workers):

@@ -590,6 +590,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
                     self._adopt_handoffs()
                 now = self._now()
                 remaining = deadline - now
+                if remaining == float("inf") and self._state.empty():
+                    remaining = 0.0  # one pass without blocking, then None (below)
                 self._pass(now, max(0.0, min(remaining, 1.0)))
                 if self._state.returned:
                     continue
