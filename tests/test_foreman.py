@@ -226,3 +226,18 @@ def test_the_foreman_idles_out_and_exits(queue, foreman, workers, in_tmp):
     assert foreman.proc is not None
     wait_until(lambda: foreman.proc.poll() is not None, queue, timeout=15)  # type: ignore
     assert foreman.proc.returncode == 0
+
+
+def test_a_foreman_without_workers_gets_no_task(queue, foreman, workers, in_tmp):
+    # CCTools' manager gives no task to a foreman reporting no workers; ours gave it a task
+    # with no resources asked for, in an empty box (0 cores, 0 MB), before this was fixed.
+    port = foreman.start(queue.port)
+    wait_until(lambda: bool(_foreman_record(queue)), queue)
+    tid = queue.submit(wq.Task("echo ran"))
+    for _ in range(10):
+        queue.wait(0.05)
+    assert queue.task_state(tid) == wq.WORK_QUEUE_TASK_READY
+    workers.start(port, cores=2)
+    (done,) = wait_all(queue)
+    assert done.output == "ran\n"
+    assert done.resources_allocated.cores == 2  # the whole (largest) worker

@@ -111,6 +111,10 @@ Dispatch = SendTask
 def _full(w: WorkerRecord) -> bool:
     """No free cores (or gpus) left, not counting a prefetch slot."""
     r = w.resources
+    if r.workers < 1 and "workers" in r.largest:
+        # a foreman that reported ``resource workers 0``: it has no workers to run a task
+        # on (CCTools' check_hand_against_task skips it)
+        return True
     if w.cop is not None and not _full(w.cop):
         return False
     return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
@@ -119,6 +123,8 @@ def _full(w: WorkerRecord) -> bool:
 def _saturated(w: WorkerRecord) -> bool:
     """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
     r = w.resources
+    if r.workers < 1 and "workers" in r.largest:  # a foreman without workers (see _full)
+        return True
     if w.cop is not None and not _saturated(w.cop):
         return False
     if w.prefetch:
