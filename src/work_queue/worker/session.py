@@ -61,7 +61,7 @@ from .executor import (
 from .launch import Launcher
 from .pyexec import TASKS_PER_INTERPRETER, WarmInterpreter
 from .sandboxes import Sandboxes, is_empty_dir, keep_outputs
-from .task_monitor import TaskMonitor, finish_monitor, over_limit
+from .task_monitor import TaskMonitor, finish_monitor, over_limit, watch_before_start
 from .transfers import Incoming, Outgoing
 
 if TYPE_CHECKING:
@@ -553,6 +553,7 @@ class Session:
         for remote, data in run.memory_inputs.items():
             with open(os.path.join(run.sandbox, remote), "wb") as f:
                 f.write(data)
+        snapshots = watch_before_start(run.spec.monitor, run.sandbox, now)
         try:
             start_process(run, env, now)
         except OSError as e:
@@ -567,7 +568,8 @@ class Session:
         spec = run.spec
         if spec.monitor is not None and run.pid > 0:
             try:
-                run.monitor = TaskMonitor(spec.monitor, run.pid, run.sandbox, spec.command, now)
+                run.monitor = TaskMonitor(spec.monitor, run.pid, run.sandbox, spec.command, now,
+                                          snapshots)
             except (OSError, ValueError, TypeError) as e:
                 logger.warning("task %d: cannot monitor it: %s", spec.task_id, e)
         return True

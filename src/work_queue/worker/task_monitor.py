@@ -20,7 +20,8 @@ from ..monitor.measure import RM_MONITOR_ERROR
 if TYPE_CHECKING:
     from .executor import TaskRun
 
-__all__ = ["RM_MONITOR_ERROR", "TaskMonitor", "finish_monitor", "over_limit"]
+__all__ = ["RM_MONITOR_ERROR", "TaskMonitor", "finish_monitor", "over_limit",
+           "watch_before_start"]
 
 logger = logging.getLogger(__name__)
 #: The first look at a task comes soon (short tasks), later ones every ``interval``.
@@ -32,8 +33,12 @@ class TaskMonitor:
     """Sampling state of one monitored task."""
 
     def __init__(self, request: dict[str, Any], pid: int, sandbox: str, command: str,
-                 now: float) -> None:
+                 now: float, snapshots: Any = None) -> None:
+        """``snapshots``: what :func:`watch_before_start` made for this task, if anything."""
         from ..monitor.measure import TreeMonitor, validate_limits
+
+        if isinstance(snapshots, Exception):
+            raise snapshots
 
         limits = request.get("limits") or {}
         if not isinstance(limits, dict):
@@ -50,7 +55,8 @@ class TaskMonitor:
         self.tree = TreeMonitor(pid, sandbox, self.limits, start=now,
                                 measure_only=self.measure_only)
         self.next_sample = self.tree.next_sample(now, FIRST_SAMPLE_AFTER)
-        self.snapshots = _snapshot_recorder(request, sandbox, now)
+        self.snapshots = snapshots if snapshots is not None else \
+            _snapshot_recorder(request, sandbox, now)
         #: how many broken limits the debug log has told of
         self.reported = 0
 
@@ -114,6 +120,19 @@ def over_limit(task_id: Any, name: str, used: float, limit: float) -> str:
 
     return (f"Task {task_id} went over its {OVER_LIMIT[name]} limit: "
             f"{format_value(name, used)} {UNITS[name]} > {format_value(name, limit)} {UNITS[name]}")
+
+
+def watch_before_start(request: dict[str, Any] | None, sandbox: str, now: float) -> Any:
+    """The snapshot watcher of a task about to start, or None; the error if its events file
+    is bad (:class:`TaskMonitor` raises it: the task then runs unmonitored).  CCTools' monitor
+    looks at the watched files before it spawns the task, so a file the task makes at once is
+    seen being created."""
+    if not request or not request.get("snapshot_events"):
+        return None
+    try:
+        return _snapshot_recorder(request, sandbox, now)
+    except (OSError, ValueError, TypeError) as e:
+        return e
 
 
 def _snapshot_recorder(request: dict[str, Any], sandbox: str, now: float) -> Any:
