@@ -42,6 +42,7 @@ from ..constants import (
     WORK_QUEUE_ALLOCATION_MODE_QUANTIZED_BUCKETING,
 )
 from . import bucketing
+from .resource_fields import RESOURCE_NAMES
 from .resources import Resources
 from .stats import ManagerCounters
 
@@ -212,8 +213,18 @@ class Category:
             # switches to another bucketing mode; here the new mode takes effect.
             self.bucketing = bucketing.BucketingManager(algorithm)
         on = mode != WORK_QUEUE_ALLOCATION_MODE_FIXED
-        self.autolabel = {"cores": on, "memory": on, "disk": on, "gpus": False}
+        self.autolabel.update(cores=on, memory=on, disk=on, gpus=False)
         self._update_plain()
+
+    def set_autolabel(self, resource: str, on: bool) -> None:
+        """``category_enable_auto_resource``: CCTools keeps a flag for every resource of a
+        summary, though only cores, memory, disk and gpus are ever labelled; another name is
+        refused (CCTools: a notice and -1; a clear error here)."""
+        if resource not in RESOURCE_NAMES:
+            raise ValueError(f"There is not a resource named {resource!r} (use one of "
+                             f"{', '.join(RESOURCE_NAMES)}; only {', '.join(LABELLED)} are "
+                             "labelled)")
+        self.autolabel[resource] = bool(on)
 
     def _update_plain(self) -> None:
         self.plain = (self.mode == WORK_QUEUE_ALLOCATION_MODE_FIXED

@@ -442,7 +442,7 @@ class ManagerState(Bookkeeping):
         self.dispatch_pending = True
 
     def set_autolabel(self, category: str, resource: str, on: bool) -> None:
-        self.categories.get_or_create(category).autolabel[resource] = on
+        self.categories.get_or_create(category).set_autolabel(resource, on)
 
     def note_cached(self, w: WorkerRecord, cachename: str, size: int | None) -> None:
         """The worker holds ``cachename`` (``size``), or no longer does (None)."""

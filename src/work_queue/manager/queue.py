@@ -412,9 +412,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
     @_locked
     def specify_category_autolabel_resource(self, category: str, resource: str,
                                             autolabel: bool) -> int:
-        """Turn automatic labelling of one resource (cores, memory, disk, gpus) on or off."""
-        if resource not in ("cores", "memory", "disk", "gpus"):
-            raise ValueError(f"unknown resource {resource!r} (use cores, memory, disk, gpus)")
+        """Turn automatic labelling of one resource on or off.  Any resource of a summary
+        is taken, as CCTools does; only cores, memory, disk and gpus are ever labelled."""
         self._state.set_autolabel(_category_name(category), resource, bool(autolabel))
         return 1
 
