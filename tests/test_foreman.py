@@ -241,3 +241,54 @@ def test_a_foreman_without_workers_gets_no_task(queue, foreman, workers, in_tmp)
     (done,) = wait_all(queue)
     assert done.output == "ran\n"
     assert done.resources_allocated.cores == 2  # the whole (largest) worker
+
+
+def test_workers_find_a_named_foreman_through_the_catalog(queue, foreman, in_tmp, monkeypatch):
+    from work_queue.catalog import client
+    from work_queue.catalog.server import CatalogServer
+
+    catalog = CatalogServer(port=0, history_dir=None).start()
+    w: subprocess.Popen[bytes] | None = None
+    try:
+        where = f"127.0.0.1:{catalog.port}"
+        foreman.start(queue.port, "-f", "wq-test-foreman", "-C", where)
+        wait_until(lambda: bool(client.find_managers("wq-test-foreman",
+                                                     [("127.0.0.1", catalog.port)])), queue)
+        w = subprocess.Popen([*WORKER_CMD, "--cores", "1", "-t", "30", "-s", in_tmp,
+                              "-M", "wq-test-foreman", "--catalog", where],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        queue.submit(wq.Task("echo found"))
+        (done,) = wait_all(queue)
+        assert done.output == "found\n"
+    finally:
+        if w is not None:
+            w.terminate()
+            w.wait()
+        catalog.stop()
+
+
+def test_a_password_guards_both_sides_of_the_foreman(foreman, workers, in_tmp):
+    with open("pw", "w") as f:
+        f.write("sesame")
+    q = wq.WorkQueue(port=0)
+    try:
+        q.specify_password_file("pw")
+        port = foreman.start(q.port, "-P", "pw")
+        workers.start(port, "-P", "pw")
+        q.submit(wq.Task("echo guarded"))
+        (done,) = wait_all(q)
+        assert done.output == "guarded\n"
+    finally:
+        q.close()
+
+
+def test_exit_from_the_manager_stops_the_foreman_and_its_idle_workers(
+        queue, foreman, workers, in_tmp):
+    port = foreman.start(queue.port)
+    worker = workers.start(port)
+    wait_until(lambda: _foreman_record(queue).get("cores") == 1, queue)
+    assert queue.shutdown_workers(0) == 1
+    assert foreman.proc is not None
+    wait_until(lambda: foreman.proc.poll() is not None  # type: ignore[union-attr]
+               and worker.poll() is not None, queue)
+    assert foreman.proc.returncode == 0

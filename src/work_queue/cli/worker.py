@@ -207,7 +207,7 @@ def foreman_config(args: argparse.Namespace) -> Any:
     from ..worker.foreman import ForemanConfig  # loads the manager: only for a foreman
 
     cfg = ForemanConfig(name=args.foreman_name, fast_abort=args.fast_abort,
-                        port_file=args.foreman_port_file)
+                        port_file=args.foreman_port_file, catalog=args.catalog)
     if args.specify_log:
         cfg.stats_log = os.path.abspath(args.specify_log)
     if args.foreman_port:

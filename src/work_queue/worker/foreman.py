@@ -68,6 +68,8 @@ class ForemanConfig:
     fast_abort: float = -1.0
     #: --specify-log: the statistics log of the foreman's queue
     stats_log: str | None = None
+    #: -C: the catalog server(s) the named foreman advertises to (default: CATALOG_HOST)
+    catalog: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,8 @@ class Foreman(Worker):
             self.queue.specify_password(config.password)  # type: ignore[arg-type]
         if foreman.fast_abort > 0:
             self.queue.activate_fast_abort(foreman.fast_abort)
-        if foreman.name and config.catalogs:
-            host, _, port = config.catalogs.split(",")[0].partition(":")
+        if foreman.name and foreman.catalog:
+            host, _, port = foreman.catalog.split(",")[0].partition(":")
             self.queue.specify_catalog_server(host, int(port or 9097))
         print(f"work_queue_worker-foreman: listening on port {self.queue.port}", flush=True)
         if foreman.port_file:
