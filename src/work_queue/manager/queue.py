@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .. import constants
 from ..constants import (
     TASK_STATE_STRINGS,
     WORK_QUEUE_CACHE,
@@ -500,8 +501,11 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         self._state.settle()
         return self._queue_fields(category_snapshot(self._state, c))
 
-    def stats_by_category(self) -> dict[str, Stats]:
-        """``stats_category`` for every category."""
+    def stats_by_category(self, category: str | None = None) -> dict[str, Stats] | Stats:
+        """``stats_category`` for every category, by name; with ``category``, that one's
+        (the 2019 tutorial slides: ``s = q.stats_by_category('my-category')``)."""
+        if category is not None:
+            return self.stats_category(category)
         self._state.settle()
         return {name: self._queue_fields(category_snapshot(self._state, c))
                 for name, c in self._state.categories.items()}
@@ -741,3 +745,10 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             groups[k] = groups.get(k, 0) + 1
         return [{"workers": n, "cores": k[0], "memory": k[1], "disk": k[2], "gpus": k[3]}
                 for k, n in groups.items()]
+
+
+# The manual writes ``q.WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT``: the constants can be read
+# from a queue too (CCTools' queue has none of them).
+for _name, _value in vars(constants).items():
+    if _name.startswith("WORK_QUEUE_"):
+        setattr(WorkQueue, _name, _value)
