@@ -68,6 +68,16 @@ RELEASED, EXITED, LOST, IDLED_OUT = "released", "exit", "lost", "idle"
 #: foreman's queue anyway; not the native monitor or warm Python: its workers decide those.)
 FOREMAN_EXTENSIONS = (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES)
 
+#: The figures of its queue a foreman sends with each resource update, as CCTools' foreman
+#: does (send_stats_update); a CCTools manager adds them up in ``stats_hierarchy``.
+FOREMAN_STATS = (
+    "workers_joined", "workers_removed", "workers_released", "workers_idled_out",
+    "workers_fast_aborted", "workers_blacklisted", "workers_lost", "tasks_waiting",
+    "tasks_on_workers", "tasks_running", "tasks_with_results", "time_send", "time_receive",
+    "time_send_good", "time_receive_good", "time_workers_execute",
+    "time_workers_execute_good", "time_workers_execute_exhaustion", "bytes_sent",
+    "bytes_received")
+
 _OUTPUT_FLAGS = WORK_QUEUE_CACHE | WORK_QUEUE_FAILURE_ONLY | WORK_QUEUE_SUCCESS_ONLY
 
 
@@ -201,8 +211,10 @@ class Uplink:
             m.ResourceReport("cores", agg.cores, 0, agg.largest_cores).encode(),
             m.ResourceReport("tag", self.last_task_id).encode(),
             m.Info("end_of_resource_update", "0").encode(),
-            m.Info("tasks_running", str(len(self.tasks) - len(self.results))).encode(),
         ]
+        stats = self.queue.stats
+        lines += [m.Info(name, str(int(getattr(stats, name, 0)))).encode()
+                  for name in FOREMAN_STATS]
         self.send(b"".join(lines))
 
     # -- main loop --------------------------------------------------------------------------------
