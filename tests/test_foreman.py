@@ -292,3 +292,22 @@ def test_exit_from_the_manager_stops_the_foreman_and_its_idle_workers(
     wait_until(lambda: foreman.proc.poll() is not None  # type: ignore[union-attr]
                and worker.poll() is not None, queue)
     assert foreman.proc.returncode == 0
+
+
+def test_stats_hierarchy_counts_the_foremans_workers(queue, foreman, workers, in_tmp):
+    port = foreman.start(queue.port)
+    workers.start(port)
+    workers.start(port)
+    wait_until(lambda: _foreman_record(queue).get("cores") == 2, queue)
+    for i in range(4):
+        t = wq.Task("cat in.txt")
+        t.specify_buffer("x" * 1000, "in.txt")
+        queue.submit(t)
+    wait_all(queue)
+    assert queue.stats.workers_joined == 1  # the manager's own worker: the foreman
+    # As CCTools: the foreman's figures are added (they come with its next update).
+    wait_until(lambda: queue.stats_hierarchy.workers_joined == 3, queue)
+    h = queue.stats_hierarchy
+    assert h.workers_connected == 3
+    # the inputs went to the foreman, then on to its workers
+    wait_until(lambda: queue.stats_hierarchy.bytes_sent == 2 * queue.stats.bytes_sent, queue)

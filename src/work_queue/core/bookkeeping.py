@@ -146,6 +146,8 @@ class Bookkeeping:
         self.free: dict[int, WorkerRecord] = {}
         #: The workers of ``free`` that have room without using a prefetch slot.
         self.roomy: dict[int, WorkerRecord] = {}
+        #: The figures of foremen that left, added up (``stats_hierarchy`` counts them).
+        self.departed_hands: dict[str, int] = {}
         #: Tasks sent ahead into a worker's prefetch slot that have not started there yet:
         #: taken back when another worker could start them now (see _reclaim).
         self.prefetched: dict[int, Any] = {}
@@ -762,6 +764,9 @@ class Bookkeeping:
             return []
         self._largest = None
         self.counters.workers_removed += 1
+        if worker.hand_stats:
+            for name, value in worker.hand_stats.items():
+                self.departed_hands[name] = self.departed_hands.get(name, 0) + value
         tasks = list(worker.tasks.values())
         for task in tasks:
             task.worker_key = -1

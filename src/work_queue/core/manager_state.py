@@ -46,6 +46,7 @@ from .instructions import (
 )
 from .policies import FAST_ABORT_BLOCK_SECONDS, merge_result, outputs_to_fetch, result_of
 from .scheduling import WorkerRecord
+from .stats import HAND_STATS
 
 __all__ = ["HISTORY_LENGTH", "LOST_WORKERS_LIMIT", "STORY_LENGTH", "Dispatch", "ManagerState",
            "SendTask", "Transition"]
@@ -262,6 +263,13 @@ class ManagerState(Bookkeeping):
 
     def _on_info(self, e: ev.WorkerInfo, now: float) -> None:
         w, field, value = e.worker, e.field, e.value
+        if field in HAND_STATS and w.os == "foreman":  # for stats_hierarchy
+            if w.hand_stats is None:
+                w.hand_stats = {}
+            try:
+                w.hand_stats[field] = int(value)
+            except ValueError:
+                pass
         if field == "worker-id":
             w.worker_id = value
         elif field == "worker-end-time":

@@ -58,6 +58,9 @@ class WorkerRecord:
     #: One of its tasks was fast-aborted; a second one in a row blocks the worker's host.
     fast_abort_alarm: bool = False
     tasks_running_reported: int = 0
+    #: A foreman's figures of its own queue (``info workers_joined`` ...), for
+    #: ``stats_hierarchy``; None for any other worker.
+    hand_stats: dict[str, int] | None = None
 
     #: The worker announced the ``wq-py-prefetch`` feature (see worker_can_take).
     prefetch: bool = False

@@ -193,6 +193,41 @@ def snapshot(state: Any, now: float) -> Stats:
     return Stats(values)
 
 
+#: What a foreman reports of its own queue (``info <name> <value>`` with each update; CCTools'
+#: send_stats_update), and of those, what ``hierarchy`` adds to the manager's own figures.
+#: (Not the execution times: the manager's own already hold the time of the tasks it sent.)
+HAND_STATS = frozenset((
+    "workers_joined", "workers_removed", "workers_released", "workers_idled_out",
+    "workers_fast_aborted", "workers_blacklisted", "workers_lost", "tasks_waiting",
+    "tasks_on_workers", "tasks_running", "tasks_with_results", "time_send", "time_receive",
+    "time_send_good", "time_receive_good", "time_workers_execute",
+    "time_workers_execute_good", "time_workers_execute_exhaustion", "bytes_sent",
+    "bytes_received"))
+_HIERARCHY_SUMS = ("workers_joined", "workers_removed", "workers_released",
+                   "workers_idled_out", "workers_fast_aborted", "workers_lost", "time_send",
+                   "time_receive", "time_send_good", "time_receive_good", "bytes_sent",
+                   "bytes_received")
+
+
+def hierarchy(state: Any, now: float) -> Stats:
+    """``stats_hierarchy`` (CCTools ``work_queue_get_stats_hierarchy``): the manager's figures
+    plus those its foremen report of their own workers (of foremen still connected and of
+    those that left), the tasks waiting in the foremen's queues, and ``workers_connected``
+    as workers joined minus removed over the whole tree (a foreman counts as one)."""
+    s = snapshot(state, now)
+    v = vars(s)
+    hands = [w.hand_stats for w in state.workers.values() if w.hand_stats]
+    departed = state.departed_hands
+    for name in _HIERARCHY_SUMS:
+        v[name] += sum(h.get(name, 0) for h in hands) + departed.get(name, 0)
+    blocked = sum(h.get("workers_blacklisted", 0) for h in hands)
+    v["workers_blocked"] += blocked + departed.get("workers_blacklisted", 0)
+    v["tasks_waiting"] += sum(h.get("tasks_waiting", 0) for h in hands)
+    v["workers_connected"] = v["workers_joined"] - v["workers_removed"]
+    add_deprecated(v, (now - state.counters.time_when_started) * 1e6)  # their old names too
+    return s
+
+
 #: the fields of ``snapshot`` that describe the current workers (zero in a category's stats)
 CURRENT_STATE_FIELDS = (
     "workers_connected", "workers_init", "workers_idle", "workers_busy", "workers_able",

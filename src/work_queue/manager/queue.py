@@ -47,7 +47,7 @@ from ..core.manager_state import ManagerState
 from ..core.resource_fields import RESOURCE_NAMES as SUMMARY_NAMES
 from ..core.resources import OLD_NAMES, Resources
 from ..core.rmsummary import ResourceSummary
-from ..core.stats import Stats, category_snapshot, snapshot
+from ..core.stats import Stats, category_snapshot, hierarchy, snapshot
 from ..events import ReadWatcher
 from ..protocol import messages as m
 from ..protocol.task_writer import TaskWriter
@@ -300,7 +300,9 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     @property
     def stats_hierarchy(self) -> Stats:
-        return self._stats_now()
+        """``stats`` plus what the foremen among the workers report of their own workers."""
+        self._state.settle()
+        return self._queue_fields(hierarchy(self._state, self._now()))
 
     def _stats_now(self) -> Stats:
         self._state.settle()

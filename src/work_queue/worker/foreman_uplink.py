@@ -112,6 +112,8 @@ class Uplink:
         self.results: dict[int, bytes] = {}
         self.announced = False
         self.push = False
+        #: results went up in this pass: the queue's figures follow them
+        self.stats_due = False
         #: cache paths declared to the foreman's workers as cached inputs
         self.cached_inputs: set[str] = set()
         self.reported: Aggregate | None = None
@@ -212,10 +214,15 @@ class Uplink:
             m.ResourceReport("tag", self.last_task_id).encode(),
             m.Info("end_of_resource_update", "0").encode(),
         ]
-        stats = self.queue.stats
-        lines += [m.Info(name, str(int(getattr(stats, name, 0)))).encode()
-                  for name in FOREMAN_STATS]
         self.send(b"".join(lines))
+        self._send_stats()
+
+    def _send_stats(self) -> None:
+        """The figures of the foreman's queue (with each resource update and after results,
+        as CCTools' foreman sends them)."""
+        stats = self.queue.stats
+        self.send(b"".join(m.Info(name, str(int(getattr(stats, name, 0)))).encode()
+                           for name in FOREMAN_STATS))
 
     # -- main loop --------------------------------------------------------------------------------
 
@@ -233,6 +240,9 @@ class Uplink:
                 self._collect()
                 if self.fm.aggregate() != self.reported:
                     self._send_resources()  # a worker of the foreman came or went
+                elif self.stats_due:
+                    self._send_stats()  # once per pass that sent results
+                self.stats_due = False
                 self._check_idle(time.time())
             self.flush()
 
@@ -407,6 +417,7 @@ class Uplink:
         if self.push:
             self.tasks.pop(upstream, None)
             self.send(result)
+            self.stats_due = True
             return
         self.results[upstream] = result
         if not self.announced:
@@ -420,6 +431,7 @@ class Uplink:
         self.results.clear()
         self.announced = False
         self.send(m.End().encode())
+        self.stats_due = True
 
     def _kill(self, upstream: int) -> None:
         """The manager is done with a task (or cancelled it): cancel it downstream."""
