@@ -311,3 +311,33 @@ def test_stats_hierarchy_counts_the_foremans_workers(queue, foreman, workers, in
     assert h.workers_connected == 3
     # the inputs went to the foreman, then on to its workers
     wait_until(lambda: queue.stats_hierarchy.bytes_sent == 2 * queue.stats.bytes_sent, queue)
+
+
+def test_a_foreman_serves_the_next_manager_with_its_files(foreman, workers, in_tmp):
+    # The foreman keeps its queue and workers between managers; what its workers cached
+    # for the first manager must not stand in for the second one's file of the same name.
+    with open("data.txt", "w") as f:
+        f.write("first\n")
+
+    def run(q: wq.WorkQueue) -> str:
+        t = wq.Task("cat data.txt")
+        t.specify_input_file("data.txt", "data.txt", cache=True)
+        q.submit(t)
+        (done,) = wait_all(q)
+        return done.output
+
+    q1 = wq.WorkQueue(port=0)
+    port = q1.port
+    try:
+        workers.start(foreman.start(port))
+        assert run(q1) == "first\n"
+    finally:
+        q1.close()  # releases the foreman, which connects again
+    with open("data.txt", "w") as f:
+        f.write("second\n")
+    q2 = wq.WorkQueue(port=port)
+    try:
+        assert run(q2) == "second\n"
+        assert q2.stats.workers_joined == 1
+    finally:
+        q2.close()
