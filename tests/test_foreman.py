@@ -299,7 +299,7 @@ def test_stats_hierarchy_counts_the_foremans_workers(queue, foreman, workers, in
     workers.start(port)
     workers.start(port)
     wait_until(lambda: _foreman_record(queue).get("cores") == 2, queue)
-    for i in range(4):
+    for _ in range(4):
         t = wq.Task("cat in.txt")
         t.specify_buffer("x" * 1000, "in.txt")
         queue.submit(t)
@@ -341,3 +341,39 @@ def test_a_foreman_serves_the_next_manager_with_its_files(foreman, workers, in_t
         assert q2.stats.workers_joined == 1
     finally:
         q2.close()
+
+
+def test_large_files_cross_a_foreman_both_ways(queue, foreman, workers, in_tmp):
+    data = os.urandom(5 << 20)
+    with open("big.in", "wb") as f:
+        f.write(data)
+    t = wq.Task("cp big.in big.out; md5sum big.in")
+    t.specify_input_file("big.in", "big.in")
+    t.specify_output_file("big.out", "big.out")
+    queue.submit(t)
+    workers.start(foreman.start(queue.port))
+    (done,) = wait_all(queue)
+    assert done.result == wq.WORK_QUEUE_RESULT_SUCCESS, done.output
+    with open("big.out", "rb") as f:
+        assert f.read() == data
+
+
+def test_a_foreman_of_foremen(queue, foreman, workers, in_tmp, tmp_path):
+    lower_dir = tmp_path / "lower"
+    lower_dir.mkdir()
+    lower = Foreman(str(lower_dir))
+    try:
+        upper_port = foreman.start(queue.port)
+        workers.start(lower.start(upper_port), cores=2)
+        wait_until(lambda: _foreman_record(queue).get("cores") == 2, queue)
+        with open("in.txt", "w") as f:
+            f.write("two levels\n")
+        t = wq.Task("cat in.txt > out.txt")
+        t.specify_input_file("in.txt", "in.txt", cache=True)
+        t.specify_output_file("out.txt", "out.txt")
+        queue.submit(t)
+        (done,) = wait_all(queue)
+        assert done.result == wq.WORK_QUEUE_RESULT_SUCCESS
+        assert open("out.txt").read() == "two levels\n"
+    finally:
+        lower.stop()
