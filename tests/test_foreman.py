@@ -377,3 +377,32 @@ def test_a_foreman_of_foremen(queue, foreman, workers, in_tmp, tmp_path):
         assert open("out.txt").read() == "two levels\n"
     finally:
         lower.stop()
+
+
+def test_monitored_tasks_through_a_foreman(queue, foreman, workers, in_tmp):
+    # The foreman's workers announce our extensions (the native monitor among them); the
+    # foreman must not pass those on as its own: before this was fixed, the manager asked the
+    # foreman to measure tasks itself, and every monitored task came back MONITOR_ERROR.
+    queue.enable_monitoring()
+    t = wq.Task("python3 -c 'x = bytearray(300 << 20); import time; time.sleep(2)'")
+    t.specify_cores(1)
+    t.specify_memory(100)
+    queue.submit(t)
+    ok = wq.Task("echo fine")
+    ok.specify_cores(1)
+    queue.submit(ok)
+    # (a one-core task is given half of this worker's memory: 200 MB)
+    workers.start(foreman.start(queue.port), cores=2, memory=400)
+    results = {t.command: t for t in wait_all(queue)}
+    assert results["echo fine"].result == wq.WORK_QUEUE_RESULT_SUCCESS
+    assert results["echo fine"].output == "fine\n"
+    assert results[t.command].result == wq.WORK_QUEUE_RESULT_RESOURCE_EXHAUSTION
+    assert results[t.command].resources_measured.memory > 100
+
+
+def test_python_tasks_through_a_foreman(queue, foreman, workers, in_tmp):
+    pytest.importorskip("cloudpickle")
+    for i in range(3):
+        queue.submit(wq.PythonTask(pow, i, 2))
+    workers.start(foreman.start(queue.port))
+    assert sorted(t.output for t in wait_all(queue)) == [0, 1, 4]

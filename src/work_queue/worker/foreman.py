@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..manager.queue import WorkQueue
+from ..protocol import extensions
 from .foreman_uplink import EXITED, IDLED_OUT, LOST, Uplink
 from .worker import Worker, WorkerConfig
 
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from ..manager.task import Task
 
 logger = logging.getLogger(__name__)
+
+_EXTENSIONS = frozenset(extensions.WORKER_EXTENSIONS)
 
 #: Longest wait of the foreman's loop (seconds): timers of the downstream queue (keepalives,
 #: fast abort, the statistics log) run at least this often.
@@ -132,6 +135,9 @@ class Foreman(Worker):
             for name in largest:
                 largest[name] = max(largest[name], r.largest_of(name))
             features |= w.features
+        # Our extensions are announced as features, but they are agreements between the
+        # foreman's queue and its workers, not something the foreman does for its manager.
+        features -= _EXTENSIONS
         return Aggregate(workers, cores, memory, gpus, largest["cores"], largest["memory"],
                          largest["disk"], largest["gpus"], frozenset(features))
 
