@@ -406,3 +406,25 @@ def test_python_tasks_through_a_foreman(queue, foreman, workers, in_tmp):
         queue.submit(wq.PythonTask(pow, i, 2))
     workers.start(foreman.start(queue.port))
     assert sorted(t.output for t in wait_all(queue)) == [0, 1, 4]
+
+
+def test_remote_tasks_through_a_foreman(queue, foreman, workers, in_tmp, tmp_path):
+    import json
+    import stat
+
+    from tests.test_remote_tasks import COPROCESS
+
+    if WORKER_CMD[0] != sys.executable:
+        pytest.skip("the coprocess flags here are our worker's")
+    path = tmp_path / "coprocess.py"
+    path.write_text(COPROCESS)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    tasks = [wq.RemoteTask("add", "test_coprocess", i, 10) for i in range(3)]
+    for t in tasks:
+        queue.submit(t)
+    # The foreman reports its workers' coprocess resources as its own.
+    workers.start(foreman.start(queue.port), "--coprocess", str(path),
+                  "--coprocesses-total", "1")
+    wait_all(queue)
+    assert [json.loads(t.output) for t in tasks] == [
+        {"Result": i + 10, "StatusCode": 200} for i in range(3)]

@@ -46,6 +46,7 @@ from .foreman_uplink import EXITED, IDLED_OUT, LOST, Uplink
 from .worker import Worker, WorkerConfig
 
 if TYPE_CHECKING:
+    from ..core.resources import WorkerResources
     from ..manager.task import Task
 
 logger = logging.getLogger(__name__)
@@ -80,14 +81,22 @@ class Aggregate:
     """What the foreman reports upward as its resources (see the module docstring)."""
 
     workers: int = 0
-    cores: int = 0
-    memory: int = 0
-    gpus: int = 0
-    largest_cores: int = 0
-    largest_memory: int = 0
-    largest_disk: int = 0
-    largest_gpus: int = 0
+    #: (total, largest) of cores, memory, disk and gpus over its workers
+    cores: tuple[int, int] = (0, 0)
+    memory: tuple[int, int] = (0, 0)
+    disk: tuple[int, int] = (0, 0)
+    gpus: tuple[int, int] = (0, 0)
     features: frozenset[str] = frozenset()
+    #: the same for the coprocess (RemoteTask) resources of its workers that run one, None
+    #: when none does
+    coprocess: tuple[tuple[int, int], ...] | None = None
+
+
+def _sums(records: list[WorkerResources]) -> list[tuple[int, int]]:
+    """(total, largest) of cores, memory, disk and gpus (CCTools' work_queue_resources_add)."""
+    return [(sum(getattr(r, name) for r in records),
+             max((r.largest_of(name) for r in records), default=0))
+            for name in ("cores", "memory", "disk", "gpus")]
 
 
 class Foreman(Worker):
@@ -122,24 +131,16 @@ class Foreman(Worker):
 
     def aggregate(self) -> Aggregate:
         """The resources of the connected, ready workers of the foreman's queue."""
-        workers = cores = memory = gpus = 0
-        largest = {"cores": 0, "memory": 0, "disk": 0, "gpus": 0}
-        features: set[str] = set()
         # Read-only: the queue's record of each worker (what it reported, and features).
-        for w in self.queue._state.workers.values():
-            if not w.ready:
-                continue
-            r = w.resources
-            workers += r.workers
-            cores, memory, gpus = cores + r.cores, memory + r.memory, gpus + r.gpus
-            for name in largest:
-                largest[name] = max(largest[name], r.largest_of(name))
-            features |= w.features
+        ready = [w for w in self.queue._state.workers.values() if w.ready]
+        features: set[str] = set().union(*(w.features for w in ready))
         # Our extensions are announced as features, but they are agreements between the
         # foreman's queue and its workers, not something the foreman does for its manager.
         features -= _EXTENSIONS
-        return Aggregate(workers, cores, memory, gpus, largest["cores"], largest["memory"],
-                         largest["disk"], largest["gpus"], frozenset(features))
+        cores, memory, disk, gpus = _sums([w.resources for w in ready])
+        cop = [w.cop.resources for w in ready if w.cop is not None]
+        return Aggregate(sum(w.resources.workers for w in ready), cores, memory, disk, gpus,
+                         frozenset(features), tuple(_sums(cop)) if cop else None)
 
     def finished_tasks(self) -> list[Task]:
         """The tasks the foreman's queue has returned since the last call (it runs the

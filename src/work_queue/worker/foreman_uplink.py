@@ -44,6 +44,7 @@ from ..constants import (
     WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_SUCCESS_ONLY,
 )
+from ..core.worker_state import COPROCESS_PREFIX
 from ..errors import AuthenticationError, RemoteProtocolError
 from ..events import read_ready
 from ..manager.task import Task
@@ -204,13 +205,19 @@ class Uplink:
         self.reported = agg
         lines = [m.Feature(f).encode()
                  for f in sorted(agg.features - (old.features if old else frozenset()))]
+        lines.append(m.Alive().encode())
+        if agg.coprocess is not None:  # its workers' coprocesses serve RemoteTasks
+            cores, memory, disk, gpus = agg.coprocess
+            lines += [m.ResourceReport("coprocess_" + name, total, 0, largest).encode()
+                      for name, (total, largest) in (("disk", disk), ("memory", memory),
+                                                     ("gpus", gpus), ("cores", cores))]
         lines += [
-            m.Alive().encode(),
             m.ResourceReport("workers", agg.workers, 0, 1 if agg.workers else 0).encode(),
-            m.ResourceReport("disk", int(self.fm.disk), 0, agg.largest_disk).encode(),
-            m.ResourceReport("memory", agg.memory, 0, agg.largest_memory).encode(),
-            m.ResourceReport("gpus", agg.gpus, 0, agg.largest_gpus).encode(),
-            m.ResourceReport("cores", agg.cores, 0, agg.largest_cores).encode(),
+            # disk: the foreman's own (CCTools' foreman: measure_worker_resources)
+            m.ResourceReport("disk", int(self.fm.disk), 0, agg.disk[1]).encode(),
+            m.ResourceReport("memory", *_total_smallest_largest(agg.memory)).encode(),
+            m.ResourceReport("gpus", *_total_smallest_largest(agg.gpus)).encode(),
+            m.ResourceReport("cores", *_total_smallest_largest(agg.cores)).encode(),
             m.ResourceReport("tag", self.last_task_id).encode(),
             m.Info("end_of_resource_update", "0").encode(),
         ]
@@ -356,7 +363,10 @@ class Uplink:
         t = Task(spec.command)
         t.specify_category(spec.category)
         if spec.coprocess:
-            t.specify_coprocess(spec.coprocess)
+            # the line names the feature (``wq_worker_coprocess:NAME``); the task, the NAME
+            name = spec.coprocess
+            t.specify_coprocess(name[len(COPROCESS_PREFIX):]
+                                if name.startswith(COPROCESS_PREFIX) else name)
         for name in ("cores", "memory", "disk", "gpus"):
             value = getattr(spec, name)
             if value >= 0:
@@ -471,3 +481,9 @@ class Uplink:
         except OSError:
             pass
         self.cache.clear()
+
+
+def _total_smallest_largest(pair: tuple[int, int]) -> tuple[int, int, int]:
+    """A resource line's numbers; smallest is 0, as CCTools' aggregate makes it (its sums
+    start from zeroed records)."""
+    return pair[0], 0, pair[1]
