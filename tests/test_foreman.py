@@ -428,3 +428,22 @@ def test_remote_tasks_through_a_foreman(queue, foreman, workers, in_tmp, tmp_pat
     wait_all(queue)
     assert [json.loads(t.output) for t in tasks] == [
         {"Result": i + 10, "StatusCode": 200} for i in range(3)]
+
+
+def test_url_and_command_inputs_watched_outputs_and_time_limits(queue, foreman, workers,
+                                                                 in_tmp):
+    with open("source.txt", "w") as f:
+        f.write("from a url\n")
+    t = wq.Task("cat u.txt c.txt > w.txt")
+    t.specify_url(f"file://{os.path.abspath('source.txt')}", "u.txt", cache=True)
+    t.specify_file_command("echo made by a command > %%", "c.txt", cache=True)
+    t.specify_output_file("w.txt", "w.txt", flags=wq.WORK_QUEUE_WATCH)
+    queue.submit(t)
+    slow = wq.Task("sleep 30")
+    slow.specify_running_time_max(1)
+    queue.submit(slow)
+    workers.start(foreman.start(queue.port), cores=2)
+    results = {t.command: t for t in wait_all(queue)}
+    assert results[t.command].result == wq.WORK_QUEUE_RESULT_SUCCESS
+    assert open("w.txt").read() == "from a url\nmade by a command\n"
+    assert results["sleep 30"].result == wq.WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME
