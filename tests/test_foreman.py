@@ -447,3 +447,16 @@ def test_url_and_command_inputs_watched_outputs_and_time_limits(queue, foreman, 
     assert results[t.command].result == wq.WORK_QUEUE_RESULT_SUCCESS
     assert open("w.txt").read() == "from a url\nmade by a command\n"
     assert results["sleep 30"].result == wq.WORK_QUEUE_RESULT_TASK_MAX_RUN_TIME
+
+
+def test_a_foreman_talks_tls_to_its_manager(foreman, workers, in_tmp):
+    q = wq.WorkQueue(port=0, ssl=True)
+    try:
+        workers.start(foreman.start(q.port, "--ssl"))  # its own workers: plain, as CCTools
+        t = wq.Task("cat in.txt")
+        t.specify_buffer("over tls\n", "in.txt")
+        q.submit(t)
+        (done,) = wait_all(q)
+        assert done.output == "over tls\n"
+    finally:
+        q.close()
