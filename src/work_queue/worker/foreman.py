@@ -26,7 +26,14 @@ with files fail there.
 The resources reported upward are what CCTools' ``aggregate_workers_resources`` gives: the
 sums of the connected workers' workers, cores, memory and gpus, with the largest single
 worker's value as ``largest`` (so the manager sizes tasks to fit one worker), and for disk
-the foreman's own disk as the total.  With no workers, everything but disk is 0.
+the foreman's own disk as the total.  With no workers, everything but disk is 0 (and a
+manager gives it no task).  The coprocess resources of its workers are summed the same way,
+so RemoteTasks pass through; its workers' features go up as its own, except our extensions,
+which are agreements between the foreman's queue and its workers.
+
+One loop serves both sides: it polls the manager's connection and the descriptor of the
+queue's epoll set together, so either side's bytes wake it; the queue's own loop then runs one
+pass without blocking (``queue.wait(0)``).
 """
 
 from __future__ import annotations
