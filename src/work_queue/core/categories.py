@@ -396,17 +396,19 @@ class Category:
             if not self.autolabel.get(k):
                 continue
             h = self.histograms[k]
-            t = getattr(top, k)
+            # CCTools holds these in int64_t: a largest value of 0.74 cores is 0 cores, so
+            # MIN_WASTE and MAX_THROUGHPUT ask for 0 cores and the box follows memory, disk.
+            t = float(int(getattr(top, k)))
             if self.mode == WORK_QUEUE_ALLOCATION_MODE_MIN_WASTE:
                 value = h.min_waste(t)
             elif self.mode == WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT:
                 value = h.max_throughput(t)
             elif self.mode == WORK_QUEUE_ALLOCATION_MODE_MAX:
-                worker = getattr(largest_worker, k) if largest_worker is not None else -1
-                value = h.max_seen(t, worker, getattr(self.max_allocation, k))
+                worker = int(getattr(largest_worker, k)) if largest_worker is not None else -1
+                value = h.max_seen(t, worker, int(getattr(self.max_allocation, k)))
             else:
                 value = t
-            setattr(self.first_allocation, k, value)
+            setattr(self.first_allocation, k, float(int(value)))
         self.first_allocation.merge_max(self.min_allocation)
         return True
 
