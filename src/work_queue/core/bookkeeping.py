@@ -20,7 +20,6 @@ import math
 import random
 from array import array
 from collections import deque
-from itertools import chain
 from typing import Any
 
 from ..constants import (
@@ -39,9 +38,25 @@ from ..constants import (
 )
 from . import task_state as ts
 from .categories import ALLOCATION_ERROR, ALLOCATION_FIRST, ALLOCATION_MAX, LABELLED, Categories
+from .history import (
+    HISTORY_LENGTH,
+    MOVE_BITS,
+    MOVE_OF,
+    RING_MASK,
+    SUBMITTED_FROM,
+    story_from_ring,
+)
 from .instructions import Instruction, SendKill, SendTask, Transition
 from .resources import BoxPolicy, Resources, allocation_box
-from .scheduling import CANDIDATES, ReadyQueue, WorkerRecord, choose_worker, worker_can_take
+from .scheduling import (
+    CANDIDATES,
+    ReadyQueue,
+    WorkerRecord,
+    choose_worker,
+    is_full,
+    is_saturated,
+    worker_can_take,
+)
 from .stats import CapacityEstimator, ManagerCounters, count_exhausted_attempt
 
 #: Workers lost in a row with a task on them before that task comes back FORSAKEN (the
@@ -78,58 +93,8 @@ def _exceeded(task: Any, measured: Any) -> frozenset[str]:
                      if 0 <= getattr(box, n, -1) < getattr(measured, n, -1))
 
 
-#: Transitions a task's story shows at most, and transitions of all tasks remembered (in one
-#: ring of two arrays of numbers: a list or deque per task would cost ~100-600 bytes and a
-#: GC-tracked object for each of a million queued tasks, and doubled the submit time; a tuple
-#: per transition made the garbage collector run a third more often, ~0.6 us a submit).
-STORY_LENGTH = 16
-HISTORY_LENGTH = 1 << 16
-_RING_MASK = HISTORY_LENGTH - 1  # the ring's next slot: (i + 1) & _RING_MASK
-
-#: Every transition (task_state.TRANSITIONS) as (from, cause, to), by its number in the ring;
-#: the ring keeps ``task id << _MOVE_BITS | number`` and the time.
-_MOVES = [(old, cause, new) for (old, cause), new in ts.TRANSITIONS.items()]
-_MOVE_BITS = 5
-assert len(_MOVES) <= 1 << _MOVE_BITS
-#: (from, cause) -> (to, number of the transition).
-_MOVE_OF: dict[tuple[int, str], tuple[int, int]] = {
-    (old, cause): (new, i) for i, (old, cause, new) in enumerate(_MOVES)}
-#: From -> (to, number) on ``submit``.
-_SUBMITTED_FROM: dict[int, tuple[int, int]] = {
-    old: move for (old, cause), move in _MOVE_OF.items() if cause == "submit"}
-
-def _old_new_cause(number: int) -> tuple[int, int, str]:
-    """(from, to, cause) of transition ``number``."""
-    old, cause, new = _MOVES[number]
-    return old, new, cause
-
-
 #: Kept for older callers: the dispatch instruction.
 Dispatch = SendTask
-
-
-def _full(w: WorkerRecord) -> bool:
-    """No free cores (or gpus) left, not counting a prefetch slot."""
-    r = w.resources
-    if r.workers < 1 and "workers" in r.largest:
-        # a foreman that reported ``resource workers 0``: it has no workers to run a task
-        # on (CCTools' check_hand_against_task skips it)
-        return True
-    if w.cop is not None and not _full(w.cop):
-        return False
-    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
-
-
-def _saturated(w: WorkerRecord) -> bool:
-    """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
-    r = w.resources
-    if r.workers < 1 and "workers" in r.largest:  # a foreman without workers (see _full)
-        return True
-    if w.cop is not None and not _saturated(w.cop):
-        return False
-    if w.prefetch:
-        return r.cores >= 1 and w.inuse_cores > r.cores
-    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
 
 
 class Bookkeeping:
@@ -185,7 +150,7 @@ class Bookkeeping:
         #: Whether each state change is also an instruction (``Transition``); a shell that
         #: writes no transactions log turns it off, the story is kept either way.
         self.report_transitions = True
-        #: The last HISTORY_LENGTH transitions of all tasks, a ring: ``task id << _MOVE_BITS |
+        #: The last HISTORY_LENGTH transitions of all tasks, a ring: ``task id << MOVE_BITS |
         #: transition number`` (0: not used yet) and the time; the next slot is _ring_next.
         self._ring_moves = array("q", bytes(8 * HISTORY_LENGTH))
         self._ring_times = array("d", bytes(8 * HISTORY_LENGTH))
@@ -196,7 +161,7 @@ class Bookkeeping:
     def _move(self, task: Any, cause: str, now: float) -> None:
         """Change the state of ``task`` on ``cause`` (see task_state) and record it."""
         old = task.state
-        move = _MOVE_OF.get((old, cause))
+        move = MOVE_OF.get((old, cause))
         if move is None:
             ts.transition(task.id, old, cause)  # raises InvalidTransition
             return
@@ -205,21 +170,16 @@ class Bookkeeping:
         if self.report_transitions:
             self.out.append(Transition(task, old, new, cause, now))
         i = self._ring_next
-        self._ring_moves[i] = task.id << _MOVE_BITS | number
+        self._ring_moves[i] = task.id << MOVE_BITS | number
         self._ring_times[i] = now
-        self._ring_next = (i + 1) & _RING_MASK
+        self._ring_next = (i + 1) & RING_MASK
 
     def story(self, task_id: int) -> list[tuple[int, int, str, float]]:
         """The recent transitions of a task, oldest first: ``(from, to, cause, time)``.
 
         Answers "why is task 17 still waiting?": e.g. it went RUNNING -> READY on
         ``requeue`` when its worker was lost, and has not been dispatched since."""
-        moves, times, first = self._ring_moves, self._ring_times, self._ring_next
-        low, high = task_id << _MOVE_BITS, (task_id + 1) << _MOVE_BITS
-        mask = (1 << _MOVE_BITS) - 1
-        story = [(*_old_new_cause(moves[i] & mask), times[i])  # oldest first
-                 for i in chain(range(first, HISTORY_LENGTH), range(first))
-                 if low <= moves[i] < high][-STORY_LENGTH:] if task_id > 0 else []
+        story = story_from_ring(self._ring_moves, self._ring_times, self._ring_next, task_id)
         task = self.tasks.get(task_id)
         if not story and task is not None and task.state == ts.READY:
             # Waiting since long before the ring's oldest transition: only its submit is known.
@@ -231,7 +191,7 @@ class Bookkeeping:
     def submit(self, task: Any, now: float) -> int:
         """Queue ``task`` (state UNKNOWN or finished) and give it a new id."""
         old = task.state
-        move = _SUBMITTED_FROM.get(old)
+        move = SUBMITTED_FROM.get(old)
         if move is None:
             ts.transition(getattr(task, "id", 0) or 0, old, "submit")  # raises
             return 0
@@ -243,9 +203,9 @@ class Bookkeeping:
         if self.report_transitions:
             self.out.append(Transition(task, old, new, "submit", now))
         i = self._ring_next
-        self._ring_moves[i] = task_id << _MOVE_BITS | number
+        self._ring_moves[i] = task_id << MOVE_BITS | number
         self._ring_times[i] = now
-        self._ring_next = (i + 1) & _RING_MASK
+        self._ring_next = (i + 1) & RING_MASK
         task.try_count = 0
         task.resource_request = ALLOCATION_FIRST
         task.time_when_submitted = now
@@ -741,11 +701,11 @@ class Bookkeeping:
 
     def refresh(self, worker: WorkerRecord) -> None:
         """Keep ``free`` (ready workers with room for a task) up to date after a change."""
-        if worker.ready and worker.key in self.workers and not _full(worker):
+        if worker.ready and worker.key in self.workers and not is_full(worker):
             self.roomy[worker.key] = worker
         else:
             self.roomy.pop(worker.key, None)
-        if worker.ready and worker.key in self.workers and not _saturated(worker):
+        if worker.ready and worker.key in self.workers and not is_saturated(worker):
             self.free[worker.key] = worker
         else:
             self.free.pop(worker.key, None)
@@ -810,8 +770,8 @@ class Bookkeeping:
             assert on_worker == (getattr(task, "worker_key", -1) in self.workers), tid
             assert (task.state == ts.RETRIEVED) == (tid in self.returned), tid
         for key, w in self.workers.items():
-            assert (key in self.free) == (w.ready and not _saturated(w)), key
-            assert (key in self.roomy) == (w.ready and not _full(w)), key
+            assert (key in self.free) == (w.ready and not is_saturated(w)), key
+            assert (key in self.roomy) == (w.ready and not is_full(w)), key
         for w in self.workers.values():
             for bucket in (w, w.cop) if w.cop is not None else (w,):
                 for name in ("cores", "memory", "disk", "gpus"):

@@ -32,7 +32,8 @@ from ..constants import (
 from ..protocol.extensions import PREFETCH
 from . import events as ev
 from . import task_state as ts
-from .bookkeeping import HISTORY_LENGTH, LOST_WORKERS_LIMIT, STORY_LENGTH, Bookkeeping, Dispatch
+from .bookkeeping import LOST_WORKERS_LIMIT, Bookkeeping, Dispatch
+from .history import HISTORY_LENGTH, STORY_LENGTH
 from .instructions import (
     BlockHost,
     CategoryChanged,

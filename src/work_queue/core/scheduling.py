@@ -105,6 +105,30 @@ class WorkerRecord:
             self.inuse_gpus += sign * box.gpus
 
 
+def is_full(w: WorkerRecord) -> bool:
+    """No free cores (or gpus) left, not counting a prefetch slot."""
+    r = w.resources
+    if r.workers < 1 and "workers" in r.largest:
+        # a foreman that reported ``resource workers 0``: it has no workers to run a task
+        # on (CCTools' check_hand_against_task skips it)
+        return True
+    if w.cop is not None and not is_full(w.cop):
+        return False
+    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
+
+
+def is_saturated(w: WorkerRecord) -> bool:
+    """No task can fit: every allocation box has cores > 0 or gpus > 0 (see allocation_box)."""
+    r = w.resources
+    if r.workers < 1 and "workers" in r.largest:  # a foreman without workers (see is_full)
+        return True
+    if w.cop is not None and not is_saturated(w.cop):
+        return False
+    if w.prefetch:
+        return r.cores >= 1 and w.inuse_cores > r.cores
+    return r.cores >= 1 and w.inuse_cores >= r.cores and w.inuse_gpus >= r.gpus
+
+
 def worker_can_take(worker: WorkerRecord, box: Resources, task: Any, submit_multiplier: float,
                     now: float, prefetch: bool = True) -> bool:
     """Whether ``box`` fits in what is left of ``worker`` (``check_hand_against_task``).
