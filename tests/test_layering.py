@@ -172,3 +172,10 @@ def test_the_monitors_copy_of_the_resource_table_is_the_cores():
     from work_queue.monitor import summary
 
     assert summary.RESOURCE_FIELDS == resource_fields.RESOURCE_FIELDS
+
+
+def test_no_source_file_is_over_800_lines():
+    # A module that long holds more than one responsibility (issue 16); split it by one.
+    long = {str(p.relative_to(SRC.parent)): n for p in SRC.parent.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 800}
+    assert not long, long
