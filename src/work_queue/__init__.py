@@ -25,6 +25,7 @@ from .errors import (
     RemoteProtocolError,
     WorkQueueError,
 )
+from .staging import cleanup_staging_directory
 from .version import __version__
 
 #: The manager's classes load on first use, so programs that need only part of the package
@@ -36,7 +37,10 @@ _LAZY = {
     "PythonTaskNoResult": ".manager.python_task",
     "pythontask_available": ".manager.python_task",
     "RemoteTask": ".manager.remote_task",
+    "RemoteTaskError": ".manager.remote_task",
     "Factory": ".manager.factory",
+    # CCTools' module imports it from work_queue_display (ndcctools.work_queue_display here)
+    "JupyterDisplay": ".manager.display",
 }
 #: Loaded on first use too, but left out of ``__all__``: ``from work_queue import *`` (which
 #: ``ndcctools.work_queue`` does) must not import Dask, an optional dependency.
@@ -45,7 +49,15 @@ _LAZY_OPTIONAL = {
 }
 
 
+#: CCTools' ``$CCTOOLS_TEMP``, read at import as CCTools does: where ``staging_directory`` goes.
+cctools_tmpdir = _os.getenv("CCTOOLS_TEMP", None)
+
+
 def __getattr__(name: str) -> object:
+    if name == "staging_directory":  # made on first use; left out of __all__ for that reason
+        from .staging import staging_directory
+
+        return staging_directory()
     module = _LAZY.get(name) or _LAZY_OPTIONAL.get(name)
     if module is None:
         raise AttributeError(f"module 'work_queue' has no attribute {name!r}")
@@ -57,7 +69,7 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_OPTIONAL))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_OPTIONAL) | {"staging_directory"})
 
 
 def specify_port_range(low_port: int, high_port: int) -> None:
@@ -94,5 +106,7 @@ __all__ = [
     "specify_port_range",
     "set_debug_flag",
     "specify_debug_log",
+    "cleanup_staging_directory",
+    "cctools_tmpdir",
     "__version__",
 ]

@@ -239,7 +239,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
     def __enter__(self) -> WorkQueue:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc_value: object, traceback: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -351,9 +351,9 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         """Require workers to prove they know ``password`` (CCTools challenge-response)."""
         self._password = password.encode() if isinstance(password, str) else bytes(password)
 
-    def specify_password_file(self, filename: str) -> None:
+    def specify_password_file(self, file: str) -> None:
         """Like ``specify_password`` with the whole file contents, trailing newline included."""
-        with open(filename, "rb") as f:
+        with open(file, "rb") as f:
             self._password = f.read()
 
     @_locked
@@ -367,24 +367,25 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         self._state.set_report_transitions(True)
         self._txn.manager("START", self._now())
 
-    def specify_max_resources(self, resources: dict[str, float]) -> None:
+    # ``rmd`` (resource dictionary) is CCTools' name for these methods' dictionaries.
+    def specify_max_resources(self, rmd: dict[str, float]) -> None:
         """Resources given to tasks of the default category that declare none themselves."""
-        self.specify_category_max_resources("default", resources)
+        self.specify_category_max_resources("default", rmd)
 
-    def specify_min_resources(self, resources: dict[str, float]) -> None:
+    def specify_min_resources(self, rmd: dict[str, float]) -> None:
         """Smallest allocation for tasks of the default category."""
-        self.specify_category_min_resources("default", resources)
+        self.specify_category_min_resources("default", rmd)
 
     @_locked
-    def specify_category_max_resources(self, category: str, resources: dict[str, float]) -> None:
+    def specify_category_max_resources(self, category: str, rmd: dict[str, float]) -> None:
         """Resources for tasks of ``category``; a task's own ``specify_*`` values win."""
-        self._state.categories.get_or_create(category).set_max(_resources_from(resources))
+        self._state.categories.get_or_create(category).set_max(_resources_from(rmd))
         self._state.changed()
 
     @_locked
-    def specify_category_min_resources(self, category: str, resources: dict[str, float]) -> None:
+    def specify_category_min_resources(self, category: str, rmd: dict[str, float]) -> None:
         """Smallest allocation for tasks of ``category``."""
-        self._state.categories.get_or_create(category).set_min(_resources_from(resources))
+        self._state.categories.get_or_create(category).set_min(_resources_from(rmd))
         self._state.changed()
 
     @_locked
@@ -424,10 +425,10 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
 
     @_locked
     def specify_category_first_allocation_guess(self, category: str,
-                                                resources: dict[str, float]) -> None:
+                                                rmd: dict[str, float]) -> None:
         """Start ``category`` in steady state with this first allocation."""
         c = self._state.categories.get_or_create(_category_name(category))
-        c.set_first_guess(_resources_from(resources))
+        c.set_first_guess(_resources_from(rmd))
         self._state.changed()
 
     @_locked
@@ -486,9 +487,9 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
         return self.activate_fast_abort_category("default", multiplier)
 
     @_locked
-    def activate_fast_abort_category(self, category: str, multiplier: float) -> int:
-        """Fast abort for one category: >= 1 on, 0 off, < 0 use the default category's."""
-        return self._state.set_fast_abort(_category_name(category), float(multiplier))
+    def activate_fast_abort_category(self, name: str, multiplier: float) -> int:
+        """Fast abort for category ``name``: >= 1 on, 0 off, < 0 use the default category's."""
+        return self._state.set_fast_abort(_category_name(name), float(multiplier))
 
     @_locked
     def specify_category_max_concurrent(self, category: str, max_concurrent: int) -> None:

@@ -10,16 +10,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import WorkQueueError
 from .task import Task
 
 EXEC_METHODS = ("fork", "direct", "thread")
 
 
-class RemoteTask(Task):
-    """Invoke ``fn_name(*args, **kwargs)`` in the worker coprocess named ``coprocess``."""
+class RemoteTaskError(WorkQueueError):
+    """A RemoteTask of ``remote_map``/``remote_pair``/``remote_tree_reduce`` that did not give
+    a result: the coprocess answered an error (``StatusCode`` 500), or the task failed."""
 
-    def __init__(self, fn_name: str, coprocess: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(fn_name)
+    def __init__(self, message: str, task_id: int, status_code: int | None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.status_code = status_code
+
+
+class RemoteTask(Task):
+    """Invoke ``fn(*args, **kwargs)`` in the worker coprocess named ``coprocess``."""
+
+    def __init__(self, fn: str, coprocess: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(fn)
         self.specify_coprocess(coprocess)
         self._event: dict[str, Any] = {"fn_kwargs": kwargs, "fn_args": list(args)}
 
