@@ -108,6 +108,16 @@ CASES: dict[type[m.Message], list[tuple[Callable[[bytes], m.Message], Any]]] = {
     m.Exit: [(m.parse_from_manager, plain(m.Exit))],
     m.InvalidateFile: [(m.parse_from_manager, plain(m.InvalidateFile, any_name))],
     m.Tlq: [(m.parse_from_manager, plain(m.Tlq, token))],
+    # the wq-py-resume extension
+    m.ResumeToken: [(m.parse_from_manager, plain(m.ResumeToken, token, count))],
+    m.Resumed: [(m.parse_from_manager, plain(m.Resumed, count))],
+    m.ResumeRefused: [(m.parse_from_manager, plain(m.ResumeRefused, any_name))],
+    m.Resume: [(m.parse_from_worker, st.builds(
+        lambda held, tok, wid: (lambda d: (m.Resume(tok, wid, len(d), d), d))(
+            m.Resume.held_payload(held)),
+        st.dictionaries(count, st.sampled_from(["waiting", "running", "finished"]),
+                        max_size=3), token, any_name))],
+    m.Leaving: [(m.parse_from_worker, plain(m.Leaving))],
     m.Unknown: [(m.parse_from_manager, plain(lambda w: m.Unknown(b"no-such-verb " + w.encode()),
                                              words))],
 }

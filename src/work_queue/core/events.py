@@ -83,10 +83,26 @@ class WorkerInfo:
 
 @dataclass(slots=True)
 class FeatureReported:
-    """A ``feature`` line of a worker."""
+    """A ``feature`` line of a worker.  For ``wq-py-resume``, ``token`` is the unguessable
+    token the shell drew for this worker's session (see WorkerResumed)."""
 
     worker: WorkerRecord
     name: str
+    token: str = ""
+
+
+@dataclass(slots=True)
+class WorkerResumed:
+    """A new connection (key ``conn_key``, from ``address``) opened with ``wq-py-resume``:
+    it claims the session of ``token`` and ``worker_id``, and holds these tasks (task id ->
+    waiting, running or finished).  It has authenticated again if the manager has a password.
+    """
+
+    conn_key: int
+    address: str
+    token: str
+    worker_id: str
+    held: dict[int, str]
 
 
 @dataclass(slots=True)
@@ -165,6 +181,6 @@ class TimeSpent:
 
 
 Event = (TaskSubmitted | TaskCancelled | TaskSent | TaskInputMissing | WorkerConnected
-         | ResourcesReported | WorkerInfo | FeatureReported | ResultReceived
+         | ResourcesReported | WorkerInfo | FeatureReported | WorkerResumed | ResultReceived
          | OutputBytesComing | OutputFailed | OutputsFetched | WorkerGone | Tick | SlowTaskCheck
          | TimeSpent)

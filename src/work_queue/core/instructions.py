@@ -100,5 +100,45 @@ class Transition:
     now: float
 
 
+@dataclass(slots=True)
+class OfferResume:
+    """Confirm ``wq-py-resume`` to worker ``worker_key`` and hand it ``token``: its tasks
+    are kept ``grace`` seconds after its connection drops."""
+
+    worker_key: int
+    token: str
+    grace: int
+
+
+@dataclass(slots=True)
+class AcceptResume:
+    """The connection ``conn_key`` resumes the session of ``worker``: from now on it is that
+    worker's connection (under ``worker.key``); tell it ``wq-py-resumed <kept>``.  A
+    connection the worker still has (its drop not seen yet) is closed without a word."""
+
+    conn_key: int
+    worker: WorkerRecord
+    kept: int
+
+
+@dataclass(slots=True)
+class RefuseResume:
+    """Tell connection ``conn_key`` ``wq-py-resume-refused <reason>``; it stays open for
+    the ordinary handshake."""
+
+    conn_key: int
+    reason: str
+
+
+@dataclass(slots=True)
+class KillHeld:
+    """Send ``kill <id>`` to worker ``worker_key`` for each of ``task_ids``: tasks it holds
+    that the manager no longer has on it (requeued, cancelled, or never given to it)."""
+
+    worker_key: int
+    task_ids: list[int]
+
+
 Instruction = (SendTask | SendKill | FetchOutputs | DropWorker | BlockHost | Note
-               | CategoryChanged | Transition)
+               | CategoryChanged | Transition | OfferResume | AcceptResume | RefuseResume
+               | KillHeld)

@@ -32,7 +32,7 @@ from ..constants import (
 from ..protocol.extensions import PREFETCH
 from . import events as ev
 from . import task_state as ts
-from .bookkeeping import LOST_WORKERS_LIMIT, Bookkeeping, Dispatch
+from .bookkeeping import LOST_WORKERS_LIMIT, Dispatch
 from .history import HISTORY_LENGTH, STORY_LENGTH
 from .instructions import (
     BlockHost,
@@ -46,6 +46,7 @@ from .instructions import (
     Transition,
 )
 from .policies import FAST_ABORT_BLOCK_SECONDS, merge_result, outputs_to_fetch, result_of
+from .resume import ResumeRules
 from .scheduling import WorkerRecord
 from .stats import HAND_STATS
 
@@ -60,7 +61,7 @@ def _usec(t: float) -> int:
     return int(t * 1e6)
 
 
-class ManagerState(Bookkeeping):
+class ManagerState(ResumeRules):
     """The manager's pure core.  See the module docstring."""
 
     def __init__(self, now: float, seed: int | None = None) -> None:
@@ -76,6 +77,7 @@ class ManagerState(Bookkeeping):
             ev.ResourcesReported: self._on_resources,
             ev.WorkerInfo: self._on_info,
             ev.FeatureReported: self._on_feature,
+            ev.WorkerResumed: self.resume,
             ev.ResultReceived: self._on_result,
             ev.OutputBytesComing: self._on_output_bytes,
             ev.OutputFailed: self._on_output_failed,
@@ -289,6 +291,8 @@ class ManagerState(Bookkeeping):
             self.out.append(DropWorker(w.key, "IDLE_OUT", "it says it is idle and leaving"))
         elif field == "from-factory":
             self._joined_factory(w, value)
+        elif field == "leaving":
+            w.resume_token = ""  # its tasks die with it: no waiting for it to come back
 
     def _joined_factory(self, w: WorkerRecord, name: str) -> None:
         """A factory that has more workers here than its max_workers gets this one back."""
@@ -308,10 +312,15 @@ class ManagerState(Bookkeeping):
         if e.name == PREFETCH:
             w.prefetch = True
             self.refresh(w)
+        elif e.token:
+            self.offer_resume(e)
 
     def _on_worker_gone(self, e: ev.WorkerGone, now: float) -> None:
         """Its tasks go back to the queue; a connection that died counts a lost worker in a
-        row for each of them (see Bookkeeping.remove_worker)."""
+        row for each of them (see Bookkeeping.remove_worker).  A worker that may come back
+        for them keeps them for a while instead (core/resume.py)."""
+        if self.keeps_tasks(e, now):
+            return
         w = self.workers.get(e.key)
         lost = e.reason == "FAILURE"
         requeued = self.remove_worker(e.key, now, lost=lost)
@@ -332,8 +341,11 @@ class ManagerState(Bookkeeping):
 
     def _on_tick(self, e: ev.Tick, now: float) -> None:
         """Draining workers that finished their tasks leave; new factory limits trim the
-        idle workers of factories that have more here than they asked for."""
+        idle workers of factories that have more here than they asked for; workers away
+        for longer than the grace time are removed."""
         self.settle()
+        if self.away:
+            self.expire_away(now)
         leaving: set[int] = set()
         for w in self.workers.values():
             if w.draining and not w.tasks:
@@ -381,7 +393,10 @@ class ManagerState(Bookkeeping):
                 why = (f"worker {w.hostname} ({w.address}) is slow: blocking its host for "
                        f"{FAST_ABORT_BLOCK_SECONDS} s")
                 self.out.append(BlockHost(w.hostname, until, why))
-                self.out.append(DropWorker(w.key, "FAST_ABORT", why))
+                if w.key in self.away:  # no connection to close: removed here
+                    self.forget_away(w, now, "slow (fast abort)", lost=False)
+                else:
+                    self.out.append(DropWorker(w.key, "FAST_ABORT", why))
                 dropped.add(w.key)
             w.fast_abort_alarm = True
 
@@ -460,6 +475,11 @@ class ManagerState(Bookkeeping):
         else:
             w.cached[cachename] = size
 
+    def validate(self) -> None:
+        """Assert the invariants (used after every step in tests)."""
+        super().validate()
+        self.validate_away()
+
     def forget_cached(self, cachename: str) -> list[int]:
         """Every worker forgets ``cachename``; the keys of those that had it."""
         return [w.key for w in self.workers.values()
@@ -502,6 +522,10 @@ def _set_lost_limit(s: ManagerState, v: float) -> None:
     s.lost_workers_limit = int(v)
 
 
+def _set_resume_grace(s: ManagerState, v: float) -> None:
+    s.resume_grace = max(0.0, v)
+
+
 #: tune() names the core acts on.
 _TUNABLES: dict[str, Callable[[ManagerState, float], None]] = {
     "resource-submit-multiplier": _set_multiplier,
@@ -513,4 +537,5 @@ _TUNABLES: dict[str, Callable[[ManagerState, float], None]] = {
     "category-steady-n-tasks": _set_steady_n,
     "attempt-schedule-depth": _set_depth,
     "lost-workers-in-a-row": _set_lost_limit,
+    "resume-grace-time": _set_resume_grace,
 }

@@ -71,6 +71,11 @@ class WorkerRecord:
     #: apart the same way).
     cop: WorkerRecord | None = None
 
+    #: ``wq-py-resume``: the token of its session ("" when it may not resume), and when its
+    #: connection dropped while the manager waits for it to come back (-1: connected).
+    resume_token: str = ""
+    away_since: float = -1.0
+
     #: (cores, memory, disk, gpus) of the largest worker slot, the part of an allocation box
     #: that depends on the worker (kept by ManagerState.refresh).
     shape: tuple[int, int, int, int] = (0, 0, 0, 0)

@@ -25,6 +25,10 @@ class ManagerCounters:
     workers_fast_aborted: int = 0
     workers_blocked: int = 0
     workers_lost: int = 0
+    #: Workers whose connection dropped and that came back for their tasks (wq-py-resume),
+    #: and the tasks they kept (not run again).
+    workers_resumed: int = 0
+    tasks_recovered: int = 0
     tasks_submitted: int = 0
     tasks_dispatched: int = 0
     tasks_done: int = 0

@@ -180,6 +180,18 @@ class ExtensionConfirmed:
 
 
 @dataclass(frozen=True, slots=True)
+class ManagerLost:
+    """The connection to the manager dropped, and the session waits to resume it
+    (``wq-py-resume``): the tasks go on, their results wait, even those already sent (the
+    manager may not have read them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerBack:
+    """The manager took the session back (``wq-py-resumed``): the results go out again."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The session's loop came round: start what fits, kill what ran out of time, end an
     idle session.  ``receiving``: the manager is in the middle of sending a file."""
@@ -188,7 +200,8 @@ class Tick:
 
 
 Event = (TaskReceived | TaskExited | TaskNotStarted | TaskDeferred | KillRequested
-         | ResultsRequested | OutputsGrew | ManagerSpoke | ExtensionConfirmed | Tick)
+         | ResultsRequested | OutputsGrew | ManagerSpoke | ExtensionConfirmed | ManagerLost
+         | ManagerBack | Tick)
 
 
 # -- instructions ------------------------------------------------------------------------------
@@ -268,6 +281,9 @@ class WorkerState:
         self.results_announced = False
         #: the manager confirmed extensions.PUSH_RESULTS: results go out as tasks end
         self.push_results = False
+        #: False while the connection to the manager is down and the session waits to
+        #: resume it: results are kept, not sent
+        self.connected = True
         self.last_activity = now
         #: when --volatility next rolls the dice
         self.next_volatility_check = now + limits.volatility_interval
@@ -276,7 +292,8 @@ class WorkerState:
             TaskNotStarted: self._task_not_started, TaskDeferred: self._task_deferred,
             KillRequested: self._kill_requested, ResultsRequested: self._results_requested,
             OutputsGrew: self._outputs_grew, ManagerSpoke: self._manager_spoke,
-            ExtensionConfirmed: self._extension_confirmed, Tick: self._tick,
+            ExtensionConfirmed: self._extension_confirmed, ManagerLost: self._manager_lost,
+            ManagerBack: self._manager_back, Tick: self._tick,
         }
 
     def handle(self, event: Event, now: float) -> list[Instruction]:
@@ -289,6 +306,13 @@ class WorkerState:
 
     def running_count(self) -> int:
         return sum(1 for r in self.tasks.values() if r.state == RUNNING)
+
+    def held(self) -> dict[int, str]:
+        """What the worker holds, for ``wq-py-resume``: task id -> waiting, running or
+        finished (a result sent or not)."""
+        names = {WAITING: "waiting", RUNNING: "running", FINISHED: "finished",
+                 REPORTED: "finished"}
+        return {task_id: names[rec.state] for task_id, rec in self.tasks.items()}
 
     @staticmethod
     def may_be_disk_full(status: int, exit_code: int) -> bool:
@@ -409,6 +433,19 @@ class WorkerState:
         if event.name == extensions.PUSH_RESULTS:
             self.push_results = True
 
+    def _manager_lost(self, event: ManagerLost, now: float, out: list[Instruction]) -> None:
+        self.connected = False
+        self.results_announced = False
+        for rec in self.tasks.values():
+            if rec.state == REPORTED:
+                rec.state = FINISHED  # it may never have arrived: sent again on return
+
+    def _manager_back(self, event: ManagerBack, now: float, out: list[Instruction]) -> None:
+        self.connected = True
+        self.last_activity = now
+        if any(rec.state == FINISHED for rec in self.tasks.values()):
+            self._announce(out)
+
     def _tick(self, event: Tick, now: float, out: list[Instruction]) -> None:
         self._time_limits(now, out)
         self._pack(now, out)
@@ -421,7 +458,7 @@ class WorkerState:
             return
         if lim.end_time and now >= lim.end_time:
             out.append(EndSession(WALL_TIME, m.Info("wall_time_exhausted", "0")))
-        elif lim.volatility and now >= self.next_volatility_check:
+        elif lim.volatility and now >= self.next_volatility_check and self.connected:
             # As CCTools: disconnect without a word, else look again an interval later.
             if random.random() < lim.volatility:
                 out.append(EndSession(VOLATILE, None))
@@ -493,7 +530,9 @@ class WorkerState:
     def _announce(self, out: list[Instruction]) -> None:
         """Tell the manager results are here: push them when it takes pushed results (and
         still announce while a running task's watched outputs may grow), else announce once
-        until it asks."""
+        until it asks.  Nothing while the connection is down (see ManagerLost)."""
+        if not self.connected:
+            return
         if self.push_results:
             for rec in self.tasks.values():
                 if rec.state == FINISHED:
@@ -523,6 +562,7 @@ class WorkerState:
             assert used <= getattr(self.limits, name) + 1e-6, name
         assert self.used_coprocesses == sum(1 for r in running if r.coprocess)
         assert self.used_coprocesses <= max(self.limits.coprocess_instances, 0)
+        assert self.connected or REPORTED not in {r.state for r in self.tasks.values()}
         for task_id, rec in self.tasks.items():
             assert rec.task_id == task_id
             assert rec.state in (WAITING, RUNNING, FINISHED, REPORTED), rec.state

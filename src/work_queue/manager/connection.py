@@ -72,6 +72,8 @@ class WorkerConnection:
         self.payload_deadline = 0.0
         self.payload_number = 0
         self.closed = False
+        #: It opened with ``wq-py-resume`` (one claim per connection).
+        self.resume_claimed = False
         self.bytes_received = 0
         #: Debug-log writer when the manager has a debug log.
         self.debug: Any = None

@@ -46,6 +46,7 @@ from ..core.categories import MODES
 from ..core.manager_state import ManagerState
 from ..core.resource_fields import RESOURCE_NAMES as SUMMARY_NAMES
 from ..core.resources import OLD_NAMES, Resources
+from ..core.resume import RESUME_GRACE
 from ..core.rmsummary import ResourceSummary
 from ..core.stats import Stats, category_snapshot, hierarchy, snapshot
 from ..events import ReadWatcher
@@ -61,6 +62,7 @@ from .dispatcher import Dispatcher
 from .loop import ManagerLoop
 from .ports import bind_listener
 from .receiver import Receiver
+from .resume import ResumeShell
 from .task import Task
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ TUNE_DEFAULTS: dict[str, float] = {
     "proportional-resources": 1,
     "proportional-whole-tasks": 1,
     "ramp-down-heuristic": 0,
+    # ours: seconds the tasks of a worker whose connection dropped wait for it to come back
+    # (wq-py-resume, docs/protocol-resume.md; 0: requeue them at once, as CCTools does)
+    "resume-grace-time": RESUME_GRACE,
 }
 TUNE_ALIASES = {
     "asynchrony-multiplier": "resource-submit-multiplier",
@@ -138,7 +143,7 @@ def _category_name(category: object) -> str:
     return category
 
 
-class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
+class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver, ResumeShell):
     """A queue of tasks served by workers that connect to ``port``.
 
     Args:
@@ -221,7 +226,8 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver):
             ins.Transition: self._log_transition, ins.SendKill: self._kill_on_worker,
             ins.FetchOutputs: self._fetch_outputs, ins.DropWorker: self._drop_worker,
             ins.Note: self._note, ins.BlockHost: self._note,
-            ins.CategoryChanged: lambda i: self._log_category(i.category)}
+            ins.CategoryChanged: lambda i: self._log_category(i.category),
+            **self._resume_doers()}
         at_exit.track(self)
         #: issue 18: the notebook's status display; None (nothing for wait() to do) unless
         #: asked for inside a Jupyter kernel.

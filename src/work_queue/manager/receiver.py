@@ -34,12 +34,13 @@ from .connection import (
     local_output_path,
 )
 from .conversation import OutputReply
+from .resume import ResumeShell, new_token
 from .task import Task
 
 logger = logging.getLogger("work_queue.manager.queue")  # one name users filter on
 
 #: What a connection may send before its worker handshake: the handshake, status requests.
-_BEFORE_HANDSHAKE = (m.Hello, m.StatusRequest, m.HttpGet, m.NameQuery, m.Alive)
+_BEFORE_HANDSHAKE = (m.Hello, m.StatusRequest, m.HttpGet, m.NameQuery, m.Alive, m.Resume)
 #: The largest payload other than a task's output that a worker may send in one message
 #: (an error text, a resource summary, a piece of a watched file).
 MAX_SIDE_PAYLOAD = 64 << 20
@@ -56,6 +57,8 @@ def admission(conn: WorkerConnection) -> Any:
 
     def admit(msg: m.Message) -> bool:
         w = conn.worker
+        if w is None and isinstance(msg, m.Resume):
+            return True  # its size is bounded by its reader (MAX_RESUME_PAYLOAD)
         if w is None:
             raise RemoteProtocolError(f"{type(msg).__name__} with a payload before the "
                                       f"handshake")
@@ -100,6 +103,11 @@ class Receiver:
 
     def _on_feature(self, conn: WorkerConnection, msg: m.Feature, now: float) -> None:
         w = _worker_of(conn, "feature")
+        if msg.name == extensions.RESUME:
+            # The token of this worker's session (the core decides whether it is offered).
+            self._carry_out(self._state.handle(ev.FeatureReported(w, msg.name, new_token()),
+                                               now))
+            return
         self._state.handle(ev.FeatureReported(w, msg.name), now)
         if msg.name in (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES):
             conn.write(m.Feature(msg.name).encode())  # confirmed
@@ -357,4 +365,6 @@ _HANDLERS: dict[type, Any] = {
     m.StatusRequest: Receiver._answer_status,
     m.HttpGet: Receiver._answer_status,
     m.NameQuery: Receiver._on_name_query,
+    m.Resume: ResumeShell._on_resume,
+    m.Leaving: ResumeShell._on_leaving,
 }

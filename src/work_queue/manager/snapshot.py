@@ -63,7 +63,8 @@ def queue_record(q: Any, now: float) -> dict[str, Any]:
     }
     for key in ("workers_connected", "workers_init", "workers_idle", "workers_busy",
                 "workers_able", "workers_joined", "workers_removed", "workers_released",
-                "workers_idled_out", "workers_fast_aborted", "workers_lost", "tasks_waiting",
+                "workers_idled_out", "workers_fast_aborted", "workers_lost",
+                "workers_resumed", "tasks_recovered", "tasks_waiting",
                 "tasks_on_workers", "tasks_running", "tasks_with_results", "tasks_left",
                 "tasks_submitted", "tasks_dispatched", "tasks_done", "tasks_failed",
                 "tasks_cancelled", "tasks_exhausted_attempts", "time_when_started", "time_send",

@@ -31,5 +31,11 @@ MONITOR = "wq-py-monitor"
 #: they are; without this extension our worker leaves out an entry whose name holds a newline.
 ENCODED_NAMES = "wq-py-encoded-names"
 
+#: A worker whose connection drops keeps its tasks and comes back for them
+#: (docs/protocol-resume.md).  The manager confirms with the same ``feature`` line followed by
+#: ``wq-py-resume-token <token> <grace>``; a worker that returns within ``grace`` seconds sends
+#: ``wq-py-resume`` (token, worker id, the tasks it holds) instead of the handshake.
+RESUME = "wq-py-resume"
+
 #: What our worker announces.
-WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS, PYTHON_WARM, MONITOR, ENCODED_NAMES)
+WORKER_EXTENSIONS = (PREFETCH, PUSH_RESULTS, PYTHON_WARM, MONITOR, ENCODED_NAMES, RESUME)

@@ -10,6 +10,7 @@ re-exports them.
 from __future__ import annotations
 
 from .message_base import Alive, AuthRequest, End, Feature, Message
+from .resume import Leaving, Resume, Resumed, ResumeRefused, ResumeToken
 from .sent_by_manager import (
     FROM_MANAGER,
     RESOURCE_FORMATS,
@@ -72,4 +73,6 @@ __all__ = [
     "Category", "Check", "Cmd", "Coprocess", "Dir", "Env", "Exit", "Get", "InvalidateFile",
     "Kill", "Monitor", "Put", "PutCmd", "PutUrl", "Release", "SendResults", "Symlink",
     "TaskFile", "TaskResource", "TaskStart", "Tlq", "Unknown", "Unlink",
+    # the wq-py-resume extension (protocol/resume.py)
+    "Leaving", "Resume", "ResumeRefused", "ResumeToken", "Resumed",
 ]

@@ -21,6 +21,7 @@ from .message_base import (
     read_float,
     read_int,
 )
+from .resume import Resumed, ResumeRefused, ResumeToken
 from .urlcodec import url_decode, url_encode
 
 
@@ -434,7 +435,8 @@ FROM_MANAGER: dict[bytes, LineReader] = {
     cls.VERB: cls.from_parts
     for cls in (TaskStart, Cmd, Category, Env, Kill, End, Dir, Put, SendResults, Unlink, Get,
                 Symlink, PutUrl, PutCmd, Coprocess, Monitor, Check, Release, Exit,
-                InvalidateFile, Tlq, AuthRequest, Feature, Alive)
+                InvalidateFile, Tlq, AuthRequest, Feature, Alive, ResumeToken, Resumed,
+                ResumeRefused)
 }
 FROM_MANAGER.update({verb: TaskResource.from_parts for verb in _RESOURCE_NAMES})
 FROM_MANAGER.update({b"infile": TaskFile.from_parts, b"outfile": TaskFile.from_parts})

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from ..errors import RemoteProtocolError
 from .message_base import Alive, AuthRequest, End, Feature, LineReader, Message, read_int
+from .resume import Leaving, Resume
 
 
 @dataclass(slots=True)
@@ -340,7 +341,7 @@ FROM_WORKER: dict[bytes, LineReader] = {
     cls.VERB: cls.from_parts
     for cls in (Info, Result, End, MonitorSummary, Alive, AvailableResults, FileItem, DirItem,
                 MissingItem, ResourceReport, Update, Hello, Feature, CacheUpdate, CacheInvalid,
-                HttpGet, NameQuery, AuthRequest)
+                HttpGet, NameQuery, AuthRequest, Resume, Leaving)
 }
 FROM_WORKER.update({kind.encode(): StatusRequest.from_parts for kind in STATUS_KINDS})
 

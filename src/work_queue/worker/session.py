@@ -60,6 +60,7 @@ from .executor import (
 )
 from .launch import Launcher
 from .pyexec import TASKS_PER_INTERPRETER, WarmInterpreter
+from .rejoin import Rejoin
 from .sandboxes import Sandboxes, is_empty_dir, keep_outputs
 from .task_monitor import TaskMonitor, finish_monitor, over_limit, watch_before_start
 from .transfers import Incoming, Outgoing
@@ -84,8 +85,10 @@ IDLED_OUT, WALL_TIME = ws.IDLED_OUT, ws.WALL_TIME
 class Session:
     """One connection to a manager: carries out what the core (WorkerState) decides."""
 
-    def __init__(self, worker: Worker, sock: socket.socket) -> None:
+    def __init__(self, worker: Worker, sock: socket.socket, authenticated: bool = False) -> None:
         self.w = worker
+        #: the socket comes from a refused resume: authenticated already (see rejoin.py)
+        self.authenticated = authenticated
         self.cfg = worker.config
         self.sock = sock
         self.reader = manager_stream_reader(blocks=True)
@@ -126,6 +129,8 @@ class Session:
         self.started = 0
         #: pidfds of the processes that outlived their tasks, watched to reap them
         self.escapees: dict[int, _Escapee] = {}
+        #: wq-py-resume: the token, and coming back when the connection drops (rejoin.py)
+        self.rejoin = Rejoin(self)
         self._handlers = self._message_handlers()
 
     # -- I/O --------------------------------------------------------------------------------------
@@ -151,14 +156,14 @@ class Session:
 
     def run(self) -> str:
         try:
-            if self.cfg.password is not None:
+            if self.cfg.password is not None and not self.authenticated:
                 self._authenticate()
             self.sock.setblocking(False)
             self._handshake()
             logger.debug("connected to manager %s:%d", self.cfg.host, self.cfg.port)
             self.flush()
             self.watcher.register(self.sock, None)
-            self._loop()
+            self.rejoin.serve(self._loop)  # the loop, and again after coming back
         except (OSError, RemoteProtocolError, AuthenticationError) as e:
             logger.warning("connection to manager failed: %s", e)
             print(f"work_queue_worker: {e}", file=sys.stderr)
@@ -188,10 +193,11 @@ class Session:
     def _handshake(self) -> None:
         w = self.w
         ident = hashlib.md5(f"{os.getpid()},{os.getppid()},{random.random()}".encode())
+        self.worker_id = "worker-" + ident.hexdigest()
         lines = [
             m.Hello(WORK_QUEUE_PROTOCOL_VERSION, w.hostname, self.cfg.os_name, self.cfg.arch,
                     __version__).encode(),
-            m.Info("worker-id", "worker-" + ident.hexdigest()).encode(),
+            m.Info("worker-id", self.worker_id).encode(),
         ]
         if self.cfg.factory_name:
             lines.append(m.Info("from-factory", self.cfg.factory_name).encode())
@@ -253,6 +259,8 @@ class Session:
             now = time.time()
             self._check_tasks(now)
             self._do(self.core.handle(ws.Tick(self.reader.in_payload), now), now)
+            if self.rejoin.away_since >= 0:
+                self.rejoin.step(now)  # the connection is down: try to come back
             if self.outcome is not None:
                 return
             started = self.started
@@ -369,6 +377,8 @@ class Session:
 
     def _next_timeout(self, now: float) -> float:
         timeout = self.core.timeout(now)
+        if self.rejoin.away_since >= 0:
+            timeout = min(timeout, self.rejoin.next_try - now)
         for run in self.tasks.values():
             if run.running:
                 if run.pidfd < 0:
@@ -387,10 +397,15 @@ class Session:
         if data is None:
             return
         if not data:
-            self.outcome = LOST
+            if not self.rejoin.lost(time.time()):
+                self.outcome = LOST
             return
         self.core.handle(ws.ManagerSpoke(), time.time())
         self.reader.feed(data)  # type: ignore[arg-type]
+        self._read_buffered()
+
+    def _read_buffered(self) -> None:
+        """Handle the messages whole in the reader's buffer."""
         while self.outcome is None:
             ev = self.reader.next_event()
             if ev is NEED_DATA:
@@ -447,6 +462,7 @@ class Session:
             m.Release: lambda msg: setattr(self, "outcome", RELEASED),
             m.Exit: lambda msg: setattr(self, "outcome", EXITED),
             m.Feature: self._on_feature,
+            m.ResumeToken: self.rejoin.on_token,
             m.InvalidateFile: ignore, m.Tlq: ignore, m.Alive: ignore,
             m.AuthRequest: self._on_auth_request,
         }
@@ -757,6 +773,7 @@ class Session:
     # -- teardown ---------------------------------------------------------------------------------
 
     def _teardown(self) -> None:
+        self.rejoin.goodbye()  # our manager then takes the tasks back at once
         try:
             self.flush()
         except OSError:

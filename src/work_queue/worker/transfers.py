@@ -56,6 +56,8 @@ class Incoming:
         self.cache = cache
         self.dir_stack: list[str] = []
         self.sink: _Sink | None = None
+        #: the cache name of the object being received (``put`` or ``dir``)
+        self.receiving: str | None = None
 
     @property
     def in_directory(self) -> bool:
@@ -68,6 +70,7 @@ class Incoming:
         return isinstance(self.sink, SmallObject)
 
     def put(self, msg: m.Put) -> None:
+        self.receiving = msg.name
         if msg.length <= self.cache.SMALL_LIMIT:
             self.sink = SmallObject(self.cache, msg.name, msg.mode)
             self.cache.path(msg.name)  # refuse names that would leave the cache
@@ -75,6 +78,7 @@ class Incoming:
             self._open_sink(self.cache.path(msg.name), msg.mode)
 
     def directory(self, msg: m.Dir) -> None:
+        self.receiving = msg.name
         path = self.cache.path(msg.name)
         remove_tree(path)
         os.makedirs(path)

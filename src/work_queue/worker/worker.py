@@ -15,6 +15,9 @@ that carries out what the worker's core, ``core/worker_state.py``, decides).  A 
 
 When the manager disconnects, every task is killed and the cache is emptied (it belongs to
 that manager); the worker then reconnects, unless ``--single-shot`` or an idle timeout ended it.
+With a manager that took the ``wq-py-resume`` extension, a connection that drops while the
+worker holds tasks does not end the session: the tasks go on and the worker comes back for
+them (``rejoin.py``).
 """
 
 from __future__ import annotations
@@ -129,10 +132,12 @@ class Worker:
         try:
             backoff = cfg.min_backoff
             last_success = time.time()
+            #: a connection a refused resume left, authenticated: the next session's
+            handover = None
             while True:
                 if self.end_time and time.time() >= self.end_time:
                     return 0
-                sock = self._connect()
+                sock = handover if handover is not None else self._connect()
                 if sock is None:
                     if time.time() - last_success > cfg.connect_timeout:
                         logger.info("could not connect for %.0f s; exiting",
@@ -142,12 +147,14 @@ class Worker:
                     backoff = min(cfg.max_backoff, backoff * 2)
                     continue
                 backoff = cfg.min_backoff
-                outcome = Session(self, sock).run()
+                session = Session(self, sock, authenticated=handover is not None)
+                outcome = session.run()
+                handover = session.rejoin.handover
                 last_success = time.time()
                 logger.info("session ended: %s", outcome)
                 if outcome in (EXITED, IDLED_OUT, WALL_TIME) or cfg.single_shot:
                     return 0
-                if outcome == LOST:
+                if outcome == LOST and handover is None:
                     time.sleep(min(5.0, cfg.max_backoff))
         except KeyboardInterrupt:
             return 0
