@@ -149,12 +149,15 @@ class WorkerGone:
 
     ``reason`` is the transactions log's (FAILURE, IDLE_OUT, FAST_ABORT, EXPLICIT, ...);
     ``lost`` says whether the tasks on it count a lost worker in a row (its connection died),
-    ``released`` whether the manager let it go on purpose (``workers_released``)."""
+    ``released`` whether the manager let it go on purpose (``workers_released``), ``ended``
+    whether the worker closed its end in order (its process ended, even killed: the kernel
+    closes its socket), rather than the connection being reset or timing out."""
 
     key: int
     reason: str
     lost: bool = False
     released: bool = False
+    ended: bool = False
 
 
 @dataclass(slots=True)

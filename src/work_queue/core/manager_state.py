@@ -523,7 +523,7 @@ def _set_lost_limit(s: ManagerState, v: float) -> None:
 
 
 def _set_resume_grace(s: ManagerState, v: float) -> None:
-    s.resume_grace = max(0.0, v)
+    s.resume_grace_setting = v
 
 
 #: tune() names the core acts on.

@@ -32,9 +32,10 @@ from .instructions import AcceptResume, FetchOutputs, KillHeld, Note, OfferResum
 from .policies import outputs_to_fetch
 from .scheduling import WorkerRecord
 
-#: Seconds the manager keeps the tasks of a worker whose connection dropped (the default of
-#: ``tune("resume-grace-time")``; 0 turns the extension off).  The keepalive timeout: a worker
-#: that was cut off gets as long to come back as a silent one gets to answer.
+#: Seconds the manager keeps the tasks of a worker whose connection dropped, unless
+#: ``tune("resume-grace-time")`` says otherwise (0 turns the extension off): the keepalive
+#: timeout (30 s unless set), so a worker that was cut off gets as long to come back as a
+#: silent one gets to answer.
 RESUME_GRACE = 30.0
 
 
@@ -43,10 +44,22 @@ class ResumeRules(Bookkeeping):
 
     def __init__(self, now: float, seed: int | None = None) -> None:
         super().__init__(now, seed)
-        #: tune("resume-grace-time"): 0 never keeps the tasks of a dropped worker.
-        self.resume_grace = RESUME_GRACE
+        #: tune("resume-grace-time"): 0 never keeps the tasks of a dropped worker; negative:
+        #: the keepalive timeout (see resume_grace).
+        self.resume_grace_setting = -1.0
+        self.keepalive_timeout = RESUME_GRACE
         #: Workers whose connection dropped, waiting for them to come back, by key.
         self.away: dict[int, WorkerRecord] = {}
+
+    @property
+    def resume_grace(self) -> float:
+        """Seconds the tasks of a worker whose connection dropped wait for it."""
+        setting = self.resume_grace_setting
+        return setting if setting >= 0 else max(0.0, self.keepalive_timeout)
+
+    def set_keepalive_timeout(self, seconds: float) -> None:
+        """The manager's keepalive timeout (the grace time unless tuned otherwise)."""
+        self.keepalive_timeout = float(seconds)
 
     def offer_resume(self, e: ev.FeatureReported) -> None:
         """The worker announced ``wq-py-resume``: hand it its session's token (if on)."""
@@ -56,9 +69,14 @@ class ResumeRules(Bookkeeping):
             self.out.append(OfferResume(w.key, e.token, math.ceil(self.resume_grace)))
 
     def keeps_tasks(self, e: ev.WorkerGone, now: float) -> bool:
-        """The connection of a worker died: keep it away (True) if it may come back."""
+        """The connection of a worker died: keep it away (True) if it may come back.
+
+        Not when the worker closed its end in order: its process ended (a worker that ends
+        on purpose says ``wq-py-leaving``; one killed has its socket closed by the kernel),
+        so its tasks go back to the queue at once, as without the extension.  A reset, a
+        failed send, a keepalive timeout: that is the link, and the worker may return."""
         w = self.workers.get(e.key)
-        if (w is None or e.reason != "FAILURE" or not w.resume_token or not w.tasks
+        if (w is None or e.reason != "FAILURE" or e.ended or not w.resume_token or not w.tasks
                 or self.resume_grace <= 0 or w.key in self.away):
             return False
         w.away_since = now

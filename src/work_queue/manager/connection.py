@@ -74,6 +74,8 @@ class WorkerConnection:
         self.closed = False
         #: It opened with ``wq-py-resume`` (one claim per connection).
         self.resume_claimed = False
+        #: The peer closed its end in order (end of file, no reset): its process ended.
+        self.peer_closed = False
         self.bytes_received = 0
         #: Debug-log writer when the manager has a debug log.
         self.debug: Any = None
@@ -189,6 +191,7 @@ class WorkerConnection:
         if data is None:
             return None
         if not data:
+            self.peer_closed = True
             return False
         self.bytes_received += len(data)
         self.reader.feed(data)  # type: ignore[arg-type]

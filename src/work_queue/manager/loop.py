@@ -237,7 +237,8 @@ class ManagerLoop:
                 self._txn.worker_disconnected(None, conn.address, reason, self._now())
             return
         now = self._now()
-        self._carry_out(self._state.handle(ev.WorkerGone(w.key, reason, released=released), now))
+        self._carry_out(self._state.handle(
+            ev.WorkerGone(w.key, reason, released=released, ended=conn.peer_closed), now))
         if self._txn:
             self._txn.worker_disconnected(w, conn.address, reason, now)
 

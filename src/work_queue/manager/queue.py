@@ -46,7 +46,6 @@ from ..core.categories import MODES
 from ..core.manager_state import ManagerState
 from ..core.resource_fields import RESOURCE_NAMES as SUMMARY_NAMES
 from ..core.resources import OLD_NAMES, Resources
-from ..core.resume import RESUME_GRACE
 from ..core.rmsummary import ResourceSummary
 from ..core.stats import Stats, category_snapshot, hierarchy, snapshot
 from ..events import ReadWatcher
@@ -91,8 +90,9 @@ TUNE_DEFAULTS: dict[str, float] = {
     "proportional-whole-tasks": 1,
     "ramp-down-heuristic": 0,
     # ours: seconds the tasks of a worker whose connection dropped wait for it to come back
-    # (wq-py-resume, docs/protocol-resume.md; 0: requeue them at once, as CCTools does)
-    "resume-grace-time": RESUME_GRACE,
+    # (wq-py-resume, docs/protocol-resume.md; 0: requeue them at once, as CCTools does;
+    # negative: the keepalive timeout)
+    "resume-grace-time": -1,
 }
 TUNE_ALIASES = {
     "asynchrony-multiplier": "resource-submit-multiplier",
@@ -352,6 +352,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver, ResumeShel
     def specify_keepalive_timeout(self, timeout: float) -> None:
         """Seconds a worker may stay silent after a check before it is dropped."""
         self._keepalive_timeout = float(timeout)
+        self._state.set_keepalive_timeout(self._keepalive_timeout)
 
     def specify_password(self, password: str) -> None:
         """Require workers to prove they know ``password`` (CCTools challenge-response)."""
@@ -538,6 +539,7 @@ class WorkQueue(AbstractionsMixin, ManagerLoop, Dispatcher, Receiver, ResumeShel
             self._keepalive_interval = value
         elif key == "keepalive-timeout":
             self._keepalive_timeout = value
+            self._state.set_keepalive_timeout(value)
         elif key == "short-timeout":
             self._short_timeout = value
         self._state.changed()
