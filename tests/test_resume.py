@@ -1,0 +1,118 @@
+"""A dropped connection is not a lost task (issue 19): real workers through a real TCP proxy
+that resets every connection while the tasks run.  The tasks keep running, the workers come
+back, each result arrives once, nothing runs twice."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import work_queue as wq
+from work_queue._testing.proxy import ResettingProxy
+
+from .conftest import wait_all, wait_until
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("WQ_TEST_WORKER")),
+    reason="wq-py-resume is our worker's extension (a CCTools worker drops its tasks)")
+
+
+@pytest.fixture
+def proxy(queue):
+    p = ResettingProxy(queue.port)
+    yield p
+    p.close()
+
+
+def submit_logged(q: wq.WorkQueue, n: int, seconds: float, runs: str) -> dict[int, int]:
+    """``n`` tasks that note each execution in ``runs``, sleep, and write an output."""
+    ids = {}
+    for i in range(n):
+        t = wq.Task(f"echo {i} >> {runs}; sleep {seconds}; echo out-{i} > out.txt")
+        t.specify_cores(1)
+        t.specify_output_file(f"out-{i}.txt", "out.txt", cache=False)
+        ids[q.submit(t)] = i
+    return ids
+
+
+def executions(runs: str) -> list[int]:
+    with open(runs) as f:
+        return sorted(int(x) for x in f.read().split())
+
+
+def test_twenty_tasks_survive_a_reset_of_every_connection(queue, workers, proxy, in_tmp):
+    runs = os.path.join(in_tmp, "runs.log")
+    for _ in range(2):
+        workers.start(proxy.port, cores=10)
+    wait_until(lambda: queue.stats.workers_connected == 2, queue)
+    start = time.time()
+    ids = submit_logged(queue, 20, 3, runs)
+    wait_until(lambda: queue.stats.tasks_running == 20, queue)
+    assert proxy.reset() == 2
+    done = wait_all(queue, timeout=30)
+    elapsed = time.time() - start
+    assert sorted(t.id for t in done) == sorted(ids)  # every task once
+    for t in done:
+        assert t.result == wq.WORK_QUEUE_RESULT_SUCCESS, t.result_str
+        with open(f"out-{ids[t.id]}.txt") as f:
+            assert f.read() == f"out-{ids[t.id]}\n"
+    assert executions(runs) == list(range(20))  # none executed twice
+    s = queue.stats
+    assert (s.tasks_recovered, s.workers_resumed, s.workers_lost) == (20, 2, 0)
+    assert s.tasks_dispatched == 20 and proxy.accepted == 4
+    assert elapsed < 6, f"{elapsed:.1f} s"  # the issue's bound (re-running them takes 6+)
+
+
+def test_with_the_extension_off_the_tasks_run_again(queue, workers, proxy, in_tmp):
+    """tune('resume-grace-time', 0): CCTools' behaviour, every task executed again."""
+    queue.tune("resume-grace-time", 0)
+    runs = os.path.join(in_tmp, "runs.log")
+    workers.start(proxy.port, cores=2)
+    ids = submit_logged(queue, 2, 1, runs)
+    wait_until(lambda: queue.stats.tasks_running == 2, queue)
+    proxy.reset()
+    done = wait_all(queue, timeout=30)
+    assert sorted(t.id for t in done) == sorted(ids)
+    assert executions(runs) == [0, 0, 1, 1]
+    assert queue.stats.tasks_recovered == 0 and queue.stats.workers_lost == 1
+
+
+def test_the_password_is_asked_again_on_return(queue, workers, proxy, in_tmp):
+    secret = os.path.join(in_tmp, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("sesame\n")
+    queue.specify_password_file(secret)
+    runs = os.path.join(in_tmp, "runs.log")
+    workers.start(proxy.port, "--password", secret, cores=2)
+    ids = submit_logged(queue, 2, 1, runs)
+    wait_until(lambda: queue.stats.tasks_running == 2, queue)
+    proxy.reset()
+    done = wait_all(queue, timeout=30)
+    assert sorted(t.id for t in done) == sorted(ids)
+    assert executions(runs) == [0, 1] and queue.stats.tasks_recovered == 2
+
+
+def test_a_worker_that_returns_to_a_new_manager_drops_its_tasks_and_serves_it(
+        queue, workers, proxy, in_tmp):
+    """The manager at the address restarted: the claim is refused, the old tasks are killed
+    there, and the worker serves the new manager on the same connection."""
+    marker = os.path.join(in_tmp, "old-task-finished")
+    worker = workers.start(proxy.port, cores=1)
+    queue.submit(wq.Task(f"sleep 3; touch {marker}"))
+    wait_until(lambda: queue.stats.tasks_running == 1, queue)
+    fresh = wq.WorkQueue(port=0)
+    try:
+        proxy.target = fresh.port
+        proxy.reset()
+        t = wq.Task("echo new")
+        fresh.submit(t)
+        (done,) = wait_all(fresh, timeout=20)
+        assert done is t and done.output == "new\n"
+        assert fresh.stats.workers_joined == 1 and fresh.stats.tasks_recovered == 0
+        time.sleep(3.5)
+        assert not os.path.exists(marker)  # the old manager's task was killed
+        assert worker.poll() is None  # the same worker process served the new manager
+    finally:
+        fresh.close()
