@@ -29,7 +29,7 @@ from ..constants import (
     WORK_QUEUE_RESULT_INPUT_MISSING,
     WORK_QUEUE_RESULT_SUCCESS,
 )
-from ..protocol.extensions import PREFETCH
+from ..protocol.extensions import PREFETCH, RESUME
 from . import events as ev
 from . import task_state as ts
 from .bookkeeping import LOST_WORKERS_LIMIT, Dispatch
@@ -308,12 +308,15 @@ class ManagerState(ResumeRules):
 
     def _on_feature(self, e: ev.FeatureReported, now: float) -> None:
         w = e.worker
+        if e.name == RESUME:
+            # How the connection behaves, not what the worker offers tasks: not one of its
+            # features (a foreman passes its workers' features on to its manager).
+            self.offer_resume(e)
+            return
         w.features.add(e.name)
         if e.name == PREFETCH:
             w.prefetch = True
             self.refresh(w)
-        elif e.token:
-            self.offer_resume(e)
 
     def _on_worker_gone(self, e: ev.WorkerGone, now: float) -> None:
         """Its tasks go back to the queue; a connection that died counts a lost worker in a

@@ -24,7 +24,6 @@ import hmac
 import math
 
 from ..constants import WORK_QUEUE_RESULT_SUCCESS
-from ..protocol.extensions import RESUME
 from . import events as ev
 from . import task_state as ts
 from .bookkeeping import Bookkeeping
@@ -63,7 +62,7 @@ class ResumeRules(Bookkeeping):
 
     def offer_resume(self, e: ev.FeatureReported) -> None:
         """The worker announced ``wq-py-resume``: hand it its session's token (if on)."""
-        if e.name == RESUME and e.token and self.resume_grace > 0:
+        if e.token and self.resume_grace > 0:
             w = e.worker
             w.resume_token = e.token
             self.out.append(OfferResume(w.key, e.token, math.ceil(self.resume_grace)))

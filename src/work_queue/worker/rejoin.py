@@ -108,10 +108,14 @@ class Rejoin:
         s.core.handle(ws.ManagerLost(), now)
         return True
 
+    def timeout(self, timeout: float, now: float) -> float:
+        """The session loop's wait ``timeout``, shortened to the next attempt when away."""
+        return min(timeout, self.next_try - now) if self.away_since >= 0 else timeout
+
     def step(self, now: float) -> None:
         """Away: try to come back if it is time; end the session after the grace time."""
         s = self.s
-        if now < self.next_try:
+        if self.away_since < 0 or now < self.next_try:
             return
         if now - self.away_since > self.grace:
             logger.warning("could not reach the manager again in %g s; dropping the tasks",
@@ -191,7 +195,7 @@ class Rejoin:
         s.core.handle(ws.ManagerSpoke(), now)
         s._do(s.core.handle(ws.ManagerBack(), now), now)
         s.flush()
-        s._read_buffered()  # what came with the answer (kill lines)
+        s._receive(buffered=True)  # what came with the answer (kill lines)
 
     def goodbye(self) -> None:
         """The session ends on purpose with the connection up: say so, so the manager takes

@@ -87,8 +87,7 @@ class Session:
 
     def __init__(self, worker: Worker, sock: socket.socket, authenticated: bool = False) -> None:
         self.w = worker
-        #: the socket comes from a refused resume: authenticated already (see rejoin.py)
-        self.authenticated = authenticated
+        self.authenticated = authenticated  # a refused resume's connection (rejoin.py)
         self.cfg = worker.config
         self.sock = sock
         self.reader = manager_stream_reader(blocks=True)
@@ -259,8 +258,7 @@ class Session:
             now = time.time()
             self._check_tasks(now)
             self._do(self.core.handle(ws.Tick(self.reader.in_payload), now), now)
-            if self.rejoin.away_since >= 0:
-                self.rejoin.step(now)  # the connection is down: try to come back
+            self.rejoin.step(now)  # if the connection is down: try to come back
             if self.outcome is not None:
                 return
             started = self.started
@@ -376,9 +374,7 @@ class Session:
         return children is None or bool(children)
 
     def _next_timeout(self, now: float) -> float:
-        timeout = self.core.timeout(now)
-        if self.rejoin.away_since >= 0:
-            timeout = min(timeout, self.rejoin.next_try - now)
+        timeout = self.rejoin.timeout(self.core.timeout(now), now)
         for run in self.tasks.values():
             if run.running:
                 if run.pidfd < 0:
@@ -389,23 +385,21 @@ class Session:
                     timeout = min(timeout, run.monitor.next_time() - now)
         return max(0.0, timeout)
 
-    def _receive(self) -> None:
-        buf, view = self._recv_buffer
-        # A small object is collected from the chunks: those must be copies.
-        left = -1 if self.incoming.wants_copies else self.reader.streamed_left
-        data = read_ready(self.sock, buf, view, left)
-        if data is None:
-            return
-        if not data:
-            if not self.rejoin.lost(time.time()):
-                self.outcome = LOST
-            return
-        self.core.handle(ws.ManagerSpoke(), time.time())
-        self.reader.feed(data)  # type: ignore[arg-type]
-        self._read_buffered()
-
-    def _read_buffered(self) -> None:
-        """Handle the messages whole in the reader's buffer."""
+    def _receive(self, buffered: bool = False) -> None:
+        """Read from the manager and handle what came (``buffered``: what the reader has)."""
+        if not buffered:
+            buf, view = self._recv_buffer
+            # A small object is collected from the chunks: those must be copies.
+            left = -1 if self.incoming.wants_copies else self.reader.streamed_left
+            data = read_ready(self.sock, buf, view, left)
+            if data is None:
+                return
+            if not data:
+                if not self.rejoin.lost(time.time()):
+                    self.outcome = LOST
+                return
+            self.core.handle(ws.ManagerSpoke(), time.time())
+            self.reader.feed(data)  # type: ignore[arg-type]
         while self.outcome is None:
             ev = self.reader.next_event()
             if ev is NEED_DATA:
