@@ -4,7 +4,10 @@ back, each result arrives once, nothing runs twice."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -63,6 +66,11 @@ def test_twenty_tasks_survive_a_reset_of_every_connection(queue, workers, proxy,
     assert (s.tasks_recovered, s.workers_resumed, s.workers_lost) == (20, 2, 0)
     assert s.tasks_dispatched == 20 and proxy.accepted == 4
     assert elapsed < 6, f"{elapsed:.1f} s"  # the issue's bound (re-running them takes 6+)
+    # work_queue_status says so too
+    status = subprocess.run([sys.executable, "-m", "work_queue.cli.status", "-l", "localhost",
+                             str(queue.port)], capture_output=True, text=True, timeout=30)
+    (record,) = json.loads(status.stdout)
+    assert (record["tasks_recovered"], record["workers_resumed"]) == (20, 2)
 
 
 def test_with_the_extension_off_the_tasks_run_again(queue, workers, proxy, in_tmp):
