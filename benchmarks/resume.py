@@ -7,8 +7,8 @@
 ``--tasks`` tasks of ``--seconds`` seconds each, with an output file, on ``--workers`` local
 workers (enough cores for all of them at once), connected to the manager through a TCP proxy
 (``work_queue._testing.proxy``) that resets every connection once, ``--reset-after`` seconds
-after every task started.  Prints the wall time from submit to the last result and how many times the
-tasks were executed, for:
+after every task started.  Prints the wall time from submit to the last result and how many
+times the tasks were executed, for:
 
 * ``ours, wq-py-resume``: our manager and workers, the extension on (the tasks keep running,
   the workers come back for them);

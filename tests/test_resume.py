@@ -124,3 +124,27 @@ def test_a_worker_that_returns_to_a_new_manager_drops_its_tasks_and_serves_it(
         assert worker.poll() is None  # the same worker process served the new manager
     finally:
         fresh.close()
+
+
+def test_a_worker_that_cannot_come_back_in_time_drops_its_tasks(queue, workers, proxy, in_tmp):
+    """The link stays down past the grace time: the manager requeues, the worker kills its
+    copies (none finishes), and once the link is back the tasks run once more."""
+    queue.tune("resume-grace-time", 2)
+    runs, finished = os.path.join(in_tmp, "runs.log"), os.path.join(in_tmp, "finished.log")
+    workers.start(proxy.port, cores=2)
+    for i in range(2):
+        t = wq.Task(f"echo {i} >> {runs}; sleep 4; echo {i} >> {finished}")
+        t.specify_cores(1)
+        queue.submit(t)
+    wait_until(lambda: os.path.exists(runs) and len(executions(runs)) == 2, queue)
+    proxy.refusing = True
+    proxy.reset()
+    wait_until(lambda: queue.stats.workers_lost == 1, queue, timeout=10)
+    assert queue.stats.tasks_running == 0
+    time.sleep(0.5)  # the worker gives up too (its own grace time from its own clock)
+    proxy.refusing = False
+    done = wait_all(queue, timeout=30)
+    assert len(done) == 2 and all(t.result == wq.WORK_QUEUE_RESULT_SUCCESS for t in done)
+    assert executions(runs) == [0, 0, 1, 1]
+    assert executions(finished) == [0, 1]  # the first copies were killed, not finished
+    assert queue.stats.tasks_recovered == 0

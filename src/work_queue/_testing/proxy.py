@@ -5,7 +5,8 @@ does to a manager and its workers: both ends of each connection see it reset, an
 connections go through again.  ``ResettingProxy(port)`` listens on a port of its own and
 forwards each connection to ``127.0.0.1:port``; :meth:`reset` closes both sides of every
 connection open now with a TCP reset (``SO_LINGER`` 0), the way a middlebox that forgot the
-connection answers.  One thread runs it (a selector), so the bytes keep their order.
+connection answers; with :attr:`refusing` set, new connections are reset too (the link stays
+down).  One thread runs it (a selector), so the bytes keep their order.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class ResettingProxy:
         #: connections accepted so far, and resets done
         self.accepted = 0
         self.resets = 0
+        #: While True, new connections are reset at once (the link is still down).
+        self.refusing = False
         self._lock = threading.Lock()
         self._reset_wanted = threading.Event()
         self._reset_done = threading.Event()
@@ -78,6 +81,10 @@ class ResettingProxy:
         try:
             client, _ = self.listener.accept()
         except BlockingIOError:
+            return
+        if self.refusing:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
             return
         try:
             server = socket.create_connection(("127.0.0.1", self.target), timeout=5)
