@@ -115,7 +115,8 @@ CASES: dict[type[m.Message], list[tuple[Callable[[bytes], m.Message], Any]]] = {
     m.Resume: [(m.parse_from_worker, st.builds(
         lambda held, tok, wid: (lambda d: (m.Resume(tok, wid, len(d), d), d))(
             m.Resume.held_payload(held)),
-        st.dictionaries(count, st.sampled_from(["waiting", "running", "finished"]),
+        st.dictionaries(st.integers(1, 10**9), st.sampled_from(["waiting", "running",
+                                                                "finished"]),
                         max_size=3), token, any_name))],
     m.Leaving: [(m.parse_from_worker, plain(m.Leaving))],
     m.Unknown: [(m.parse_from_manager, plain(lambda w: m.Unknown(b"no-such-verb " + w.encode()),

@@ -214,6 +214,7 @@ def test_malformed_oversized_and_repeated_claims_drop_only_that_connection(q):
     peer, token, task_id = resumable_worker(q)
     reset(q, peer)
     for data in (m.Resume(token, WORKER_ID, 8).encode() + b"1 asleep\n"[:8],  # bad state
+                 m.Resume(token, WORKER_ID, 11).encode() + b"-1 running\n",  # "every task"
                  f"wq-py-resume {token} {WORKER_ID} {1 << 30}\n".encode(),  # too large
                  claim_bytes("f" * 32, {}) + claim_bytes(token, {task_id: "running"})):
         bad, answer = claim(q, data)

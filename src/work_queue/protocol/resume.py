@@ -129,7 +129,10 @@ class Resume(Message):
             parts = line.split()
             if len(parts) != 2 or parts[1].decode("ascii", "replace") not in HELD_STATES:
                 raise RemoteProtocolError(f"bad line in a resume list: {line[:100]!r}")
-            out[read_int(parts[0], line)] = parts[1].decode("ascii")
+            task_id = read_int(parts[0], line)
+            if task_id <= 0:  # -1 would be "every task" in a kill
+                raise RemoteProtocolError(f"bad task id in a resume list: {line[:100]!r}")
+            out[task_id] = parts[1].decode("ascii")
         return out
 
 
