@@ -321,3 +321,23 @@ def test_wall_times_and_the_workers_end_still_apply_while_away():
     c.state.limits.end_time = c.now + 1
     c.now += 2
     assert any(isinstance(i, ws.EndSession) for i in c.step(ws.Tick()))
+
+
+def test_the_idle_timeout_keeps_its_meaning_across_a_reconnect():
+    """Away with tasks is not idle; after the return the idle time counts from the work."""
+    c = WCore()
+    c.state.limits.idle_timeout = 10
+    c.step(ws.TaskReceived(spec(1)))
+    c.step(ws.ManagerLost())
+    c.now += 20
+    assert c.step(ws.Tick()) == []
+    c.step(ws.TaskExited(1, 0, 0))
+    c.now += 20
+    assert c.step(ws.Tick()) == []  # its result still waits for the manager
+    c.step(ws.ManagerBack())
+    c.step(ws.KillRequested(1))  # the manager took the result and its outputs
+    c.now += 5
+    assert c.step(ws.Tick()) == []
+    c.now += 6
+    (end,) = c.step(ws.Tick())
+    assert isinstance(end, ws.EndSession) and end.outcome == ws.IDLED_OUT

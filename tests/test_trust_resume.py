@@ -6,6 +6,7 @@ against the real manager."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -299,3 +300,41 @@ def test_a_cctools_worker_gets_no_token_and_today_s_behaviour(q):
     peer.sock.close()
     wait_until(lambda: q.task_state(t.id) == wq.WORK_QUEUE_TASK_READY, q, timeout=5)
     assert not q._state.away
+
+
+def test_an_output_cut_short_by_the_drop_is_fetched_again_whole(q, in_tmp):
+    """The reset comes in the middle of an output's bytes: the half file never appears, and
+    after the claim the manager asks for it again and gets it whole."""
+    t = wq.Task("seq 1 1000 > out")
+    t.specify_output_file("out.txt", "out", cache=False)
+    q.submit(t)
+    peer, token, task_id = resumable_worker(q)
+    data = "".join(f"{i}\n" for i in range(1, 1001)).encode()
+    asked: list[str] = []
+
+    def half(p: FakeWorker) -> None:
+        p.send(result(task_id, b""))
+        asked.append(p.requested_output())
+        p.send(m.FileItem(asked[0], len(data)).encode() + data[: len(data) // 2])
+
+    same = FakeWorker(peer.sock, half)  # the same connection, a new script
+    drive(q, same)
+    assert q.task_state(t.id) == wq.WORK_QUEUE_TASK_WAITING_RETRIEVAL
+    reset(q, same)
+    assert not os.path.exists("out.txt")
+    got: list[object] = []
+
+    def whole(p: FakeWorker) -> None:
+        p.send(claim_bytes(token, {task_id: "finished"}))
+        got.append(p.message())
+        got.append(p.requested_output())
+        p.send(m.FileItem(str(got[1]), len(data)).encode() + data + m.End().encode())
+
+    back = FakeWorker(q.port, whole)
+    drive(q, back)
+    assert got[0] == m.Resumed(1) and got[1] == asked[0]
+    done = returned(q)
+    assert done is t and done.result == wq.WORK_QUEUE_RESULT_SUCCESS
+    with open("out.txt", "rb") as f:
+        assert f.read() == data
+    back.sock.close()
