@@ -148,3 +148,21 @@ def test_a_worker_that_cannot_come_back_in_time_drops_its_tasks(queue, workers, 
     assert executions(runs) == [0, 0, 1, 1]
     assert executions(finished) == [0, 1]  # the first copies were killed, not finished
     assert queue.stats.tasks_recovered == 0
+
+
+def test_resume_over_tls(in_tmp, workers):
+    """The claim and the resumed session go over TLS like the first connection."""
+    q = wq.WorkQueue(port=0, ssl=True)
+    proxy = ResettingProxy(q.port)
+    try:
+        runs = os.path.join(in_tmp, "runs.log")
+        workers.start(proxy.port, "--ssl", cores=2)
+        ids = submit_logged(q, 2, 1, runs)
+        wait_until(lambda: q.stats.tasks_running == 2, q)
+        proxy.reset()
+        done = wait_all(q, timeout=30)
+        assert sorted(t.id for t in done) == sorted(ids)
+        assert executions(runs) == [0, 1] and q.stats.tasks_recovered == 2
+    finally:
+        q.close()
+        proxy.close()

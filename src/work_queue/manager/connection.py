@@ -75,6 +75,7 @@ class WorkerConnection:
         #: It opened with ``wq-py-resume`` (one claim per connection).
         self.resume_claimed = False
         #: The peer closed its end in order (end of file, no reset): its process ended.
+        #: Never set over TLS (see receive).
         self.peer_closed = False
         self.bytes_received = 0
         #: Debug-log writer when the manager has a debug log.
@@ -191,7 +192,9 @@ class WorkerConnection:
         if data is None:
             return None
         if not data:
-            self.peer_closed = True
+            # Over TLS a reset reads as an end of file too (a "ragged" one, which the ssl
+            # module does not tell apart): only plain TCP says the peer closed in order.
+            self.peer_closed = not isinstance(self.sock, ssl.SSLSocket)
             return False
         self.bytes_received += len(data)
         self.reader.feed(data)  # type: ignore[arg-type]
