@@ -392,3 +392,43 @@ def test_a_queued_task_that_has_started_is_not_taken_back(core):
     core.result(a, first)  # a core is free again: the worker has started the second one
     _prefetching_worker(core, 2, cores=1)
     assert core.dispatch() == [] and second.worker_key == a.key
+
+
+def test_submits_are_in_the_story_in_order_though_written_late(core):
+    # submit() leaves its history line to the next transition (speed); the stories must not
+    # show it: every task starts with its submit, at its submit time, before its dispatch.
+    tasks = []
+    for _ in range(5):
+        tasks.append(core.submit())
+        core.clock.advance(0.5)
+    core.worker(1)
+    core.dispatch()
+    for t in tasks:
+        story = core.state.story(t.id)
+        assert story[0] == (ts.UNKNOWN, ts.READY, "submit", t.time_when_submitted), story
+    dispatched = [t for t in tasks if t.state == ts.RUNNING]
+    assert dispatched and [c for _, _, c, _ in core.state.story(dispatched[0].id)] == \
+        ["submit", "dispatch"]
+
+
+def test_a_task_submitted_again_tells_from_where(core):
+    t = core.submit()
+    w = core.worker(1)
+    core.dispatch()
+    core.finish(w, t)
+    assert core.state.pop_returned(None, core.clock.now) is t
+    core.clock.advance(1)
+    core.step(ev.TaskSubmitted(t))
+    story = core.state.story(t.id)
+    assert story == [(ts.DONE, ts.READY, "submit", core.clock.now)], story
+
+
+def test_skipped_ids_have_no_story_and_later_tasks_do(core):
+    first = core.submit()
+    core.state.set_min_task_id(1000)
+    later = core.submit()
+    assert later.id == 1000
+    core.step(ev.TaskCancelled(later.id))
+    assert [c for _, _, c, _ in core.state.story(first.id)] == ["submit"]
+    assert [c for _, _, c, _ in core.state.story(later.id)] == ["submit", "cancel"]
+    assert core.state.story(500) == []

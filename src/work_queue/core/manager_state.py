@@ -439,7 +439,8 @@ class ManagerState(ResumeRules):
         self.ramp_down = on
 
     def set_min_task_id(self, minid: int) -> int:
-        self.next_task_id = max(self.next_task_id, int(minid))
+        self._record_submits()  # the ids skipped were never given
+        self.next_task_id = self._submits_recorded_upto = max(self.next_task_id, int(minid))
         return self.next_task_id
 
     def drain_host(self, hostname: str, on: bool) -> int:
