@@ -47,6 +47,7 @@ from .history import (
     story_from_ring,
 )
 from .instructions import Instruction, SendKill, SendTask, Transition
+from .invariants import check_invariants
 from .resources import BoxPolicy, Resources, allocation_box
 from .scheduling import (
     CANDIDATES,
@@ -787,24 +788,5 @@ class Bookkeeping:
     # -- checks ------------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Assert the invariants (used after every step in tests)."""
-        for tid, task in self.tasks.items():
-            assert task.id == tid
-            assert task.state in ts.LIVE_STATES, (tid, task.state)
-            assert (task.state == ts.READY) == (tid in self.ready), (tid, task.state)
-            on_worker = task.state in (ts.RUNNING, ts.WAITING_RETRIEVAL)
-            assert on_worker == (getattr(task, "worker_key", -1) in self.workers), tid
-            assert (task.state == ts.RETRIEVED) == (tid in self.returned), tid
-        for key, w in self.workers.items():
-            assert (key in self.free) == (w.ready and not is_saturated(w)), key
-            assert (key in self.roomy) == (w.ready and not is_full(w)), key
-        for w in self.workers.values():
-            for bucket in (w, w.cop) if w.cop is not None else (w,):
-                for name in ("cores", "memory", "disk", "gpus"):
-                    total = sum(max(getattr(t.resources_allocated, name), 0)
-                                for t in w.tasks.values() if w.bucket(t) is bucket)
-                    assert abs(total - getattr(bucket, "inuse_" + name)) < 1e-6, (w.key, name)
-            for t in w.tasks.values():
-                assert t.worker_key == w.key and t.id in self.tasks
-        for tid, t in self.prefetched.items():
-            assert t.state == ts.RUNNING and self.workers[t.worker_key].queued_task == tid, tid
+        """Assert the invariants (used after every step in tests; see core/invariants.py)."""
+        check_invariants(self)
