@@ -333,11 +333,15 @@ def test_the_state_lock_is_free_while_the_loop_polls_and_held_by_public_methods(
         waiter.start()
         took = q._state_lock.acquire(timeout=0.4)  # wait() polls: the lock is free
         assert took
+        assert q._submit_lock.acquire(timeout=0.4)  # and so is submit's
+        q._submit_lock.release()
         q._state_lock.release()
         waiter.join()
         assert seen == [None]
+        assert not q._submit_lock.locked()
         held = []
-        q._state.submit = lambda *a, **k: held.append(q._state_lock._is_owned())  # type: ignore
+        # submit() holds its own lock (the status thread takes it after the state lock).
+        q._state.submit = lambda *a, **k: held.append(q._submit_lock.locked())  # type: ignore
         try:
             q.submit(wq.Task("true"))
         except Exception:

@@ -119,11 +119,13 @@ class ManagerLoop:
         it blocks the state does not change, so ``_state_lock`` is free for another thread."""
         if timeout <= 0:
             return self._watcher.wait(0.0)
+        self._submit_release()
         self._state_lock.release()
         try:
             return self._watcher.wait(timeout)
         finally:
             self._state_lock.acquire()
+            self._submit_acquire()
 
     def _flush_all(self, everything: bool = True) -> None:
         if not self._unsent:

@@ -163,7 +163,12 @@ class StatusResponder:
             if not q._state_lock.acquire(timeout=LOCK_WAIT):
                 return None
             try:
-                return answer(q, first, time.time())
+                if not q._submit_lock.acquire(timeout=LOCK_WAIT):
+                    return None
+                try:
+                    return answer(q, first, time.time())
+                finally:
+                    q._submit_lock.release()
             finally:
                 q._state_lock.release()
         finally:
