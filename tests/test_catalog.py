@@ -253,3 +253,22 @@ def test_catalog_server_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "work_queue.cli.catalog_server", "-p",
                           str(port), "-l", "soon"], capture_output=True, text=True)
     assert bad.returncode != 0 and "bad time" in bad.stderr
+
+
+@pytest.mark.parametrize("first", ["b-project", "a-project"])
+def test_records_of_one_host_are_listed_in_a_fixed_order(first):
+    """Two managers on one host share the record name; the listing (and so the status page)
+    must not depend on whose update arrived first (a status page test read the wrong row)."""
+    srv = CatalogServer(port=0)
+    try:
+        for project, port in sorted([("a-project", 9001), ("b-project", 9002)],
+                                    key=lambda p: p[0] != first):
+            update = {"type": "wq_master", "project": project, "port": port, "name": "host"}
+            assert srv.handle_update("127.0.0.1", 40000 + port, json.dumps(update).encode(),
+                                     "tcp")
+        assert [r["project"] for r in srv.snapshot()] == ["a-project", "b-project"]
+        view = srv.managers_view(srv.snapshot())
+        assert [m["key"] for m in view["managers"]] == [
+            m["key"] for m in sorted(view["managers"], key=lambda m: m["key"])]
+    finally:
+        srv.stop()

@@ -177,8 +177,10 @@ def test_status_page_shows_managers_and_updates(browser, in_tmp, monkeypatch):
         assert cell(browser, "page-test", "waiting") == "0"
         # the history chart has grown: it gains a point with each update the manager sends,
         # so keep the manager working (advertising) while waiting for it
-        chart = ("document.querySelector('#managers svg.chart polyline')"
-                 ".getAttribute('points').split(' ').length")
+        # (page-test's own row: page-other stopped advertising after its one wait)
+        chart = ("(() => { for (const tr of document.querySelectorAll('#managers tbody tr')) "
+                 "if (tr.textContent.includes('page-test')) return tr.querySelector("
+                 "'svg.chart polyline').getAttribute('points').split(' ').length; })()")
         grow_until = time.time() + 20
         while browser.eval(chart) < 3:
             assert time.time() < grow_until, "the history chart did not grow"

@@ -483,7 +483,7 @@ class CatalogServer:
         grace = now - self.starttime < self.lifetime
         with self.lock:
             records = [r for r in self.records.values() if grace or not self._expired(r, now)]
-        records.sort(key=lambda r: str(r.get("name") or "unknown").lower())
+        records.sort(key=listing_order)
         return records
 
     def _accept_queries(self, listener: socket.socket, tls: ssl.SSLContext | None) -> None:
@@ -594,7 +594,7 @@ class CatalogServer:
             raise _HTTPError(400, "Bad Request", "A history query is "
                              "/history/<epoch seconds>/<query>.\n") from None
         table = history.snapshot(self.history_dir, stamp)
-        records = sorted(table.values(), key=lambda r: str(r.get("name") or "").lower())
+        records = sorted(table.values(), key=listing_order)
         return records, stamp, "/" + rest
 
     def _query_answer(self, path: str, records: list[dict]) -> list[bytes] | None:
@@ -682,6 +682,14 @@ class CatalogServer:
             return [_http_head(200, "OK", "application/json"), _compact(answer).encode()]
         return [_http_head(502, "Bad Gateway", "application/json"),
                 _compact({"error": "; ".join(errors) or "no address to ask"}).encode()]
+
+
+def listing_order(record: dict) -> tuple[str, str, str]:
+    """Records are listed by name, case-insensitively, like CCTools; managers on one host share
+    that name, so their project and port break the tie, and a listing (the status page's rows)
+    does not depend on whose update arrived first."""
+    return (str(record.get("name") or "unknown").lower(), str(record.get("project") or ""),
+            str(record.get("port") or ""))
 
 
 class _HTTPError(Exception):
