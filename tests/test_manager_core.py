@@ -427,6 +427,24 @@ def test_a_task_submitted_again_tells_from_where(core):
     assert story == [(ts.DONE, ts.READY, "submit", core.clock.now)], story
 
 
+def test_a_submit_starts_the_attempts_afresh(core):
+    """What submit() sets on a task (some only when it differs: a fresh task's attributes
+    stay the class defaults, which is cheaper to leave than to write)."""
+    t = core.submit()
+    assert (t.try_count, t.resource_request) == (0, 0)
+    assert t.submit_time == int(core.clock.now * 1e6) > 0
+    w = core.worker(1)
+    core.dispatch()
+    t.resource_request = 1  # as after an attempt that exhausted its first allocation
+    core.finish(w, t)
+    assert core.state.pop_returned(None, core.clock.now) is t and t.try_count == 1
+    core.clock.advance(2.5)
+    core.step(ev.TaskSubmitted(t))
+    assert (t.try_count, t.resource_request, t.state) == (0, 0, ts.READY)
+    assert t.time_when_submitted == core.clock.now
+    assert t.submit_time == int(core.clock.now * 1e6)
+
+
 def test_skipped_ids_have_no_story_and_later_tasks_do(core):
     first = core.submit()
     core.state.set_min_task_id(1000)

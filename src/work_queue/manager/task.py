@@ -381,6 +381,12 @@ class Task:
         return self.try_count
 
     @property
+    def submit_time(self) -> int:
+        """When the task was last submitted, in microseconds since the epoch (CCTools'
+        ``submit_time``); derived, so that submit() writes one time, not two."""
+        return int(self.time_when_submitted * 1e6)
+
+    @property
     def total_bytes_transferred(self) -> int:
         return self.total_bytes_sent + self.total_bytes_received
 
@@ -399,7 +405,8 @@ _TIMING_FIELDS: tuple[str, ...] = (
 
 
 for _name in _TIMING_FIELDS:
-    setattr(Task, _name, 0)
+    if _name != "submit_time":  # a property (derived from time_when_submitted)
+        setattr(Task, _name, 0)
 
 #: What a run of the task sets, and a resubmission forgets.
 _RESULT_FIELDS = (*_TIMING_FIELDS, "id", "state", "result", "return_status", "_output",
