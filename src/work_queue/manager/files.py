@@ -33,6 +33,29 @@ def _md5(text: str | bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+#: The md5 of the literal ``buffer`` (the name part of every uncached buffer).
+_BUFFER_MD5 = _md5(b"buffer")
+
+#: Digests of recent names and cached buffers: the same ones come back task after task (an
+#: input file shared by thousands of tasks, every PythonTask's 4 KB wrapper, whose md5 alone
+#: was a quarter of creating a PythonTask).  A bytes object caches its own hash, so looking
+#: up the same buffer again costs no pass over its contents.
+_DIGESTS: dict[str | bytes, str] = {}
+_DIGESTS_MAX = 1024
+_DIGEST_MAX_BYTES = 1 << 16
+
+
+def _memo_md5(data: str | bytes) -> str:
+    digest = _DIGESTS.get(data)
+    if digest is None:
+        digest = _md5(data)
+        if len(data) <= _DIGEST_MAX_BYTES:
+            if len(_DIGESTS) >= _DIGESTS_MAX:
+                _DIGESTS.clear()
+            _DIGESTS[data] = digest
+    return digest
+
+
 def check_remote_name(remote_name: str) -> str:
     """Refuse remote names that would escape the task sandbox."""
     if not isinstance(remote_name, str) or not remote_name:
@@ -93,7 +116,7 @@ def make_file_spec(type_: int, direction: int, source: str | bytes, remote_name:
     if type_ in (WORK_QUEUE_FILE, WORK_QUEUE_DIRECTORY):
         src = str(source)
         base = url_encode(os.path.basename(src.rstrip("/")) or src)
-        name = f"file-{ident}-{_md5(src)}-{base}"
+        name = f"file-{ident}-{_memo_md5(src)}-{base}"
     elif type_ == WORK_QUEUE_FILE_PIECE:
         src = str(source)
         base = url_encode(os.path.basename(src))
@@ -107,8 +130,11 @@ def make_file_spec(type_: int, direction: int, source: str | bytes, remote_name:
     elif type_ == WORK_QUEUE_BUFFER:
         # CCTools hashes the literal "buffer", so every cached buffer collides on one name;
         # we hash the contents for cached buffers so different buffers stay different.
-        data = source if isinstance(source, bytes) else str(source).encode()
-        name = f"buffer-{ident}-{_md5(data if ident == 0 else b'buffer')}"
+        if ident == 0:
+            data = source if isinstance(source, bytes) else str(source).encode()
+            name = f"buffer-0-{_memo_md5(data)}"
+        else:
+            name = f"buffer-{ident}-{_BUFFER_MD5}"
     else:
         raise ValueError(f"unknown file type {type_}")
     return FileSpec(type_, direction, source, remote_name, flags, _fit(name), offset, length)
