@@ -151,8 +151,17 @@ def test_the_usual_block_is_read_in_one_go():
     assert block[end:] == b"kill 7\n"
     assert (spec.task_id, spec.command, spec.category) == (7, "true", "default")
     assert (spec.cores, spec.gpus, spec.memory, spec.disk) == (1, 0, 1000, 1000)
-    # Anything else in a block (here a file) is left to the line-by-line reading.
-    assert _read_plain_block(bytearray(block.replace(b"end\n", b"infile a b 0\nend\n", 1)),
+    # Files too (a PythonTask's block: its coprocess line and four files).
+    spec, _ = _read_plain_block(bytearray(block.replace(
+        b"truecategory", b"truecoprocess 10\nwq-py-warmcategory").replace(
+        b"end\n", b"infile buffer-0-x wrapper.py 1\ninfile buffer-3-y a%20b 0\n"
+                  b"outfile file-4-z out.p 0\nend\n", 1)), 0, 4096)
+    assert (spec.command, spec.coprocess) == ("true", "wq-py-warm")
+    assert spec.inputs == [("buffer-0-x", "wrapper.py", 1), ("buffer-3-y", "a b", 0)]
+    assert spec.outputs == [("file-4-z", "out.p", 0)]
+    # Anything else in a block (here an environment variable) is left to the line-by-line
+    # reading.
+    assert _read_plain_block(bytearray(block.replace(b"end\n", b"env 3\nA=1\nend\n", 1)),
                              0, 4096) is None
 
 
@@ -175,3 +184,33 @@ def test_the_usual_block_reads_as_its_lines_do(task_id, category, values):
             return "refused"
 
     assert repr(read(len(block))) == repr(read(1))  # repr: nan == nan
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10**6), st.one_of(st.just(""), text),
+       st.lists(st.tuples(st.sampled_from(["infile", "outfile"]),
+                          st.sampled_from(["file-1-a", "buffer-0-b", "é", "x y"]),
+                          st.one_of(name, st.sampled_from(["../up", "/abs", "a/../../b", "%2E%2E",
+                                                           "a%20b", "%ZZ", "dir/x"])),
+                          st.sampled_from(["0", "1", "7", "1.0", "1e2", "x", "-1", ""])),
+                max_size=5))
+def test_a_block_with_files_reads_as_its_lines_do(task_id, coprocess, files):
+    """Blocks as our manager writes them for PythonTasks and tasks with files, with odd
+    names, flags and coprocess names too: read whole, they give what reading them line by
+    line gives (or the same refusal)."""
+    cop = coprocess.encode()
+    block = (f"task {task_id}\ncmd 4\ntrue".encode()
+             + (b"coprocess %d\n" % len(cop) + cop if cop else b"")
+             + b"category default\ncores 1.000\ngpus 0\nmemory 10\ndisk 10\n"
+             + b"".join(f"{d} {c} {r} {f}\n".encode() if r.startswith(("/", "..", "a/", "%"))
+                        or " " not in r else f"{d} {c} {r.replace(' ', '%20')} {f}\n".encode()
+                        for d, c, r, f in files)
+             + b"end\n")
+
+    def read(split: int) -> list[TaskSpec] | str:
+        try:
+            return drain_blocks(block, split)
+        except RemoteProtocolError:
+            return "refused"
+
+    assert repr(read(len(block))) == repr(read(1))

@@ -19,6 +19,7 @@ from ..errors import RemoteProtocolError
 from . import messages as m
 from .buffer import line_at
 from .names import escapes
+from .urlcodec import url_decode
 
 
 @dataclass(slots=True)
@@ -122,16 +123,17 @@ def read_task_block(data: bytearray, start: int, parse: Callable[[bytes], m.Mess
             return spec, pos
 
 
-#: The rest of a block as our manager writes it for a task without files or environment.
+#: The resource lines of a block as our manager writes them.
 _USUAL_LINES = re.compile(rb"category ([^ \n]+)\ncores ([^ \n]+)\ngpus ([^ \n]+)\n"
                           rb"memory ([^ \n]+)\ndisk ([^ \n]+)\n")
 
 
 def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskSpec, int] | None:
-    """The usual block (``task``, ``cmd``, then ``category``, ``cores``, ``gpus``,
-    ``memory``, ``disk`` as our manager writes them, ``end``) read in one copy and without a
-    message object per line; None for anything else, which ``read_task_block`` then reads
-    line by line with the same result."""
+    """The usual block read in one copy and without a message object per line: ``task``,
+    ``cmd``, a ``coprocess`` (a PythonTask in a warm interpreter), ``category``, ``cores``,
+    ``gpus``, ``memory``, ``disk`` as our manager writes them, then ``infile``/``outfile``
+    lines, ``end``.  None for anything else (or anything odd), which ``read_task_block`` then
+    reads line by line with the same result or the same refusal."""
     end = data.find(b"\nend\n", start)
     if end < 0:
         return None
@@ -145,22 +147,51 @@ def _read_plain_block(data: bytearray, start: int, max_line: int) -> tuple[TaskS
     try:
         spec = TaskSpec(int(block[5:nl]))
         pos = nl + 1
-        if block.startswith(b"cmd ", pos):
+        for verb in (b"cmd ", b"coprocess "):
+            if not block.startswith(verb, pos):
+                continue
             nl = block.find(b"\n", pos)
-            length = block[pos + 4:nl]
+            length = block[pos + len(verb):nl]
             n = int(length)
-            if b" " in length or n < 0 or nl + 1 + n > size:
-                return None  # a command holding a line "end" is read the long way
-            spec.command = block[nl + 1:nl + 1 + n].decode("utf-8", "surrogateescape")
+            if b" " in length or n < 0 or nl + 1 + n > size or nl - pos > max_line:
+                return None  # a payload holding a line "end" is read the long way
+            payload = block[nl + 1:nl + 1 + n]
+            if verb == b"cmd ":
+                spec.command = payload.decode("utf-8", "surrogateescape")
+            else:
+                spec.coprocess = payload.decode()
             pos = nl + 1 + n
-        usual = _USUAL_LINES.fullmatch(block, pos) if 0 < size - pos <= max_line else None
-        if usual is None:
+        usual = _USUAL_LINES.match(block, pos)
+        if usual is None or usual.end() - pos > max_line:
             return None
         # The lines exactly as our manager writes them: one match instead of a loop.
         category, cores, gpus, memory, disk = usual.groups()
         spec.category = category.decode()
         spec.cores, spec.gpus = float(cores), float(gpus)
         spec.memory, spec.disk = float(memory), float(disk)
+        if not _read_file_lines(block, usual.end(), max_line, spec):
+            return None
     except (ValueError, UnicodeDecodeError):
         return None
     return spec, end + 5
+
+
+def _read_file_lines(block: bytes, pos: int, max_line: int, spec: TaskSpec) -> bool:
+    """The ``infile``/``outfile`` lines from ``pos`` to the end of ``block`` into ``spec``;
+    False at any other line, or an odd one (left to the line-by-line reading)."""
+    size = len(block)
+    while pos < size:
+        nl = block.find(b"\n", pos)
+        if nl - pos > max_line:
+            return False
+        parts = block[pos:nl].split(b" ")
+        if len(parts) != 4 or parts[0] not in (b"infile", b"outfile") \
+                or b"." in parts[3] or b"e" in parts[3].lower():
+            return False
+        remote = url_decode(parts[2])
+        if escapes(remote):
+            return False  # refused by the line-by-line reading, with its message
+        entry = (parts[1].decode("utf-8", "surrogateescape"), remote, int(parts[3]))
+        (spec.inputs if parts[0] == b"infile" else spec.outputs).append(entry)
+        pos = nl + 1
+    return True
