@@ -185,7 +185,8 @@ def choose_worker(candidates: Iterable[WorkerRecord], algorithm: int, task: Any,
         for w in candidates:
             return w
         return None
-    pool = candidates if isinstance(candidates, list) and len(candidates) <= CANDIDATES \
+    pool: list[WorkerRecord] = candidates \
+        if isinstance(candidates, list) and len(candidates) <= CANDIDATES \
         else list(itertools.islice(candidates, CANDIDATES))
     if not pool:
         return None
