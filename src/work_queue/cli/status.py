@@ -138,6 +138,15 @@ def table_header(headers: list[tuple[Any, ...]], columns: int) -> str:
     return table_line(headers, [h[1].upper() for h in headers], columns)
 
 
+def _marked(record: dict) -> dict:
+    """A worker away (its connection dropped; the manager keeps its tasks for it to come
+    back) shows ``N away`` in the RUNNING column, the one column narrow tables keep whole;
+    the record itself is left as it is."""
+    if record.get("state") == "away":
+        return dict(record, total_tasks_running=f"{record.get('total_tasks_running')} away")
+    return record
+
+
 def table_row(headers: list[tuple[Any, ...]], record: dict, columns: int) -> str:
     return table_line(headers, [_value_text(record, h[0], h[2]) for h in headers], columns)
 
@@ -217,7 +226,7 @@ def run(args: argparse.Namespace) -> str:
             raise StatusError(str(e)) from None
         if args.verbose:
             return json.dumps(records, separators=(",", ":")) + "\n"
-        rows = [table_row(headers, r, columns) for r in records if isinstance(r, dict)]
+        rows = [table_row(headers, _marked(r), columns) for r in records if isinstance(r, dict)]
         return "\n".join([table_header(headers, columns), *rows]) + "\n"
     where = "true"
     if args.where:

@@ -184,24 +184,33 @@ def task_records(q: Any, now: float) -> list[dict[str, Any]]:
 
 
 def worker_records(q: Any, now: float) -> list[dict[str, Any]]:
-    out = []
-    for w in q._state.workers.values():
-        if not w.ready:
-            continue
-        rec: dict[str, Any] = {
-            "hostname": w.hostname, "os": w.os, "arch": w.arch, "address_port": w.address,
-            "ncpus": w.resources.cores, "total_tasks_complete": w.tasks_complete,
-            "total_tasks_running": len(w.tasks),
-            "total_bytes_transferred": w.total_bytes_transferred,
-            "total_transfer_time": int(w.total_transfer_time * 1e6),
-            "start_time": int(w.start_time * 1e6), "current_time": int(now * 1e6),
-        }
-        rec.update(_worker_resources([w]))
-        for i, t in enumerate(w.tasks.values()):
-            rec[f"current_task_{i:03d}_id"] = t.id
-            rec[f"current_task_{i:03d}_command"] = t.command
+    """``worker_status``: the connected workers, then those away (their connection dropped
+    and the manager keeps their tasks for them to come back, ``wq-py-resume``), each with its
+    ``state``."""
+    st = q._state
+    out = [_worker_record(w, now, "connected") for w in st.workers.values() if w.ready]
+    for w in st.away.values():
+        rec = _worker_record(w, now, "away")
+        rec["away_since"] = int(w.away_since * 1e6)
         out.append(rec)
     return out
+
+
+def _worker_record(w: Any, now: float, state: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "hostname": w.hostname, "os": w.os, "arch": w.arch, "address_port": w.address,
+        "ncpus": w.resources.cores, "total_tasks_complete": w.tasks_complete,
+        "total_tasks_running": len(w.tasks),
+        "total_bytes_transferred": w.total_bytes_transferred,
+        "total_transfer_time": int(w.total_transfer_time * 1e6),
+        "start_time": int(w.start_time * 1e6), "current_time": int(now * 1e6),
+        "state": state,
+    }
+    rec.update(_worker_resources([w]))
+    for i, t in enumerate(w.tasks.values()):
+        rec[f"current_task_{i:03d}_id"] = t.id
+        rec[f"current_task_{i:03d}_command"] = t.command
+    return rec
 
 
 def take(q: Any, request: str, now: float) -> list[dict[str, Any]]:
