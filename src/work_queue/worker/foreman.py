@@ -157,11 +157,12 @@ class Foreman(Worker):
             out.append(task)
         return out
 
-    def poller(self, upstream_fd: int) -> tuple[select.poll, float]:
-        """A poll object watching the manager's connection and the foreman's queue, and the
-        longest the loop should wait on it."""
+    def poller(self, upstream_fd: int | None) -> tuple[select.poll, float]:
+        """A poll object watching the manager's connection (if any) and the foreman's queue,
+        and the longest the loop should wait on it."""
         p = select.poll()
-        p.register(upstream_fd, select.POLLIN)
+        if upstream_fd is not None:
+            p.register(upstream_fd, select.POLLIN)
         fd = _queue_fd(self.queue)
         if fd is None:  # no epoll here: the queue's sockets are looked at every 50 ms
             return p, 0.05

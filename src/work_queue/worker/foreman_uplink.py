@@ -21,6 +21,12 @@ A finished downstream task becomes a ``result`` line with its status, exit code,
 execution time, announced with ``available_results`` (or pushed, with our manager).  When the
 connection ends, the downstream tasks of this connection are cancelled and the foreman's
 workers forget the cached inputs: the next manager's files may differ under the same names.
+
+With our manager the foreman takes ``wq-py-resume`` as our worker does (docs/protocol-resume.md;
+the link of a foreman is the wide-area one, where connections reset): when the connection
+drops while it holds tasks, they go on downstream, their results are kept, and the foreman
+comes back with its token (``_come_back``).  Taken back, it delivers what it holds and goes
+on; refused, or past the grace time, the session ends as above.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from ..version import __version__
 from .cache import Cache, LazyObject
 from .executor import TaskSpec, remove_tree
+from .rejoin import claim
 from .transfers import Incoming, Outgoing
 
 if TYPE_CHECKING:
@@ -64,10 +71,11 @@ logger = logging.getLogger(__name__)
 # How a connection ended (the same words as a worker's session)
 RELEASED, EXITED, LOST, IDLED_OUT = "released", "exit", "lost", "idle"
 
-#: What the foreman announces of our extensions: results pushed as tasks end, and output
-#: names url-encoded.  (Not prefetch: a task beyond its free resources would wait in the
-#: foreman's queue anyway; not the native monitor or warm Python: its workers decide those.)
-FOREMAN_EXTENSIONS = (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES)
+#: What the foreman announces of our extensions: results pushed as tasks end, output names
+#: url-encoded, and coming back for its tasks when the connection drops.  (Not prefetch: a
+#: task beyond its free resources would wait in the foreman's queue anyway; not the native
+#: monitor or warm Python: its workers decide those.)
+FOREMAN_EXTENSIONS = (extensions.PUSH_RESULTS, extensions.ENCODED_NAMES, extensions.RESUME)
 
 #: The figures of its queue a foreman sends with each resource update, as CCTools' foreman
 #: does (send_stats_update); a CCTools manager adds them up in ``stats_hierarchy``.
@@ -121,6 +129,14 @@ class Uplink:
         self.last_task_id = 0
         self.last_activity = time.time()
         self.outcome: str | None = None
+        #: wq-py-resume: the session's token and grace time ("": none), the worker id the
+        #: handshake gave, whether the connection is down now, and the results sent that the
+        #: manager has not yet ended with a ``kill`` (they go again after a drop)
+        self.token = ""
+        self.grace = 0.0
+        self.worker_id = ""
+        self.away = False
+        self.delivered: dict[int, bytes] = {}
         self._handlers = self._message_handlers()
 
     # -- I/O --------------------------------------------------------------------------------------
@@ -153,7 +169,17 @@ class Uplink:
             self._handshake()
             self.flush()
             logger.debug("foreman connected to manager %s:%d", self.cfg.host, self.cfg.port)
-            self._loop()
+            while True:
+                try:
+                    self._loop()
+                except OSError as e:
+                    if not self._resumable():
+                        raise
+                    logger.warning("connection to the manager failed: %s", e)
+                    self.outcome = LOST
+                if not (self.outcome == LOST and self._resumable() and self._come_back()):
+                    break
+                self.outcome = None
         except (OSError, RemoteProtocolError, AuthenticationError) as e:
             logger.warning("connection to manager failed: %s", e)
             print(f"work_queue_worker: {e}", file=sys.stderr)
@@ -184,10 +210,11 @@ class Uplink:
         gives the connection its foreman timeouts)."""
         fm = self.fm
         ident = hashlib.md5(f"{os.getpid()},{os.getppid()},{random.random()}".encode())
+        self.worker_id = "foreman-" + ident.hexdigest()
         lines = [
             m.Hello(WORK_QUEUE_PROTOCOL_VERSION, fm.hostname, "foreman", self.cfg.arch,
                     __version__).encode(),
-            m.Info("worker-id", "foreman-" + ident.hexdigest()).encode(),
+            m.Info("worker-id", self.worker_id).encode(),
         ]
         if self.cfg.factory_name:
             lines.append(m.Info("from-factory", self.cfg.factory_name).encode())
@@ -275,6 +302,10 @@ class Uplink:
             return
         self.last_activity = time.time()
         self.reader.feed(data)  # type: ignore[arg-type]
+        self._process()
+
+    def _process(self) -> None:
+        """Act on every whole message the reader holds."""
         while self.outcome is None:
             ev = self.reader.next_event()
             if ev is NEED_DATA:
@@ -328,6 +359,7 @@ class Uplink:
             m.Release: stop(RELEASED),
             m.Exit: stop(EXITED),
             m.Feature: self._on_feature,
+            m.ResumeToken: self._on_token,
             m.Tlq: ignore, m.Alive: ignore,
             m.AuthRequest: self._on_auth_request,
         }
@@ -337,6 +369,9 @@ class Uplink:
             self.push = True
         elif msg.name == extensions.ENCODED_NAMES:
             self.outgoing.encoded_names = True
+
+    def _on_token(self, msg: m.ResumeToken) -> None:
+        self.token, self.grace = msg.token, float(msg.grace)
 
     def _on_auth_request(self, msg: m.AuthRequest) -> None:
         print("work_queue_worker: this manager requires a password", file=sys.stderr)
@@ -424,24 +459,34 @@ class Uplink:
     def _finished(self, upstream: int, status: int, exit_code: int, output: bytes,
                   usec: int) -> None:
         result = m.Result(status, exit_code, len(output), usec, upstream).encode() + output
-        if self.push:
-            self.tasks.pop(upstream, None)
-            self.send(result)
-            self.stats_due = True
+        self._hand_over(upstream, result)
+
+    def _hand_over(self, upstream: int, result: bytes) -> None:
+        """A result goes out: pushed, or announced and kept for ``send_results``; while the
+        connection is down, kept."""
+        if self.push and not self.away:
+            self._deliver(upstream, result)
             return
         self.results[upstream] = result
-        if not self.announced:
+        if not self.announced and not self.away:
             self.announced = True
             self.send(m.AvailableResults().encode())
 
+    def _deliver(self, upstream: int, result: bytes) -> None:
+        """Send a result; with a token keep it until the manager's ``kill`` ends the task
+        (it may not arrive if the connection drops now)."""
+        self.tasks.pop(upstream, None)
+        self.send(result)
+        if self.token:
+            self.delivered[upstream] = result
+        self.stats_due = True
+
     def _send_results(self) -> None:
         for upstream, result in self.results.items():
-            self.tasks.pop(upstream, None)
-            self.send(result)
+            self._deliver(upstream, result)
         self.results.clear()
         self.announced = False
         self.send(m.End().encode())
-        self.stats_due = True
 
     def _kill(self, upstream: int) -> None:
         """The manager is done with a task (or cancelled it): cancel it downstream."""
@@ -451,6 +496,7 @@ class Uplink:
             return
         task = self.tasks.pop(upstream, None)
         self.results.pop(upstream, None)
+        self.delivered.pop(upstream, None)
         if task is not None and self.upstream_of.pop(task.id, None) is not None:
             self.queue.cancel_by_taskid(task.id)
 
@@ -462,10 +508,119 @@ class Uplink:
             self.cached_inputs.discard(path)
             self.queue.invalidate_cache_file(path)
 
+    # -- coming back after the connection dropped (wq-py-resume) ---------------------------------
+
+    def _resumable(self) -> bool:
+        return bool(self.token) and bool(self.tasks or self.results or self.delivered)
+
+    def held(self) -> dict[int, str]:
+        """What the foreman holds, for ``wq-py-resume``: the manager's task id -> its state."""
+        held = dict.fromkeys(self.tasks, "running")
+        held.update(dict.fromkeys(self.results, "finished"))
+        held.update(dict.fromkeys(self.delivered, "finished"))
+        return held
+
+    def _come_back(self) -> bool:
+        """The connection dropped: keep the downstream tasks going and connect again (at
+        once, then with the worker's backoff) until the manager takes the session back
+        (True) or refuses it, the grace time is over or the foreman's own time ends (False).
+        """
+        cfg, fm = self.cfg, self.fm
+        logger.warning("connection to the manager lost; keeping %d task(s) and coming back "
+                       "for them (for up to %g s)", len(self.held()), self.grace)
+        partial = self._drop_connection()
+        away_since = next_try = time.time()
+        backoff = max(0.1, min(1.0, cfg.min_backoff))
+        poller, longest = fm.poller(None)
+        try:
+            while True:
+                self._collect()  # results are kept while away
+                now = time.time()
+                if now - away_since > self.grace or (fm.end_time and now >= fm.end_time):
+                    logger.warning("could not reach the manager again in time; dropping "
+                                   "the tasks")
+                    return False
+                if now >= next_try:
+                    came_back = self._try_claim(partial, away_since)
+                    if came_back is not None:
+                        return came_back
+                    next_try = now + backoff
+                    backoff = min(max(cfg.max_backoff, 0.1), backoff * 2)
+                poller.poll(max(0.0, min(longest, next_try - time.time())) * 1000)
+        finally:
+            self.away = False
+
+    def _drop_connection(self) -> str | None:
+        """Close the dead connection; returns the cache name of an object cut short."""
+        self.away = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.out.clear()
+        self.pending_task = None
+        self.announced = False
+        # Sent before the drop, maybe never arrived: they go again (the manager takes each
+        # result once).
+        self.results.update(self.delivered)
+        self.delivered.clear()
+        incoming, partial = self.incoming, None
+        if incoming.sink is not None or incoming.in_directory:
+            partial = incoming.receiving
+            incoming.close()
+            incoming.sink = None
+            incoming.dir_stack.clear()
+        return partial
+
+    def _try_claim(self, partial: str | None, away_since: float) -> bool | None:
+        """One attempt to come back: True taken back, False refused (the session ends),
+        None to try again later."""
+        sock = self.fm._connect()
+        if sock is None:
+            return None
+        try:
+            reply, reader = claim(sock, self.cfg.password, self.token, self.worker_id,
+                                  self.held())
+        except OSError as e:  # the link broke again, or no answer in time
+            sock.close()
+            logger.info("resume attempt failed: %s", e)
+            return None
+        except (RemoteProtocolError, AuthenticationError) as e:
+            sock.close()
+            logger.warning("the manager did not take the session back (%s)", e)
+            return False
+        if isinstance(reply, m.ResumeRefused):
+            sock.close()
+            print(f"work_queue_worker: the manager refused to resume the session "
+                  f"({reply.reason}); dropping its tasks", file=sys.stderr)
+            return False
+        assert isinstance(reply, m.Resumed)
+        logger.warning("back with the manager after %.1f s: it kept %d task(s)",
+                       time.time() - away_since, reply.kept)
+        sock.setblocking(False)
+        self.sock = self.outgoing.sock = sock
+        self.reader = reader
+        self.away = False
+        self.last_activity = time.time()
+        if partial is not None:
+            self.cache.remove(partial)
+            text = b"the connection dropped while it arrived"
+            self.send(m.CacheInvalid(partial, len(text)).encode() + text)
+        self._process()  # what came with the answer: kills of tasks no longer ours
+        held, self.results = self.results, {}
+        for upstream, result in held.items():
+            self._hand_over(upstream, result)
+        self.flush()
+        return True
+
     # -- teardown ---------------------------------------------------------------------------------
 
     def _teardown(self) -> None:
         try:
+            if self.token and self.outcome != LOST:
+                # Ending on purpose with the connection up: the manager need not wait for
+                # this foreman to come back for its tasks.
+                self.send(m.Leaving().encode())
             self.flush()
         except OSError:
             pass

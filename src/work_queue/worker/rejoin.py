@@ -47,6 +47,35 @@ logger = logging.getLogger(__name__)
 REPLY_TIMEOUT = 30.0
 
 
+def claim(sock: socket.socket, password: bytes | None, token: str, worker_id: str,
+          held: dict[int, str]) -> tuple[m.Message, MessageReader]:
+    """Authenticate, send ``wq-py-resume`` with the ``held`` tasks, read the answer
+    (blocking, bounded by REPLY_TIMEOUT): the reply, and the reader that holds what came
+    after it.  Used by the worker and by the foreman (``foreman_uplink.py``)."""
+    sock.settimeout(REPLY_TIMEOUT)
+    reader = manager_stream_reader(blocks=True)
+    buf = reader._buffer  # bytes after the answer stay for the session's reader
+
+    def readline() -> bytes:
+        while (line := buf.maybe_next_line()) is None:
+            data = sock.recv(65536)
+            if not data:
+                raise RemoteProtocolError("the manager closed the connection")
+            buf.feed(data)
+        return line
+
+    if password is not None:
+        auth.run_blocking(auth.PasswordExchange(password, initiator=True), sock.sendall,
+                          readline)
+    payload = m.Resume.held_payload(held)
+    sock.sendall(m.Resume(token, worker_id, len(payload)).encode() + payload)
+    line = readline()
+    reply = m.parse_from_manager(line)
+    if not isinstance(reply, m.Resumed | m.ResumeRefused):
+        raise RemoteProtocolError(f"unexpected answer to wq-py-resume: {line[:100]!r}")
+    return reply, reader
+
+
 class Rejoin:
     """Coming back to the manager after the connection dropped (see the module docstring)."""
 
@@ -150,30 +179,8 @@ class Rejoin:
         self._resumed(sock, reader, reply, time.time())
 
     def _claim(self, sock: socket.socket) -> tuple[m.Message, MessageReader]:
-        """Authenticate, send ``wq-py-resume``, read the answer (blocking, bounded)."""
         s = self.s
-        sock.settimeout(REPLY_TIMEOUT)
-        reader = manager_stream_reader(blocks=True)
-        buf = reader._buffer  # bytes after the answer stay for the session's reader
-
-        def readline() -> bytes:
-            while (line := buf.maybe_next_line()) is None:
-                data = sock.recv(65536)
-                if not data:
-                    raise RemoteProtocolError("the manager closed the connection")
-                buf.feed(data)
-            return line
-
-        if s.cfg.password is not None:
-            auth.run_blocking(auth.PasswordExchange(s.cfg.password, initiator=True),
-                              sock.sendall, readline)
-        held = m.Resume.held_payload(s.core.held())
-        sock.sendall(m.Resume(self.token, s.worker_id, len(held)).encode() + held)
-        line = readline()
-        reply = m.parse_from_manager(line)
-        if not isinstance(reply, m.Resumed | m.ResumeRefused):
-            raise RemoteProtocolError(f"unexpected answer to wq-py-resume: {line[:100]!r}")
-        return reply, reader
+        return claim(sock, s.cfg.password, self.token, s.worker_id, s.core.held())
 
     def _resumed(self, sock: socket.socket, reader: MessageReader, reply: m.Resumed,
                  now: float) -> None:
