@@ -22,6 +22,8 @@ import pytest
 
 import work_queue as wq
 from tests.conftest import WORKER_CMD, Workers, wait_all, wait_until
+from tests.test_resume import executions, submit_logged
+from work_queue._testing.proxy import ResettingProxy
 
 FOREMAN_CMD = [sys.executable, "-m", "work_queue.cli.worker", "--foreman"]
 SHARED_SIZE = 300_000
@@ -460,3 +462,64 @@ def test_a_foreman_talks_tls_to_its_manager(foreman, workers, in_tmp):
         assert done.output == "over tls\n"
     finally:
         q.close()
+
+
+# -- a foreman whose link to the manager drops keeps its tasks (wq-py-resume) -----------------
+# The wide-area link between a foreman and its manager is where connections reset; the
+# foreman is a worker to its manager and takes wq-py-resume as our worker does.  A real TCP
+# proxy resets the manager <-> foreman connection while the tasks run.
+
+
+@pytest.fixture
+def proxy(queue: wq.WorkQueue) -> Iterator[ResettingProxy]:
+    p = ResettingProxy(queue.port)
+    yield p
+    p.close()
+
+
+def started(runs: str) -> int:
+    """How many of the logged tasks have started (on the foreman's worker)."""
+    return len(executions(runs)) if os.path.exists(runs) else 0
+
+
+def test_a_foreman_whose_link_resets_keeps_its_tasks(queue, foreman: Foreman, workers, proxy,
+                                                     in_tmp):
+    runs = os.path.join(in_tmp, "runs.log")
+    port = foreman.start(proxy.port)
+    workers.start(port, cores=4, memory=4000, disk=4000)
+    ids = submit_logged(queue, 4, 2, runs)
+    wait_until(lambda: started(runs) == 4, queue, timeout=20)
+    start = time.time()
+    assert proxy.reset() == 1
+    done = wait_all(queue, timeout=30)
+    assert sorted(t.id for t in done) == sorted(ids)  # every task once
+    for t in done:
+        assert t.result == wq.WORK_QUEUE_RESULT_SUCCESS, t.result_str
+        with open(f"out-{ids[t.id]}.txt") as f:
+            assert f.read() == f"out-{ids[t.id]}\n"
+    assert executions(runs) == [0, 1, 2, 3]  # none executed twice
+    s = queue.stats
+    assert (s.tasks_recovered, s.workers_resumed, s.workers_lost) == (4, 1, 0)
+    assert s.tasks_dispatched == 4 and proxy.accepted == 2
+    assert time.time() - start < 10  # liveness: the tasks had 2 s to run
+
+
+def test_a_foreman_that_cannot_come_back_in_time_drops_its_tasks(queue, foreman: Foreman,
+                                                                 workers, proxy, in_tmp):
+    """Past the grace time the manager has given the tasks to others: the foreman cancels
+    its copies and serves the manager anew when the link is back."""
+    queue.tune("resume-grace-time", 1)
+    runs = os.path.join(in_tmp, "runs.log")
+    port = foreman.start(proxy.port)
+    workers.start(port, cores=2, memory=2000, disk=2000)
+    ids = submit_logged(queue, 2, 3, runs)
+    wait_until(lambda: started(runs) == 2, queue, timeout=20)
+    proxy.refusing = True
+    proxy.reset()
+    wait_until(lambda: queue.stats.workers_lost == 1, queue, timeout=20)
+    proxy.refusing = False
+    done = wait_all(queue, timeout=60)
+    assert sorted(t.id for t in done) == sorted(ids)
+    assert all(t.result == wq.WORK_QUEUE_RESULT_SUCCESS for t in done)
+    assert executions(runs) == [0, 0, 1, 1]  # run again, once more each
+    assert queue.stats.tasks_recovered == 0

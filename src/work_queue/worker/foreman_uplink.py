@@ -564,13 +564,7 @@ class Uplink:
         # result once).
         self.results.update(self.delivered)
         self.delivered.clear()
-        incoming, partial = self.incoming, None
-        if incoming.sink is not None or incoming.in_directory:
-            partial = incoming.receiving
-            incoming.close()
-            incoming.sink = None
-            incoming.dir_stack.clear()
-        return partial
+        return self.incoming.abandon()
 
     def _try_claim(self, partial: str | None, away_since: float) -> bool | None:
         """One attempt to come back: True taken back, False refused (the session ends),

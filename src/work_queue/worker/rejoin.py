@@ -128,12 +128,7 @@ class Rejoin:
         # A task block or a file cut short: the manager sends the task again elsewhere and
         # is told the object is not in the cache.
         s.pending_task = None
-        incoming = s.incoming
-        if incoming.sink is not None or incoming.in_directory:
-            self.partial = incoming.receiving
-            incoming.close()
-            incoming.sink = None
-            incoming.dir_stack.clear()
+        self.partial = s.incoming.abandon()
         s.core.handle(ws.ManagerLost(), now)
         return True
 

@@ -117,6 +117,16 @@ class Incoming:
             except OSError:
                 pass
 
+    def abandon(self) -> str | None:
+        """The connection dropped: stop receiving; the cache name of the object it cut
+        short (to be removed and reported), or None if nothing was arriving."""
+        if self.sink is None and not self.in_directory:
+            return None
+        self.close()
+        self.sink = None
+        self.dir_stack.clear()
+        return self.receiving
+
     def _open_sink(self, path: str, mode: int) -> None:
         parent = os.path.dirname(path)
         if parent:
