@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -282,6 +283,34 @@ def test_a_password_guards_both_sides_of_the_foreman(foreman, workers, in_tmp):
         assert done.output == "guarded\n"
     finally:
         q.close()
+
+
+def test_a_stranger_cannot_have_the_foreman_answer_for_itself(foreman, in_tmp):
+    """The foreman accepts workers and connects to its manager with one password.  A stranger
+    that plays its manager (a catalog record with its project name is enough for -M) and
+    connects to it as a worker sends the challenge the foreman's worker side issued to the
+    foreman's manager side: the foreman must not compute that answer (the reflection attack,
+    across the foreman's two roles)."""
+    from work_queue._testing import FakeManager, FakePeer
+    from work_queue.protocol import auth
+
+    with open("pw", "w") as f:
+        f.write("sesame")
+    with FakeManager() as stranger:
+        port = foreman.start(stranger.port, "-P", "pw")
+        up = stranger.accept(timeout=20)
+        assert up.line() == auth.AUTH_LINE  # the foreman's manager side, connecting
+        # ... while its worker side (its queue's status thread) takes the stranger's "worker"
+        down = FakePeer(socket.create_connection(("127.0.0.1", port)), lambda p: None)
+        down.send(auth.AUTH_LINE + b"\n")
+        assert down.line() == auth.AUTH_LINE
+        issued = down.line()  # the challenge of the foreman's worker side
+        assert issued is not None
+        up.send(auth.AUTH_LINE + b"\n" + issued + b"\n")
+        up.line()  # the foreman's own challenge to its "manager"
+        answer = up.line(timeout=5)
+        assert answer != auth.response_for(b"sesame", issued), "the foreman answered itself"
+        down.sock.close()
 
 
 def test_exit_from_the_manager_stops_the_foreman_and_its_idle_workers(

@@ -58,6 +58,53 @@ def test_exchange_objects_of_one_process_refuse_each_others_challenges():
     assert HEX_ANSWER.match(third.receive(issued).strip())
 
 
+# A foreman is both: it accepts its own workers and connects to its manager, with the same
+# password.  A stranger that is a "worker" of the foreman and the "manager" it connects to
+# (a record with its project name in the catalog is enough for -M) must not have one role
+# answer the challenge the other role issued.
+FOREMAN_DOWN = (("10.0.0.1", 9123), ("10.0.0.66", 40000))  # (local, peer): its worker side
+FOREMAN_UP = (("10.0.0.1", 50000), ("10.0.0.66", 9123))  # its connection to "its manager"
+
+
+def test_a_challenge_issued_as_manager_is_not_answered_as_worker():
+    down = auth.PasswordExchange(PASSWORD, initiator=False, endpoints=FOREMAN_DOWN)
+    issued = down.receive(auth.AUTH_LINE).split(b"\n")[1]
+    up = auth.PasswordExchange(PASSWORD, initiator=True, endpoints=FOREMAN_UP)
+    up.opening()
+    up.receive(auth.AUTH_LINE)
+    with pytest.raises(AuthenticationError, match="reflection"):
+        up.receive(issued)
+    down.finish()
+
+
+def test_a_challenge_issued_as_worker_is_not_answered_as_manager():
+    up = auth.PasswordExchange(PASSWORD, initiator=True, endpoints=FOREMAN_UP)
+    up.opening()
+    issued = up.receive(auth.AUTH_LINE).strip()
+    down = auth.PasswordExchange(PASSWORD, initiator=False, endpoints=FOREMAN_DOWN)
+    down.receive(auth.AUTH_LINE)
+    with pytest.raises(AuthenticationError, match="reflection"):
+        down.receive(issued)
+    up.finish()
+
+
+def test_a_process_still_answers_itself_on_one_connection():
+    """A program that queries its own manager's status: the challenge comes back on the very
+    connection it was issued on, seen from its other end, which is no reflection."""
+    here, there = ("127.0.0.1", 9123), ("127.0.0.1", 41000)
+    manager = auth.PasswordExchange(PASSWORD, initiator=False, endpoints=(here, there))
+    client = auth.PasswordExchange(PASSWORD, initiator=True, endpoints=(there, here))
+    client.opening()
+    sent = manager.receive(auth.AUTH_LINE)
+    assert sent.startswith(auth.AUTH_LINE + b"\n")
+    challenge = sent.split(b"\n")[1]
+    mine = client.receive(auth.AUTH_LINE).strip()
+    assert client.receive(challenge).strip() == auth.response_for(PASSWORD, challenge)
+    assert manager.receive(mine).strip() == auth.response_for(PASSWORD, mine)
+    manager.finish()
+    client.finish()
+
+
 def _reflect_on(peer: FakePeer, answerer: FakePeer | None = None) -> None:
     """The attack: take the manager's challenge, have the manager answer it (on ``answerer``,
     or on the same connection), replay the answer as ours, then ask for work."""

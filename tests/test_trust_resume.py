@@ -17,6 +17,7 @@ import work_queue as wq
 from work_queue._testing import FakeWorker, worker_handshake
 from work_queue.core import task_state as ts
 from work_queue.errors import AuthenticationError
+from work_queue.events import endpoints_of
 from work_queue.protocol import auth
 from work_queue.protocol import messages as m
 from work_queue.protocol.extensions import RESUME
@@ -73,7 +74,10 @@ def resumable_worker(q: wq.WorkQueue, password: bytes | None = None) -> tuple[Fa
 
 
 def authenticate(peer: FakeWorker, password: bytes) -> None:
-    auth.run_blocking(auth.PasswordExchange(password, initiator=True), peer.send,
+    # The fake peer lives in the manager's process: its end of the connection is named, so
+    # that the manager's challenge, coming back on this very connection, is no reflection.
+    exchange = auth.PasswordExchange(password, initiator=True, endpoints=endpoints_of(peer.sock))
+    auth.run_blocking(exchange, peer.send,
                       lambda: peer.line() or b"")
 
 

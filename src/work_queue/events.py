@@ -110,3 +110,23 @@ def read_ready(sock: socket.socket, buf: bytearray, view: memoryview,
         return data
     except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return None
+
+
+def endpoints_of(sock: socket.socket) -> tuple[object, object] | None:
+    """A connected socket's (local, peer) addresses, for the password exchange's reflection
+    rule (``protocol.auth``): (host, port) each, an IPv4-mapped IPv6 host written as IPv4, so
+    that the two ends of one connection in one process name it alike.  None when the socket
+    cannot say (closed, not connected)."""
+    try:
+        return _address(sock.getsockname()), _address(sock.getpeername())
+    except OSError:
+        return None
+
+
+def _address(addr: Any) -> object:
+    if isinstance(addr, tuple):
+        host = addr[0]
+        if isinstance(host, str) and host.startswith("::ffff:"):
+            host = host[len("::ffff:"):]
+        return host, addr[1]
+    return addr

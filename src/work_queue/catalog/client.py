@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import AuthenticationError
+from ..events import endpoints_of
 from ..protocol import auth
 from ..tls import client_context
 
@@ -368,7 +369,8 @@ def authenticate(sock: socket.socket, password: bytes, deadline: float) -> bytes
         return line
 
     sock.settimeout(max(0.1, deadline - time.monotonic()))
-    auth.run_blocking(auth.PasswordExchange(password, initiator=True), sock.sendall, readline)
+    exchange = auth.PasswordExchange(password, initiator=True, endpoints=endpoints_of(sock))
+    auth.run_blocking(exchange, sock.sendall, readline)
     return bytes(buf)
 
 

@@ -19,6 +19,7 @@ from ..core.manager_state import ManagerState
 from ..core.policies import CHECK, DROP_HANDSHAKE, KEEP, Liveness, liveness_verdict
 from ..core.policies import transfer_wait as _policy_transfer_wait
 from ..errors import AuthenticationError, RemoteProtocolError
+from ..events import endpoints_of
 from ..protocol import auth
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk
@@ -192,7 +193,8 @@ class ManagerLoop:
             self._debug.write(f"new connection from {conn.address}")
         if needs_password:
             assert self._password is not None
-            conn.auth = auth.PasswordExchange(self._password, initiator=False)
+            conn.auth = auth.PasswordExchange(self._password, initiator=False,
+                                              endpoints=endpoints_of(sock))
         conn.reader.admit = admission(conn)
         self._conns[key] = conn
         self._watcher.register(sock, conn)

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from ..errors import AuthenticationError
+from ..events import endpoints_of
 from .snapshot import HTTP_ALIASES, take
 
 #: The status requests of the protocol (CCTools ``process_queue_status``).
@@ -231,7 +232,8 @@ class _Client:
             sock = q._tls.wrap_socket(sock, server_side=True)
         client = cls(sock)
         if q._password is not None:
-            exchange = auth.PasswordExchange(q._password, initiator=False)
+            exchange = auth.PasswordExchange(q._password, initiator=False,
+                                              endpoints=endpoints_of(sock))
             try:
                 auth.run_blocking(exchange, sock.sendall, client.line)
                 client.authed = True

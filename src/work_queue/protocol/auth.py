@@ -36,13 +36,19 @@ def response_for(password: bytes, challenge: bytes) -> bytes:
 
 # -- one side of the exchange, as a state machine ------------------------------------------------
 
-#: Challenges this process has issued on exchanges that are not over yet.  A peer that sends one
-#: of them back as *its* challenge wants us to compute the answer it cannot (a reflection attack:
-#: it would replay our answer on the connection where we asked), so no exchange answers them.
-#: Kept per role (accepting, initiating): a process that both accepts and connects, such as a
-#: program querying its own manager's status, must still answer the other role's challenges.
-#: (A set's add, discard and membership test are atomic in CPython: threads may share it.)
-_in_flight: dict[bool, set[bytes]] = {False: set(), True: set()}
+#: A connection as one end sees it: (its local address, its peer's address).
+Endpoints = tuple[object, object]
+
+#: Challenges this process has issued on exchanges that are not over yet, with the connection
+#: each went out on (None: not known).  A peer that sends one of them back as *its* challenge
+#: wants us to compute the answer it cannot (a reflection attack: it would replay our answer
+#: where we asked), so no exchange answers them, in either role: a foreman accepts its workers
+#: and connects to its manager with one password, and a stranger playing both its worker and
+#: its manager must not have one role answer for the other.  The one exception is the very
+#: connection the challenge went out on, seen from its other end: a program that queries its
+#: own manager's status.  (A dict's get, set and pop are atomic in CPython: threads share it.)
+_in_flight: dict[bytes, Endpoints | None] = {}
+_NOT_OURS = object()
 
 
 class PasswordExchange:
@@ -55,14 +61,19 @@ class PasswordExchange:
     when the peer's auth line arrives.  Every failure raises :class:`AuthenticationError`.
 
     The one rule CCTools lacks: an exchange refuses to answer a challenge that this process
-    issued in the same role on any exchange still under way, on this connection or another, so
-    a peer that does not know the password cannot get an answer computed for it.  CCTools peers
-    never send such a challenge, so they are not affected.
+    issued on any exchange still under way, in either role, on this connection or another
+    (unless it is this connection's other end: see ``_in_flight``), so a peer that does not
+    know the password cannot get an answer computed for it.  CCTools peers never send such a
+    challenge, so they are not affected.
     """
 
-    def __init__(self, password: bytes, initiator: bool) -> None:
+    def __init__(self, password: bytes, initiator: bool,
+                 endpoints: Endpoints | None = None) -> None:
         self.password = password
         self.initiator = initiator
+        #: (local, peer) addresses of the connection (the shell's ``endpoints_of``): they let
+        #: a process answer a challenge it issued itself on this same connection
+        self.endpoints = endpoints
         self.challenge = b""
         self.state = "line"
         self._peer_ok = False
@@ -90,11 +101,12 @@ class PasswordExchange:
             if line != AUTH_LINE:
                 raise AuthenticationError("the peer does not use a password")
             self.challenge = make_challenge()
-            _in_flight[self.initiator].add(self.challenge)
+            _in_flight[self.challenge] = self.endpoints
             self.state = "challenge"
             return (b"" if self.initiator else AUTH_LINE + b"\n") + self.challenge + b"\n"
         if self.state == "challenge":
-            if line in _in_flight[self.initiator]:
+            issuer = _in_flight.get(line, _NOT_OURS)
+            if issuer is not _NOT_OURS and not self._other_end_of(issuer):
                 raise AuthenticationError("the peer sent back a challenge of ours instead of "
                                           "its own (a reflection attack)")
             self.state = "response"
@@ -112,9 +124,16 @@ class PasswordExchange:
             return b""
         raise AuthenticationError(f"the password exchange is over ({self.state})")
 
+    def _other_end_of(self, issuer: object) -> bool:
+        """Whether ``issuer`` (the endpoints a challenge of ours went out on) is this
+        exchange's connection seen from its other end."""
+        mine = self.endpoints
+        return mine is not None and issuer == (mine[1], mine[0])
+
     def finish(self) -> None:
         """Forget this exchange's challenge (called when it ends, or its connection does)."""
-        _in_flight[self.initiator].discard(self.challenge)
+        if self.challenge:
+            _in_flight.pop(self.challenge, None)
 
     def __del__(self) -> None:
         self.finish()

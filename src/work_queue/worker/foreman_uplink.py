@@ -52,7 +52,7 @@ from ..constants import (
 )
 from ..core.worker_state import COPROCESS_PREFIX
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..events import read_ready
+from ..events import endpoints_of, read_ready
 from ..manager.task import Task
 from ..protocol import auth, extensions
 from ..protocol import messages as m
@@ -202,7 +202,8 @@ class Uplink:
                 buf.feed(data)
             return line
 
-        auth.run_blocking(auth.PasswordExchange(self.cfg.password, initiator=True),
+        auth.run_blocking(auth.PasswordExchange(self.cfg.password, initiator=True,
+                                                endpoints=endpoints_of(self.sock)),
                           self.sock.sendall, readline)
 
     def _handshake(self) -> None:

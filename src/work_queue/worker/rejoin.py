@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from ..core import worker_state as ws
 from ..errors import AuthenticationError, RemoteProtocolError
+from ..events import endpoints_of
 from ..protocol import auth
 from ..protocol import messages as m
 from ..protocol.reader import MessageReader, manager_stream_reader
@@ -65,7 +66,8 @@ def claim(sock: socket.socket, password: bytes | None, token: str, worker_id: st
         return line
 
     if password is not None:
-        auth.run_blocking(auth.PasswordExchange(password, initiator=True), sock.sendall,
+        auth.run_blocking(auth.PasswordExchange(password, initiator=True,
+                                                endpoints=endpoints_of(sock)), sock.sendall,
                           readline)
     payload = m.Resume.held_payload(held)
     sock.sendall(m.Resume(token, worker_id, len(payload)).encode() + payload)

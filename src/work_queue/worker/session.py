@@ -38,7 +38,7 @@ from ..constants import (
 from ..core import worker_state as ws
 from ..core.worker_state import WorkerLimits, WorkerState
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..events import ReadWatcher, read_ready
+from ..events import ReadWatcher, endpoints_of, read_ready
 from ..protocol import auth, extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
@@ -186,7 +186,8 @@ class Session:
                 buf.feed(data)
             return line
 
-        auth.run_blocking(auth.PasswordExchange(password, initiator=True),
+        auth.run_blocking(auth.PasswordExchange(password, initiator=True,
+                                                endpoints=endpoints_of(self.sock)),
                           self.sock.sendall, readline)
 
     def _handshake(self) -> None:
