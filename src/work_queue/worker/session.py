@@ -186,9 +186,8 @@ class Session:
                 buf.feed(data)
             return line
 
-        auth.run_blocking(auth.PasswordExchange(password, initiator=True,
-                                                endpoints=endpoints_of(self.sock)),
-                          self.sock.sendall, readline)
+        exchange = auth.PasswordExchange(password, initiator=True, endpoints=endpoints_of(self.sock))
+        auth.run_blocking(exchange, self.sock.sendall, readline)
 
     def _handshake(self) -> None:
         w = self.w
