@@ -173,21 +173,21 @@ class Session:
 
     def _authenticate(self) -> None:
         """Blocking password exchange right after connecting (both peers run the same steps)."""
-        assert self.cfg.password is not None
-        password = self.cfg.password
+        password, sock = self.cfg.password, self.sock
+        assert password is not None
         buf = self.reader._buffer  # bytes after the exchange stay for the protocol reader
-        self.sock.settimeout(30)
+        sock.settimeout(30)
 
         def readline() -> bytes:
             while (line := buf.maybe_next_line()) is None:
-                data = self.sock.recv(4096)
+                data = sock.recv(4096)
                 if not data:
                     raise AuthenticationError("manager closed the connection during auth")
                 buf.feed(data)
             return line
 
-        exchange = auth.PasswordExchange(password, initiator=True, endpoints=endpoints_of(self.sock))
-        auth.run_blocking(exchange, self.sock.sendall, readline)
+        exchange = auth.PasswordExchange(password, initiator=True, endpoints=endpoints_of(sock))
+        auth.run_blocking(exchange, sock.sendall, readline)
 
     def _handshake(self) -> None:
         w = self.w
