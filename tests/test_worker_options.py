@@ -13,6 +13,7 @@ import work_queue as wq
 from tests.conftest import WORKER_CMD, wait_all, wait_until
 from work_queue.cli.common import parse_size_mb, parse_time
 from work_queue.cli.worker import main as worker_main
+from work_queue.worker.sandboxes import SPARE_SANDBOXES
 
 
 def test_time_and_size_units():
@@ -247,6 +248,9 @@ def test_a_worker_keeps_no_files_or_processes_of_finished_tasks(queue, workers, 
     fds, children, sandboxes = run(10, 1)
     more_fds, more_children, more_sandboxes = run(200, 1)
     assert more_fds <= fds + 2 and more_children == children == 0
-    assert more_sandboxes <= max(sandboxes, 2)
+    # Idle, the worker keeps SPARE_SANDBOXES made ahead and the last tasks' empty ones; how
+    # many of those it has at this instant depends on the machine's load, not on a leak (a
+    # leak would leave ~200).
+    assert more_sandboxes <= max(sandboxes, SPARE_SANDBOXES + 2)
     burst_fds, burst_children, burst_sandboxes = run(200, 20)
     assert burst_fds <= fds + 2 and burst_children == 0 and burst_sandboxes <= 66
