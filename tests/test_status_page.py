@@ -87,9 +87,20 @@ class Browser:
 
     def wait_for(self, expression: str, timeout: float = 20) -> None:
         deadline = time.time() + timeout
-        while not self.eval(expression):
+        while not self._eval_or_not_yet(expression):
             assert time.time() < deadline, f"page never satisfied: {expression}"
             time.sleep(0.1)
+
+    def _eval_or_not_yet(self, expression: str):
+        """``eval``, where the page navigating away while the expression ran (chromium
+        answers "Inspected target navigated or closed", after a click on a link, say)
+        means "not yet": the next try runs on the new page."""
+        try:
+            return self.eval(expression)
+        except AssertionError as e:
+            if "navigated or closed" in str(e):
+                return False
+            raise
 
     def screenshot(self, path: str) -> None:
         import base64
