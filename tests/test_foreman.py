@@ -552,3 +552,25 @@ def test_a_foreman_that_cannot_come_back_in_time_drops_its_tasks(queue, foreman:
     assert all(t.result == wq.WORK_QUEUE_RESULT_SUCCESS for t in done)
     assert executions(runs) == [0, 0, 1, 1]  # run again, once more each
     assert queue.stats.tasks_recovered == 0
+
+
+def test_a_foreman_comes_back_over_tls_with_a_password(foreman, workers, in_tmp):
+    """The claim goes over TLS and through the password exchange like the first connection."""
+    with open("pw", "w") as f:
+        f.write("sesame")
+    q = wq.WorkQueue(port=0, ssl=True)
+    q.specify_password_file("pw")
+    proxy = ResettingProxy(q.port)
+    try:
+        runs = os.path.join(in_tmp, "runs.log")
+        port = foreman.start(proxy.port, "--ssl", "-P", "pw")
+        workers.start(port, "-P", "pw", cores=2, memory=2000, disk=2000)
+        ids = submit_logged(q, 2, 2, runs)
+        wait_until(lambda: started(runs) == 2, q, timeout=20)
+        assert proxy.reset() == 1
+        done = wait_all(q, timeout=30)
+        assert sorted(t.id for t in done) == sorted(ids)
+        assert executions(runs) == [0, 1] and q.stats.tasks_recovered == 2
+    finally:
+        q.close()
+        proxy.close()
