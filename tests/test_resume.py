@@ -166,3 +166,44 @@ def test_resume_over_tls(in_tmp, workers):
     finally:
         q.close()
         proxy.close()
+
+
+def test_an_object_cut_short_by_the_drop_is_reported_on_return(tmp_path):
+    """A fake manager hands our worker a token and a task, then starts a ``put`` and resets
+    the connection halfway through it: the worker comes back, is taken back, and says
+    ``cache-invalid`` for the object the drop cut short (the manager sends it again when a
+    task needs it), not a half-written file in its cache."""
+    import socket
+    import struct
+    import subprocess
+
+    from tests.conftest import WORKER_CMD
+    from work_queue._testing import FakeManager
+
+    token = "ab" * 16
+    with FakeManager() as manager:
+        worker = subprocess.Popen([*WORKER_CMD, "-t", "30", "-b", "1", "-s", str(tmp_path),
+                                   "localhost", str(manager.port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            first = manager.accept(timeout=20)
+            while b"end_of_resource_update" not in first.received:
+                assert first.line() is not None, first.received
+            first.send(b"feature wq-py-resume\nwq-py-resume-token %s 30\n" % token.encode())
+            first.send(b"task 1\ncmd 7\nsleep 5end\n")
+            first.send(b"put big.dat 100000 0644\n" + b"x" * 1000)
+            time.sleep(0.5)  # the worker has started the task and is writing big.dat
+            first.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            first.sock.close()
+            back = manager.accept(timeout=20)
+            claim = back.line()
+            assert claim is not None and claim.startswith(b"wq-py-resume " + token.encode())
+            back.line()  # the held list: "1 running"
+            back.send(b"wq-py-resumed 1\n")
+            line = back.line()
+            while line is not None and not line.startswith(b"cache-invalid"):
+                line = back.line()
+            assert line is not None and line.split()[1] == b"big.dat", back.received
+        finally:
+            worker.kill()
+            worker.wait()

@@ -52,12 +52,13 @@ from ..constants import (
 )
 from ..core.worker_state import COPROCESS_PREFIX
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..events import endpoints_of, read_ready
+from ..events import read_ready
 from ..manager.task import Task
-from ..protocol import auth, extensions
+from ..protocol import extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from ..version import __version__
+from . import login
 from .cache import Cache, LazyObject
 from .executor import TaskSpec, remove_tree
 from .rejoin import claim
@@ -191,20 +192,9 @@ class Uplink:
     def _authenticate(self) -> None:
         """The blocking password exchange right after connecting (as the worker's)."""
         assert self.cfg.password is not None
-        buf = self.reader._buffer  # bytes after the exchange stay for the protocol reader
         self.sock.settimeout(30)
-
-        def readline() -> bytes:
-            while (line := buf.maybe_next_line()) is None:
-                data = self.sock.recv(4096)
-                if not data:
-                    raise AuthenticationError("manager closed the connection during auth")
-                buf.feed(data)
-            return line
-
-        auth.run_blocking(auth.PasswordExchange(self.cfg.password, initiator=True,
-                                                endpoints=endpoints_of(self.sock)),
-                          self.sock.sendall, readline)
+        # bytes after the exchange stay for the protocol reader
+        login.authenticate(self.sock, self.cfg.password, self.reader._buffer)
 
     def _handshake(self) -> None:
         """As a worker's, with the operating system ``foreman`` (a CCTools manager then
@@ -598,9 +588,7 @@ class Uplink:
         self.away = False
         self.last_activity = time.time()
         if partial is not None:
-            self.cache.remove(partial)
-            text = b"the connection dropped while it arrived"
-            self.send(m.CacheInvalid(partial, len(text)).encode() + text)
+            self.send(self.incoming.forget_cut_short(partial))
         self._process()  # what came with the answer: kills of tasks no longer ours
         held, self.results = self.results, {}
         for upstream, result in held.items():

@@ -34,10 +34,9 @@ from typing import TYPE_CHECKING
 
 from ..core import worker_state as ws
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..events import endpoints_of
-from ..protocol import auth
 from ..protocol import messages as m
 from ..protocol.reader import MessageReader, manager_stream_reader
+from . import login
 
 if TYPE_CHECKING:
     from .session import Session
@@ -56,22 +55,12 @@ def claim(sock: socket.socket, password: bytes | None, token: str, worker_id: st
     sock.settimeout(REPLY_TIMEOUT)
     reader = manager_stream_reader(blocks=True)
     buf = reader._buffer  # bytes after the answer stay for the session's reader
-
-    def readline() -> bytes:
-        while (line := buf.maybe_next_line()) is None:
-            data = sock.recv(65536)
-            if not data:
-                raise RemoteProtocolError("the manager closed the connection")
-            buf.feed(data)
-        return line
-
     if password is not None:
-        auth.run_blocking(auth.PasswordExchange(password, initiator=True,
-                                                endpoints=endpoints_of(sock)), sock.sendall,
-                          readline)
+        login.authenticate(sock, password, buf)
     payload = m.Resume.held_payload(held)
     sock.sendall(m.Resume(token, worker_id, len(payload)).encode() + payload)
-    line = readline()
+    line = login.line_reader(sock, buf, lambda: RemoteProtocolError(
+        "the manager closed the connection"))()
     reply = m.parse_from_manager(line)
     if not isinstance(reply, m.Resumed | m.ResumeRefused):
         raise RemoteProtocolError(f"unexpected answer to wq-py-resume: {line[:100]!r}")
@@ -192,9 +181,7 @@ class Rejoin:
         self.away_since = -1.0
         s.out.clear()
         if self.partial is not None:
-            s.cache.remove(self.partial)
-            text = b"the connection dropped while it arrived"
-            s.send(m.CacheInvalid(self.partial, len(text)).encode() + text)
+            s.send(s.incoming.forget_cut_short(self.partial))
             self.partial = None
         s.core.handle(ws.ManagerSpoke(), now)
         s._do(s.core.handle(ws.ManagerBack(), now), now)

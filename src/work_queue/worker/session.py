@@ -38,11 +38,12 @@ from ..constants import (
 from ..core import worker_state as ws
 from ..core.worker_state import WorkerLimits, WorkerState
 from ..errors import AuthenticationError, RemoteProtocolError
-from ..events import ReadWatcher, endpoints_of, read_ready
-from ..protocol import auth, extensions
+from ..events import ReadWatcher, read_ready
+from ..protocol import extensions
 from ..protocol import messages as m
 from ..protocol.reader import NEED_DATA, Chunk, manager_stream_reader
 from ..version import __version__
+from . import login
 from .cache import Cache, LazyObject
 from .executor import (
     TaskRun,
@@ -173,21 +174,10 @@ class Session:
 
     def _authenticate(self) -> None:
         """Blocking password exchange right after connecting (both peers run the same steps)."""
-        password, sock = self.cfg.password, self.sock
-        assert password is not None
-        buf = self.reader._buffer  # bytes after the exchange stay for the protocol reader
-        sock.settimeout(30)
-
-        def readline() -> bytes:
-            while (line := buf.maybe_next_line()) is None:
-                data = sock.recv(4096)
-                if not data:
-                    raise AuthenticationError("manager closed the connection during auth")
-                buf.feed(data)
-            return line
-
-        exchange = auth.PasswordExchange(password, initiator=True, endpoints=endpoints_of(sock))
-        auth.run_blocking(exchange, sock.sendall, readline)
+        assert self.cfg.password is not None
+        self.sock.settimeout(30)
+        # bytes after the exchange stay for the protocol reader
+        login.authenticate(self.sock, self.cfg.password, self.reader._buffer)
 
     def _handshake(self) -> None:
         w = self.w

@@ -127,6 +127,13 @@ class Incoming:
         self.dir_stack.clear()
         return self.receiving
 
+    def forget_cut_short(self, name: str) -> bytes:
+        """Back on a new connection: remove the object ``abandon`` named; the
+        ``cache-invalid`` to send, so the manager sends it again when a task needs it."""
+        self.cache.remove(name)
+        text = b"the connection dropped while it arrived"
+        return m.CacheInvalid(name, len(text)).encode() + text
+
     def _open_sink(self, path: str, mode: int) -> None:
         parent = os.path.dirname(path)
         if parent:
